@@ -1,0 +1,94 @@
+"""Hypervisor (VMM) port: what the core asks of a virtualization driver.
+
+A driver serves every host whose VM_MAD names it ("sim", "kvm"/"libvirt", ...). Every method
+is a coroutine: blocking drivers (libvirt) run their calls in a worker thread inside the
+adapter. Drivers raise `TemporaryDriverError` / `PermanentDriverError` (domain.errors) and
+nothing else. A driver never decides anything: the core says what to do and where.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from lazarus.domain.entities import Host
+from lazarus.domain.template import Template
+
+
+class DomainState(str, Enum):
+    """What a hypervisor reports for one domain, mapped to OpenNebula's VM report states."""
+
+    RUNNING = "RUNNING"
+    POWEROFF = "POWEROFF"  # defined but shut off
+    SUSPENDED = "SUSPENDED"  # paused or saved
+    FAILURE = "FAILURE"  # crashed / error
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    path: str
+    target: str = "vda"
+    format: str = "raw"
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """Everything a driver needs to create a domain for a VM on a host."""
+
+    vm_id: int
+    name: str  # the domain name, "one-<id>" as OpenNebula names them
+    vcpu: int
+    cpu: int  # 1/100 cores
+    memory_kib: int
+    disks: tuple[DiskSpec, ...] = ()
+    template: Template = field(default_factory=Template)
+    serial_path: str = ""
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    deploy_id: str
+    state: DomainState
+    vm_id: int | None = None  # parsed from the domain name when it is "one-<id>"
+    cpu_used: int = 0  # 1/100 cores
+    memory_kib: int = 0
+
+
+@dataclass(frozen=True)
+class HostProbe:
+    """One successful monitoring probe of a host."""
+
+    total_cpu: int  # 1/100 cores
+    total_mem: int  # KiB
+    used_cpu: int = 0
+    used_mem: int = 0
+    domains: tuple[DomainInfo, ...] = ()
+    info: dict[str, str] = field(default_factory=dict)  # HOSTNAME, HYPERVISOR, ARCH, ...
+
+
+class Hypervisor(Protocol):
+    async def probe(self, host: Host) -> HostProbe:
+        """Capacity and the domains the hypervisor runs. Raises when the host cannot be reached."""
+        ...
+
+    async def deploy(self, host: Host, spec: VmSpec) -> str:
+        """Define and start the domain; return its deploy id. Idempotent for the same spec."""
+        ...
+
+    async def shutdown(self, host: Host, deploy_id: str, hard: bool) -> None:
+        """Stop the domain (ACPI, or destroy when hard). A missing domain counts as stopped."""
+        ...
+
+    async def suspend(self, host: Host, deploy_id: str) -> None: ...
+
+    async def resume(self, host: Host, deploy_id: str) -> None: ...
+
+    async def migrate(self, source: Host, target: Host, deploy_id: str, spec: VmSpec) -> str:
+        """Live-migrate a running domain; return the deploy id on the target."""
+        ...
+
+    async def cleanup(self, host: Host, deploy_id: str) -> None:
+        """Destroy and undefine whatever is left of the domain. Missing is fine."""
+        ...
