@@ -1,0 +1,1 @@
+"""Reusable test helpers (daemons, fixtures); tests import them as `helpers.<module>`."""
