@@ -1,0 +1,356 @@
+"""The simulated cluster and its Hypervisor driver (VM_MAD="sim").
+
+`SimCluster` is the ground truth of a pretend data centre: hosts with capacity, power, network
+and a "hung" flag, and the domains each host runs. Tests, the demo and the discrete-event
+simulator (sim/) flip its switches (power_off, cut_network, hang, crash_vm, fail_next, ...) and
+ask it what is really true (running_hosts is the split-brain oracle). `SimHypervisor` is the
+driver the core talks to; it sees the cluster only the way a controller would see real hosts:
+through calls that take time (clock.sleep, virtual in tests), time out, or fail.
+
+Per-call cost is O(1), probe is O(domains on the host), so 2,000 hosts with 40,000 VMs stay
+cheap. Nothing here starts threads or touches real time.
+
+Listener events (callback(event, host, deploy_id)), sent after every ground-truth change:
+    host_added, power_off, power_on, network_cut, network_restored, hang, unhang, capacity
+        (deploy_id None)
+    defined, started, stopped, suspended, resumed, crashed, undefined, migrated_out,
+    migrated_in (deploy_id set). power_off also sends "stopped" for every domain it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lazarus.domain.entities import Host
+from lazarus.domain.errors import PermanentDriverError, TemporaryDriverError
+from lazarus.ports.clock import Clock
+from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, VmSpec
+
+Listener = Callable[[str, str, str | None], None]
+
+OPS = ("probe", "deploy", "shutdown", "suspend", "resume", "migrate", "cleanup")
+_ACTIVE = (DomainState.RUNNING, DomainState.SUSPENDED)
+
+
+@dataclass
+class SimDomain:
+    deploy_id: str
+    vm_id: int | None
+    state: DomainState
+    cpu: int
+    memory_kib: int
+
+    def info(self) -> DomainInfo:
+        active = self.state in _ACTIVE
+        return DomainInfo(
+            deploy_id=self.deploy_id,
+            state=self.state,
+            vm_id=self.vm_id,
+            cpu_used=self.cpu if self.state is DomainState.RUNNING else 0,
+            memory_kib=self.memory_kib if active else 0,
+        )
+
+
+@dataclass
+class SimHost:
+    name: str
+    cpu: int
+    memory_kib: int
+    powered: bool = True
+    network: bool = True
+    hung: bool = False
+    domains: dict[str, SimDomain] = field(default_factory=dict)
+    used_cpu: int = 0  # of RUNNING domains
+    used_mem: int = 0  # of RUNNING and SUSPENDED domains (their memory stays allocated)
+    failures: dict[str, bool] = field(default_factory=dict)  # op -> permanent
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+def deploy_id_for(vm_id: int) -> str:
+    return f"one-{vm_id}"
+
+
+def _parse_vm_id(deploy_id: str) -> int | None:
+    prefix, _, number = deploy_id.partition("-")
+    return int(number) if prefix == "one" and number.isdigit() else None
+
+
+class SimCluster:
+    """Ground truth of the simulated hosts and domains, plus the switches that break them."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        deploy_delay: float = 0.5,
+        op_delay: float = 0.05,
+        probe_delay: float = 0.01,
+        unreachable_delay: float = 2.0,
+        listener: Listener | None = None,
+    ) -> None:
+        self.clock = clock
+        self.deploy_delay = deploy_delay
+        self.op_delay = op_delay
+        self.probe_delay = probe_delay
+        self.unreachable_delay = unreachable_delay
+        self.listener = listener
+        self.hosts: dict[str, SimHost] = {}
+        self._running: dict[int, set[str]] = {}  # vm_id -> hosts where it is RUNNING
+
+    # -- switches ---------------------------------------------------------------------------
+    def add_host(self, name: str, cpu: int = 800, memory_kib: int = 8 * 1024 * 1024) -> SimHost:
+        if name in self.hosts:
+            raise ValueError(f"sim host {name!r} exists")
+        host = self.hosts[name] = SimHost(name, cpu, memory_kib)
+        self._emit("host_added", name)
+        return host
+
+    def power_off(self, name: str) -> None:
+        """Cut the power: every domain stops at once; definitions stay (shown as POWEROFF)."""
+        host = self.host(name)
+        host.powered = False
+        for dom in host.domains.values():
+            if dom.state is not DomainState.POWEROFF:
+                self._set_state(host, dom, DomainState.POWEROFF, "stopped")
+        self._release_waiters(host)  # calls in flight on a dead host fail (see _gate)
+        self._emit("power_off", name)
+
+    def power_on(self, name: str) -> None:
+        """Power back on. Nothing restarts by itself: old definitions show as POWEROFF."""
+        host = self.host(name)
+        host.powered = True
+        host.hung = False
+        self._release_waiters(host)
+        self._emit("power_on", name)
+
+    def power_state(self, name: str) -> str:
+        return "on" if self.host(name).powered else "off"
+
+    def cut_network(self, name: str) -> None:
+        """The controller cannot reach the host; its domains keep running (split brain)."""
+        self.host(name).network = False
+        self._emit("network_cut", name)
+
+    def restore_network(self, name: str) -> None:
+        self.host(name).network = True
+        self._emit("network_restored", name)
+
+    def hang(self, name: str) -> None:
+        """Calls to the host block until unhang (callers must use timeouts)."""
+        self.host(name).hung = True
+        self._emit("hang", name)
+
+    def unhang(self, name: str) -> None:
+        host = self.host(name)
+        host.hung = False
+        self._release_waiters(host)
+        self._emit("unhang", name)
+
+    def set_capacity(self, name: str, cpu: int, memory_kib: int) -> None:
+        host = self.host(name)
+        host.cpu, host.memory_kib = cpu, memory_kib
+        self._emit("capacity", name)
+
+    def fail_next(self, name: str, op: str, permanent: bool = False) -> None:
+        """Make the next `op` call (one of OPS) on the host raise a driver error."""
+        if op not in OPS:
+            raise ValueError(f"unknown op {op!r}; one of {', '.join(OPS)}")
+        self.host(name).failures[op] = permanent
+
+    def crash_vm(self, deploy_id: str, host: str | None = None, *, gone: bool = False) -> None:
+        """The domain crashes: FAILURE, or (gone=True) vanishes. On `host`, or every host."""
+        names = [host] if host is not None else list(self.hosts)
+        for name in names:
+            sim_host = self.host(name)
+            dom = sim_host.domains.get(deploy_id)
+            if dom is None:
+                continue
+            if gone:
+                self._remove(sim_host, dom)
+            else:
+                self._set_state(sim_host, dom, DomainState.FAILURE, "crashed")
+
+    # -- ground truth -----------------------------------------------------------------------
+    def host(self, name: str) -> SimHost:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise KeyError(f"no sim host {name!r}") from None
+
+    def running_hosts(self, vm_id: int) -> list[str]:
+        """Hosts where a domain of this VM is RUNNING (more than one = split brain)."""
+        return sorted(self._running.get(vm_id, ()))
+
+    def domains(self, name: str) -> list[DomainInfo]:
+        return [dom.info() for dom in self.host(name).domains.values()]
+
+    def reachable(self, name: str) -> bool:
+        host = self.host(name)
+        return host.powered and host.network and not host.hung
+
+    # -- changes used by the driver ---------------------------------------------------------
+    def _emit(self, event: str, host: str, deploy_id: str | None = None) -> None:
+        if self.listener is not None:
+            self.listener(event, host, deploy_id)
+
+    def _set_state(self, host: SimHost, dom: SimDomain, state: DomainState, event: str) -> None:
+        self._account(host, dom, -1)
+        dom.state = state
+        self._account(host, dom, +1)
+        self._emit(event, host.name, dom.deploy_id)
+
+    def _account(self, host: SimHost, dom: SimDomain, sign: int) -> None:
+        if dom.state is DomainState.RUNNING:
+            host.used_cpu += sign * dom.cpu
+            if dom.vm_id is not None:
+                where = self._running.setdefault(dom.vm_id, set())
+                if sign > 0:
+                    where.add(host.name)
+                else:
+                    where.discard(host.name)
+                    if not where:
+                        del self._running[dom.vm_id]
+        if dom.state in _ACTIVE:
+            host.used_mem += sign * dom.memory_kib
+
+    def _add(self, host: SimHost, dom: SimDomain, event: str) -> None:
+        host.domains[dom.deploy_id] = dom
+        self._account(host, dom, +1)
+        self._emit(event, host.name, dom.deploy_id)
+
+    def _remove(self, host: SimHost, dom: SimDomain, event: str = "undefined") -> None:
+        self._account(host, dom, -1)
+        del host.domains[dom.deploy_id]
+        self._emit(event, host.name, dom.deploy_id)
+
+    def _release_waiters(self, host: SimHost) -> None:
+        waiters, host.waiters = host.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class SimHypervisor:
+    """The Hypervisor port over a SimCluster; a Host is matched by its name."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self.cluster = cluster
+
+    async def _gate(self, host: Host, op: str, delay: float) -> SimHost:
+        """Reach the host the way a remote call would, spend `delay`, and return it."""
+        sim = await self._reach(host.name)
+        failure = sim.failures.pop(op, None)
+        if failure is not None:
+            error = PermanentDriverError if failure else TemporaryDriverError
+            raise error(f"{host.name}: injected {op} failure")
+        await self.cluster.clock.sleep(delay)
+        # The host may have died or hung while the call was in flight.
+        return await self._reach(host.name, in_flight=True)
+
+    async def _reach(self, name: str, in_flight: bool = False) -> SimHost:
+        cluster = self.cluster
+        sim = cluster.hosts.get(name)
+        if sim is None:
+            await cluster.clock.sleep(cluster.unreachable_delay)
+            raise TemporaryDriverError(f"{name}: no route to host")
+        while sim.powered and sim.network and sim.hung:
+            waiter = asyncio.get_running_loop().create_future()
+            sim.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in sim.waiters:
+                    sim.waiters.remove(waiter)
+        if not (sim.powered and sim.network):
+            if not in_flight:
+                await cluster.clock.sleep(cluster.unreachable_delay)
+            raise TemporaryDriverError(f"{name}: host unreachable")
+        return sim
+
+    @staticmethod
+    def _domain(sim: SimHost, deploy_id: str) -> SimDomain:
+        dom = sim.domains.get(deploy_id)
+        if dom is None:
+            raise PermanentDriverError(f"{sim.name}: no domain {deploy_id}")
+        return dom
+
+    async def probe(self, host: Host) -> HostProbe:
+        sim = await self._gate(host, "probe", self.cluster.probe_delay)
+        return HostProbe(
+            total_cpu=sim.cpu,
+            total_mem=sim.memory_kib,
+            used_cpu=sim.used_cpu,
+            used_mem=sim.used_mem,
+            domains=tuple(dom.info() for dom in sim.domains.values()),
+            info={"HOSTNAME": sim.name, "HYPERVISOR": "sim", "ARCH": "x86_64"},
+        )
+
+    async def deploy(self, host: Host, spec: VmSpec) -> str:
+        sim = await self._gate(host, "deploy", self.cluster.deploy_delay)
+        deploy_id = spec.name or deploy_id_for(spec.vm_id)
+        dom = sim.domains.get(deploy_id)
+        if dom is not None and dom.state is DomainState.RUNNING:
+            return deploy_id
+        held = dom.memory_kib if dom is not None and dom.state in _ACTIVE else 0
+        if sim.used_mem - held + spec.memory_kib > sim.memory_kib:
+            raise PermanentDriverError(
+                f"{host.name}: cannot allocate {spec.memory_kib} KiB for {deploy_id}"
+            )
+        if dom is None:
+            dom = SimDomain(deploy_id, spec.vm_id, DomainState.POWEROFF, spec.cpu, spec.memory_kib)
+            self.cluster._add(sim, dom, "defined")
+        else:
+            self.cluster._account(sim, dom, -1)
+            dom.cpu, dom.memory_kib = spec.cpu, spec.memory_kib
+            self.cluster._account(sim, dom, +1)
+        self.cluster._set_state(sim, dom, DomainState.RUNNING, "started")
+        return deploy_id
+
+    async def shutdown(self, host: Host, deploy_id: str, hard: bool) -> None:
+        sim = await self._gate(host, "shutdown", self.cluster.op_delay)
+        dom = sim.domains.get(deploy_id)
+        if dom is not None and dom.state is not DomainState.POWEROFF:
+            self.cluster._set_state(sim, dom, DomainState.POWEROFF, "stopped")
+
+    async def suspend(self, host: Host, deploy_id: str) -> None:
+        sim = await self._gate(host, "suspend", self.cluster.op_delay)
+        dom = self._domain(sim, deploy_id)
+        if dom.state is not DomainState.RUNNING:
+            raise PermanentDriverError(f"{host.name}: domain {deploy_id} is not running")
+        self.cluster._set_state(sim, dom, DomainState.SUSPENDED, "suspended")
+
+    async def resume(self, host: Host, deploy_id: str) -> None:
+        sim = await self._gate(host, "resume", self.cluster.op_delay)
+        dom = self._domain(sim, deploy_id)
+        if dom.state is not DomainState.SUSPENDED:
+            raise PermanentDriverError(f"{host.name}: domain {deploy_id} is not paused")
+        self.cluster._set_state(sim, dom, DomainState.RUNNING, "resumed")
+
+    async def migrate(self, source: Host, target: Host, deploy_id: str, spec: VmSpec) -> str:
+        src = await self._gate(source, "migrate", 0.0)
+        dom = self._domain(src, deploy_id)
+        if dom.state is not DomainState.RUNNING:
+            raise PermanentDriverError(f"{source.name}: domain {deploy_id} is not running")
+        dst = await self._reach(target.name)
+        if deploy_id in dst.domains:
+            raise PermanentDriverError(f"{target.name}: domain {deploy_id} already exists")
+        if dst.used_mem + dom.memory_kib > dst.memory_kib:
+            raise PermanentDriverError(f"{target.name}: cannot allocate memory for {deploy_id}")
+        await self.cluster.clock.sleep(self.cluster.deploy_delay)
+        src = await self._reach(source.name, in_flight=True)
+        dst = await self._reach(target.name, in_flight=True)
+        dom = self._domain(src, deploy_id)
+        if dom.state is not DomainState.RUNNING or deploy_id in dst.domains:
+            raise PermanentDriverError(f"{source.name}: migration of {deploy_id} aborted")
+        self.cluster._remove(src, dom, "migrated_out")
+        moved = SimDomain(deploy_id, dom.vm_id, DomainState.RUNNING, dom.cpu, dom.memory_kib)
+        self.cluster._add(dst, moved, "migrated_in")
+        return deploy_id
+
+    async def cleanup(self, host: Host, deploy_id: str) -> None:
+        sim = await self._gate(host, "cleanup", self.cluster.op_delay)
+        dom = sim.domains.get(deploy_id)
+        if dom is not None:
+            self.cluster._remove(sim, dom)
