@@ -1,0 +1,204 @@
+"""Entity <-> JSON body encoding for the store adapters.
+
+Each stored object is one row: a few plain columns the queries filter on (id, name, state, ...)
+and a JSON `body` that carries every field, so `decode(encode(x)) == x` for all entities.
+Enums are stored as their OpenNebula numbers, templates through `Template.to_json` /
+`Template.from_json`, a VM's history as a list of objects. The row id is authoritative and is
+not repeated inside the body.
+
+Bodies are objects keyed by field name, so a field added to an entity later decodes old rows
+with the dataclass default. The encoders are written out per entity (no reflection): `vms()`
+over 10,000 VMs is the hot path of one.vmpool.info, and this is the cheap way.
+
+Used by store/sqlite.py (and a future store/postgres.py, which would keep the same bodies in a
+JSONB column).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from lazarus.domain.entities import VM, Cluster, Datastore, History, Host, HostShare, User
+from lazarus.domain.states import HistoryAction, HostState, LcmState, VmState
+from lazarus.domain.template import Template
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.loads
+
+
+def _template(data: Any) -> Template:
+    return Template.from_json(data) if data else Template()
+
+
+# -- hosts ------------------------------------------------------------------------------------
+def encode_host(host: Host) -> str:
+    return _dumps(
+        {
+            "name": host.name,
+            "state": int(host.state),
+            "prev_state": int(host.prev_state),
+            "im_mad": host.im_mad,
+            "vm_mad": host.vm_mad,
+            "cluster_id": host.cluster_id,
+            "cluster": host.cluster,
+            "share": asdict(host.share),
+            "vms": list(host.vms),
+            "template": host.template.to_json(),
+            "last_monitored": host.last_monitored,
+            "monitoring": dict(host.monitoring),
+        }
+    )
+
+
+def decode_host(host_id: int, body: str) -> Host:
+    d = _loads(body)
+    return Host(
+        id=host_id,
+        name=d["name"],
+        state=HostState(d["state"]),
+        prev_state=HostState(d["prev_state"]),
+        im_mad=d["im_mad"],
+        vm_mad=d["vm_mad"],
+        cluster_id=d["cluster_id"],
+        cluster=d["cluster"],
+        share=HostShare(**d["share"]),
+        vms=d["vms"],
+        template=_template(d["template"]),
+        last_monitored=d["last_monitored"],
+        monitoring=d["monitoring"],
+    )
+
+
+# -- VMs --------------------------------------------------------------------------------------
+def _encode_history(h: History) -> dict[str, Any]:
+    return {
+        "seq": h.seq,
+        "hostname": h.hostname,
+        "hid": h.hid,
+        "cid": h.cid,
+        "stime": h.stime,
+        "etime": h.etime,
+        "vm_mad": h.vm_mad,
+        "tm_mad": h.tm_mad,
+        "ds_id": h.ds_id,
+        "pstime": h.pstime,
+        "petime": h.petime,
+        "rstime": h.rstime,
+        "retime": h.retime,
+        "estime": h.estime,
+        "eetime": h.eetime,
+        "action": int(h.action),
+        "uid": h.uid,
+        "gid": h.gid,
+        "request_id": h.request_id,
+        "oid": h.oid,
+    }
+
+
+def _decode_history(d: dict[str, Any]) -> History:
+    d["action"] = HistoryAction(d["action"])
+    return History(**d)
+
+
+def encode_vm(vm: VM) -> str:
+    return _dumps(
+        {
+            "name": vm.name,
+            "uid": vm.uid,
+            "gid": vm.gid,
+            "uname": vm.uname,
+            "gname": vm.gname,
+            "state": int(vm.state),
+            "lcm_state": int(vm.lcm_state),
+            "prev_state": int(vm.prev_state),
+            "prev_lcm_state": int(vm.prev_lcm_state),
+            "resched": vm.resched,
+            "stime": vm.stime,
+            "etime": vm.etime,
+            "deploy_id": vm.deploy_id,
+            "last_poll": vm.last_poll,
+            "template": vm.template.to_json(),
+            "user_template": vm.user_template.to_json(),
+            "history": [_encode_history(h) for h in vm.history],
+            "lock": vm.lock,
+            "monitoring": dict(vm.monitoring),
+        }
+    )
+
+
+def decode_vm(vm_id: int, body: str) -> VM:
+    d = _loads(body)
+    return VM(
+        id=vm_id,
+        name=d["name"],
+        uid=d["uid"],
+        gid=d["gid"],
+        uname=d["uname"],
+        gname=d["gname"],
+        state=VmState(d["state"]),
+        lcm_state=LcmState(d["lcm_state"]),
+        prev_state=VmState(d["prev_state"]),
+        prev_lcm_state=LcmState(d["prev_lcm_state"]),
+        resched=d["resched"],
+        stime=d["stime"],
+        etime=d["etime"],
+        deploy_id=d["deploy_id"],
+        last_poll=d["last_poll"],
+        template=_template(d["template"]),
+        user_template=_template(d["user_template"]),
+        history=[_decode_history(h) for h in d["history"]],
+        lock=d["lock"],
+        monitoring=d["monitoring"],
+    )
+
+
+# -- datastores, clusters, users ----------------------------------------------------------------
+def encode_datastore(ds: Datastore) -> str:
+    return _dumps(
+        {
+            "name": ds.name,
+            "type": ds.type,
+            "ds_mad": ds.ds_mad,
+            "tm_mad": ds.tm_mad,
+            "base_path": ds.base_path,
+            "cluster_ids": list(ds.cluster_ids),
+            "template": ds.template.to_json(),
+            "state": ds.state,
+            "total_mb": ds.total_mb,
+            "free_mb": ds.free_mb,
+            "used_mb": ds.used_mb,
+        }
+    )
+
+
+def decode_datastore(ds_id: int, body: str) -> Datastore:
+    d = _loads(body)
+    d["template"] = _template(d["template"])
+    return Datastore(id=ds_id, **d)
+
+
+def encode_cluster(cluster: Cluster) -> str:
+    return _dumps({"name": cluster.name, "template": cluster.template.to_json()})
+
+
+def decode_cluster(cluster_id: int, body: str) -> Cluster:
+    d = _loads(body)
+    return Cluster(id=cluster_id, name=d["name"], template=_template(d["template"]))
+
+
+def encode_user(user: User) -> str:
+    return _dumps(
+        {
+            "name": user.name,
+            "password_hash": user.password_hash,
+            "gid": user.gid,
+            "gname": user.gname,
+            "enabled": user.enabled,
+        }
+    )
+
+
+def decode_user(user_id: int, body: str) -> User:
+    return User(id=user_id, **_loads(body))

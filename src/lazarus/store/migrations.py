@@ -1,0 +1,141 @@
+"""Numbered schema migrations of the SQLite store, recorded in `schema_migrations`.
+
+`MIGRATIONS` is the ordered list of (number, name, sql). `apply()` (called by
+`SqliteStore.open`) runs each migration whose number is not yet recorded, in order, each in its
+own transaction together with the row that records it, so a failing migration leaves nothing
+behind. Re-opening a store applies only the new ones. A database recorded at a higher number
+than this code knows is refused rather than guessed at.
+
+Adding a migration (e.g. the hook tables) is an append to the tuple below, never an edit of an
+existing entry (databases in the field have already run those):
+
+    Migration(2, "hooks", '''
+        CREATE TABLE hooks (id INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL);
+    '''),
+
+Write new ids as a row in `counters` (see sqlite.py `_next_id`), not AUTOINCREMENT, so they
+start at 0 and are never reused. Keep the SQL portable where it costs nothing (TEXT, INTEGER,
+REAL, CURRENT_TIMESTAMP); a PostgreSQL adapter would keep its own list with the same numbers
+and names (see the notes in sqlite.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from lazarus.domain.errors import InternalError
+
+
+class Migration(NamedTuple):
+    number: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        """
+        CREATE TABLE counters (kind TEXT PRIMARY KEY, next_id INTEGER NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE hosts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            state INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE TABLE vms (
+            id INTEGER PRIMARY KEY,
+            state INTEGER NOT NULL,
+            lcm_state INTEGER NOT NULL,
+            host_id INTEGER,
+            owner INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX vms_state ON vms (state);
+        CREATE INDEX vms_host_id ON vms (host_id);
+        CREATE INDEX vms_owner ON vms (owner);
+        CREATE TABLE datastores (id INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL);
+        CREATE TABLE clusters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            body TEXT NOT NULL
+        );
+        CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time REAL NOT NULL,
+            kind TEXT NOT NULL,
+            obj TEXT NOT NULL,
+            obj_id INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            lcm_state TEXT NOT NULL,
+            line TEXT NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX events_kind ON events (kind, id);
+        CREATE INDEX events_obj ON events (obj, obj_id, id);
+        """,
+    ),
+)
+
+_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+)
+"""
+
+
+def check(migrations: Sequence[Migration]) -> None:
+    """Numbers must be 1, 2, 3, ... in order (a gap or a reorder is a merge mistake)."""
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.number != expected:
+            raise ValueError(
+                f"migration {migration.name!r} has number {migration.number}, expected {expected}"
+            )
+
+
+def applied(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
+    """(version, name, applied_at) of every recorded migration, in order."""
+    rows = conn.execute(
+        "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
+    ).fetchall()
+    return [(int(v), str(n), str(a)) for v, n, a in rows]
+
+
+def apply(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the migrations not yet recorded; returns their numbers. `conn` is in autocommit
+    mode (isolation_level=None); each migration is one BEGIN IMMEDIATE ... COMMIT."""
+    check(migrations)
+    conn.execute(_TABLE)
+    done = {version for version, _, _ in applied(conn)}
+    newest = max(done, default=0)
+    if newest > len(migrations):
+        raise InternalError(
+            f"Store schema version {newest} is newer than this Lazarus knows "
+            f"({len(migrations)}); refusing to open it."
+        )
+    ran: list[int] = []
+    for migration in migrations:
+        if migration.number in done:
+            continue
+        try:
+            # executescript() would COMMIT a pending transaction first, so BEGIN is part of
+            # the script; the recording row and the COMMIT follow as plain statements.
+            conn.executescript("BEGIN IMMEDIATE;\n" + migration.sql)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                (migration.number, migration.name),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        ran.append(migration.number)
+    return ran
