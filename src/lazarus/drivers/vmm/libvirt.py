@@ -1,0 +1,444 @@
+"""The libvirt Hypervisor driver (VM_MAD "kvm" / "libvirt"): the only module importing libvirt.
+
+Used by the app's composition root for real KVM/qemu hosts, and by tests against libvirt's test
+driver (in-process "test:///<file>" URIs, or test-only libvirtd daemons). Each host names its
+endpoint in its template, LIBVIRT_URI ("qemu+tcp://10.0.0.5/system",
+"test+unix:///default?socket=/path", "test:///abs/node.xml"); without it the driver assumes
+"qemu+tcp://<host name>/system". Optional host attributes: MIGRATE_URI (the data URI for live
+migration to this host) and LIBVIRT_DOMAIN_TYPE (default "qemu", i.e. TCG, or "test").
+
+How it stays responsive when hosts die:
+- one cached connection per URI, opened lazily; libvirt's default event loop runs in a daemon
+  thread (registered once, before any connection), every connection gets keepalive
+  (interval x count) and a close callback that drops it from the cache, so a dead or hung host
+  is noticed within about interval * (count + 1) seconds and the next call reconnects;
+- every blocking libvirt call runs in its own daemon thread, so a call stuck on a hung host
+  never blocks the asyncio loop, its shutdown, or interpreter exit; callers bound calls with
+  asyncio.wait_for;
+- libvirt errors become TemporaryDriverError (connection / RPC / keepalive failures) or
+  PermanentDriverError (everything else), chained `from` the libvirt error.
+
+libvirt-python is imported lazily, so the rest of Lazarus imports fine without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from xml.etree import ElementTree as ET
+
+from lazarus.domain.entities import Host
+from lazarus.domain.errors import DriverError, PermanentDriverError, TemporaryDriverError
+from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, VmSpec
+
+T = TypeVar("T")
+
+_setup_lock = threading.Lock()
+_module: Any = None
+_VM_NAME = re.compile(r"one-(\d+)")
+
+
+def _ignore_error(_ctx: object, _err: object) -> None:
+    """libvirt's error handler: stay silent (libvirt prints every error to stderr otherwise)."""
+
+
+def _run_events(lv: Any) -> None:
+    while True:
+        try:
+            lv.virEventRunDefaultImpl()
+        except Exception:  # the loop must outlive one failed iteration
+            continue
+
+
+def _libvirt() -> Any:
+    """Import libvirt once, silence its error printing and start its event loop thread.
+
+    The event loop must be registered before the first connection is opened, or setKeepAlive
+    fails ("the caller doesn't support keepalive protocol").
+    """
+    global _module
+    with _setup_lock:
+        if _module is None:
+            try:
+                import libvirt
+            except ImportError as exc:
+                raise PermanentDriverError("libvirt-python is not installed") from exc
+            libvirt.registerErrorHandler(_ignore_error, None)
+            libvirt.virEventRegisterDefaultImpl()
+            threading.Thread(
+                target=_run_events, args=(libvirt,), name="libvirt-events", daemon=True
+            ).start()
+            _module = libvirt
+        return _module
+
+
+def _scheme(uri: str) -> str:
+    """The driver part of a libvirt URI: "qemu+tcp://h/system" -> "qemu"."""
+    return uri.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def default_domain_type(uri: str) -> str:
+    return "test" if _scheme(uri) == "test" else "qemu"
+
+
+def map_state(state: int, reason: int = 0) -> DomainState:
+    """libvirt (state, reason) -> what a probe reports (opennebula.md 3.4)."""
+    lv = _libvirt()
+    if state == lv.VIR_DOMAIN_CRASHED:
+        return DomainState.FAILURE
+    if state == lv.VIR_DOMAIN_SHUTOFF:
+        crashed = reason == lv.VIR_DOMAIN_SHUTOFF_CRASHED
+        return DomainState.FAILURE if crashed else DomainState.POWEROFF
+    if state in (lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PMSUSPENDED):
+        return DomainState.SUSPENDED
+    # RUNNING, BLOCKED (idle), SHUTDOWN (still shutting down), NOSTATE: the guest is there.
+    return DomainState.RUNNING
+
+
+def vm_id_of(name: str) -> int | None:
+    match = _VM_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+_BUS = {"vd": "virtio", "sd": "scsi", "hd": "ide", "xv": "xen"}
+
+
+def domain_xml(spec: VmSpec, domain_type: str, uuid: str = "") -> str:
+    """The libvirt domain XML for a VM (pure; ElementTree does the escaping).
+
+    `domain_type` is "qemu" (TCG) or "kvm" for qemu URIs and "test" for test URIs. `uuid`
+    (optional) keeps an existing definition's identity when it is redefined.
+    """
+    real = domain_type != "test"
+    os_vector = next(iter(spec.template.vectors("OS")), None)
+    arch = (os_vector.get("ARCH") if os_vector else None) or "x86_64"
+    machine = (os_vector.get("MACHINE") if os_vector else None) or "pc"
+
+    root = ET.Element("domain", type=domain_type)
+    ET.SubElement(root, "name").text = spec.name
+    if uuid:
+        ET.SubElement(root, "uuid").text = uuid
+    ET.SubElement(root, "memory", unit="KiB").text = str(spec.memory_kib)
+    ET.SubElement(root, "vcpu").text = str(max(1, spec.vcpu))
+    os_el = ET.SubElement(root, "os")
+    type_attrs = {"arch": arch, "machine": machine} if real else {"arch": arch}
+    ET.SubElement(os_el, "type", type_attrs).text = "hvm"
+    if real:
+        ET.SubElement(os_el, "boot", dev="hd")
+    ET.SubElement(root, "clock", offset="utc")
+    ET.SubElement(root, "on_poweroff").text = "destroy"
+    ET.SubElement(root, "on_reboot").text = "restart"
+    ET.SubElement(root, "on_crash").text = "destroy"
+    devices = ET.SubElement(root, "devices")
+    emulator = spec.template.get("EMULATOR")
+    if emulator and real:
+        ET.SubElement(devices, "emulator").text = emulator
+    for disk in spec.disks:
+        disk_el = ET.SubElement(devices, "disk", type="file", device="disk")
+        ET.SubElement(disk_el, "driver", name="qemu", type=disk.format)
+        ET.SubElement(disk_el, "source", file=disk.path)
+        ET.SubElement(disk_el, "target", dev=disk.target, bus=_BUS.get(disk.target[:2], "virtio"))
+        if disk.readonly:
+            ET.SubElement(disk_el, "readonly")
+    if spec.serial_path:
+        serial = ET.SubElement(devices, "serial", type="file")
+        ET.SubElement(serial, "source", path=spec.serial_path, append="on")
+        ET.SubElement(serial, "target", port="0")
+    if real:
+        ET.SubElement(devices, "memballoon", model="none")
+    return ET.tostring(root, encoding="unicode")
+
+
+def _translate(exc: Exception, what: str) -> DriverError:
+    """A libvirt error -> Temporary (connection, RPC, keepalive) or Permanent (the rest)."""
+    lv = _libvirt()
+    code, domain = exc.get_error_code(), exc.get_error_domain()  # type: ignore[attr-defined]
+    temporary_codes = {
+        lv.VIR_ERR_SYSTEM_ERROR,
+        lv.VIR_ERR_RPC,
+        lv.VIR_ERR_NO_CONNECT,
+        lv.VIR_ERR_INVALID_CONN,
+        lv.VIR_ERR_OPERATION_TIMEOUT,
+        lv.VIR_ERR_AGENT_UNRESPONSIVE,
+    }
+    temporary = code in temporary_codes or domain in (lv.VIR_FROM_RPC, lv.VIR_FROM_REMOTE)
+    kind = TemporaryDriverError if temporary else PermanentDriverError
+    return kind(f"{what}: {exc}")
+
+
+def _is_code(exc: Exception, *names: str) -> bool:
+    lv = _libvirt()
+    code = exc.get_error_code()  # type: ignore[attr-defined]
+    return any(code == getattr(lv, name) for name in names)
+
+
+class LibvirtHypervisor:
+    """The Hypervisor port over libvirt-python, one cached connection per URI."""
+
+    def __init__(self, keepalive_interval: int = 1, keepalive_count: int = 3) -> None:
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_count = keepalive_count
+        self._lock = threading.Lock()  # guards the dicts below; never held across libvirt calls
+        self._conns: dict[str, Any] = {}
+        self._uri_locks: dict[str, threading.Lock] = {}
+        self._dead: list[Any] = []  # dropped connections still to close (outside callbacks)
+
+    # -- connections ------------------------------------------------------------------------
+    @staticmethod
+    def uri(host: Host) -> str:
+        return host.template.get("LIBVIRT_URI") or f"qemu+tcp://{host.name}/system"
+
+    def is_connected(self, uri: str) -> bool:
+        """True while a live connection to `uri` is cached (the close callback clears it)."""
+        with self._lock:
+            return uri in self._conns
+
+    def _on_close(self, conn: Any, _reason: int, uri: str) -> None:
+        """libvirt's close callback (event loop thread): forget the connection."""
+        self._drop(uri, conn)
+
+    def _drop(self, uri: str, conn: Any) -> None:
+        with self._lock:
+            if self._conns.get(uri) is conn:
+                del self._conns[uri]
+                self._dead.append(conn)
+
+    def _reap(self) -> None:
+        with self._lock:
+            dead, self._dead = self._dead, []
+        for conn in dead:
+            self._close_conn(conn)
+
+    def _close_conn(self, conn: Any) -> None:
+        lv = _libvirt()
+        try:
+            conn.unregisterCloseCallback()
+        except lv.libvirtError:
+            pass
+        try:
+            conn.close()
+        except lv.libvirtError:
+            pass
+
+    def _connection(self, uri: str) -> Any:
+        lv = _libvirt()
+        self._reap()
+        with self._lock:
+            conn = self._conns.get(uri)
+            uri_lock = self._uri_locks.setdefault(uri, threading.Lock())
+        if conn is not None:
+            if conn.isAlive():
+                return conn
+            self._drop(uri, conn)
+        with uri_lock:  # one open per URI at a time; late arrivals reuse the winner's
+            with self._lock:
+                conn = self._conns.get(uri)
+            if conn is not None:
+                return conn
+            conn = lv.open(uri)
+            try:
+                conn.setKeepAlive(self.keepalive_interval, self.keepalive_count)
+            except lv.libvirtError as exc:
+                if not _is_code(exc, "VIR_ERR_NO_SUPPORT"):  # local drivers have no keepalive
+                    self._close_conn(conn)
+                    raise
+            try:
+                conn.registerCloseCallback(self._on_close, uri)
+            except lv.libvirtError:
+                pass
+            with self._lock:
+                self._conns[uri] = conn
+            return conn
+
+    def close(self) -> None:
+        """Close every connection (the driver reconnects if used again)."""
+        with self._lock:
+            conns = list(self._conns.values())
+            self._conns.clear()
+        for conn in conns:
+            self._close_conn(conn)
+        self._reap()
+
+    # -- running calls ----------------------------------------------------------------------
+    def _blocking(self, uri: str, what: str, fn: Callable[[Any], T]) -> T:
+        lv = _libvirt()
+        conn = None
+        try:
+            conn = self._connection(uri)
+            return fn(conn)
+        except lv.libvirtError as exc:
+            error = _translate(exc, f"{what} on {uri}")
+            if conn is not None and isinstance(error, TemporaryDriverError):
+                self._drop(uri, conn)
+            raise error from exc
+
+    async def _call(self, host: Host, what: str, fn: Callable[[Any], T]) -> T:
+        """Run fn(connection) in a daemon thread; a hung host never blocks loop or exit."""
+        uri = self.uri(host)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def deliver(result: T | None, error: BaseException | None) -> None:
+            if future.done():  # the caller gave up (timeout / cancel)
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def work() -> None:
+            try:
+                result: T | None = self._blocking(uri, f"{what} {host.name}", fn)
+                error: BaseException | None = None
+            except BaseException as exc:  # delivered to the awaiting coroutine
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(deliver, result, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        threading.Thread(target=work, name=f"libvirt-{what}", daemon=True).start()
+        return await future
+
+    # -- the Hypervisor port ----------------------------------------------------------------
+    async def probe(self, host: Host) -> HostProbe:
+        return await self._call(host, "probe", _probe)
+
+    async def deploy(self, host: Host, spec: VmSpec) -> str:
+        uri = self.uri(host)
+        domain_type = host.template.get("LIBVIRT_DOMAIN_TYPE") or default_domain_type(uri)
+
+        def run(conn: Any) -> str:
+            dom = _lookup(conn, spec.name)
+            if dom is None:
+                dom = conn.defineXML(domain_xml(spec, domain_type))
+            elif dom.isActive():
+                return str(dom.name())
+            else:
+                # A stale definition (e.g. left by a power loss) is refreshed from the spec.
+                dom = conn.defineXML(domain_xml(spec, domain_type, uuid=dom.UUIDString()))
+            dom.create()
+            return str(dom.name())
+
+        return await self._call(host, "deploy", run)
+
+    async def shutdown(self, host: Host, deploy_id: str, hard: bool) -> None:
+        def run(conn: Any) -> None:
+            dom = _lookup(conn, deploy_id)
+            if dom is None or not dom.isActive():
+                return
+            _tolerate_gone(dom.destroy if hard else dom.shutdown)
+
+        await self._call(host, "shutdown", run)
+
+    async def suspend(self, host: Host, deploy_id: str) -> None:
+        await self._call(host, "suspend", lambda conn: conn.lookupByName(deploy_id).suspend())
+
+    async def resume(self, host: Host, deploy_id: str) -> None:
+        await self._call(host, "resume", lambda conn: conn.lookupByName(deploy_id).resume())
+
+    async def cleanup(self, host: Host, deploy_id: str) -> None:
+        def run(conn: Any) -> None:
+            lv = _libvirt()
+            dom = _lookup(conn, deploy_id)
+            if dom is None:
+                return
+            if dom.isActive():
+                _tolerate_gone(dom.destroy)
+            flags = lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            try:
+                _tolerate_gone(lambda: dom.undefineFlags(flags))
+            except lv.libvirtError as exc:
+                if not _is_code(exc, "VIR_ERR_INVALID_ARG", "VIR_ERR_NO_SUPPORT"):
+                    raise
+                _tolerate_gone(dom.undefine)
+
+        await self._call(host, "cleanup", run)
+
+    async def migrate(self, source: Host, target: Host, deploy_id: str, spec: VmSpec) -> str:
+        """Live peer-to-peer migration; the source daemon connects to the target's URI."""
+        source_uri, target_uri = self.uri(source), self.uri(target)
+        if "test" in (_scheme(source_uri), _scheme(target_uri)):
+            raise PermanentDriverError(
+                f"migrate {deploy_id} {source.name} -> {target.name}: the libvirt test driver "
+                "cannot migrate (deploy on the target and clean up the source instead)"
+            )
+        migrate_uri = target.template.get("MIGRATE_URI")
+
+        def run(conn: Any) -> str:
+            lv = _libvirt()
+            params = {lv.VIR_MIGRATE_PARAM_URI: migrate_uri} if migrate_uri else {}
+            flags = (
+                lv.VIR_MIGRATE_LIVE
+                | lv.VIR_MIGRATE_PEER2PEER
+                | lv.VIR_MIGRATE_PERSIST_DEST
+                | lv.VIR_MIGRATE_UNDEFINE_SOURCE
+            )
+            conn.lookupByName(deploy_id).migrateToURI3(target_uri, params, flags)
+            return deploy_id
+
+        return await self._call(source, f"migrate to {target.name}", run)
+
+
+def _lookup(conn: Any, name: str) -> Any:
+    """The domain, or None when it does not exist."""
+    lv = _libvirt()
+    try:
+        return conn.lookupByName(name)
+    except lv.libvirtError as exc:
+        if _is_code(exc, "VIR_ERR_NO_DOMAIN"):
+            return None
+        raise
+
+
+def _tolerate_gone(action: Callable[[], object]) -> None:
+    """Run a stop/undefine action; a domain that is already gone or stopped is fine."""
+    lv = _libvirt()
+    try:
+        action()
+    except lv.libvirtError as exc:
+        if not _is_code(exc, "VIR_ERR_NO_DOMAIN", "VIR_ERR_OPERATION_INVALID"):
+            raise
+
+
+def _probe(conn: Any) -> HostProbe:
+    lv = _libvirt()
+    model, mem_mib, cpus, mhz = conn.getInfo()[:4]
+    domains: list[DomainInfo] = []
+    used_mem = 0
+    for dom in conn.listAllDomains(0):
+        try:
+            name = dom.name()
+            state, reason = dom.state()
+            memory = dom.info()[2] if dom.isActive() else 0
+        except lv.libvirtError as exc:
+            if _is_code(exc, "VIR_ERR_NO_DOMAIN"):
+                continue  # vanished between listing and asking
+            raise
+        used_mem += memory
+        domains.append(
+            DomainInfo(
+                deploy_id=name,
+                state=map_state(state, reason),
+                vm_id=vm_id_of(name),
+                memory_kib=memory,
+            )
+        )
+    info = {
+        "HOSTNAME": str(conn.getHostname()),
+        "HYPERVISOR": str(conn.getType()).lower(),
+        "ARCH": str(model),
+        "CPUSPEED": str(mhz),
+        "LIBVIRT_VERSION": str(conn.getLibVersion()),
+    }
+    return HostProbe(
+        total_cpu=int(cpus) * 100,
+        total_mem=int(mem_mib) * 1024,
+        used_cpu=0,  # not measured: it needs two samples of cpuTime (future work)
+        used_mem=used_mem,
+        domains=tuple(domains),
+        info=info,
+    )
