@@ -1,0 +1,226 @@
+"""The one.* methods: OpenNebula's API names bound to the controller core.
+
+Reads (`*.info`, pools) run in the caller's thread straight from the store: it serves
+concurrent readers, so one.vm.info scales with HTTP threads. Writes go through `run`, which
+executes the core call on the controller's loop thread (app/runtime.py) and returns its
+result or raises its error, so the core never sees two writers at once. In the simulator and
+in tests `run` simply calls the function (we are already on the loop).
+
+Every handler takes `ctx` first (the Dispatcher fills it) and the parameters after the
+session, with OpenNebula's signatures and defaults (reference 5.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from defusedxml import ElementTree as SafeET
+
+from lazarus import ONE_VERSION
+from lazarus.core.controller import Controller
+from lazarus.domain import xml as docs
+from lazarus.domain.entities import VM
+from lazarus.domain.errors import (
+    AllocateError,
+    InternalError,
+    RpcApiError,
+    TemplateSyntaxError,
+)
+from lazarus.domain.secrets import public_host
+from lazarus.domain.states import VmState
+from lazarus.domain.template import Template
+
+from .xmlrpc import CallContext, Registry
+
+T = TypeVar("T")
+
+VM_ACTIONS = (
+    "terminate terminate-hard poweroff poweroff-hard suspend resume stop undeploy "
+    "undeploy-hard hold release reboot reboot-hard resched unresched"
+).split()
+
+
+class Runner(Protocol):
+    def __call__(self, fn: Callable[[], T]) -> T: ...
+
+
+def direct(fn: Callable[[], T]) -> T:
+    """A Runner for callers already on the controller's loop thread (simulator, tests)."""
+    return fn()
+
+
+def parse_template(text: str, error: type[Exception] = AllocateError) -> Template:
+    """A template parameter: OpenNebula syntax, or XML (pyone sends nested dicts as XML)."""
+    try:
+        if text.lstrip().startswith("<"):
+            try:
+                root = SafeET.fromstring(text)
+            except Exception as exc:  # defusedxml raises several types; all mean "bad input"
+                raise TemplateSyntaxError(f"malformed XML template: {exc}") from exc
+            return docs.template_from_element(root)
+        return Template.parse(text)
+    except TemplateSyntaxError as exc:
+        prefix = "Error parsing template" if error is AllocateError else "Cannot parse template"
+        raise error(f"{prefix}: {exc}") from exc
+
+
+class Api:
+    """The method table. `register(registry)` binds it to the XML-RPC dispatcher."""
+
+    def __init__(self, controller: Controller, run: Runner = direct) -> None:
+        self.c = controller
+        self.store = controller.store
+        self.run = run
+
+    # ----------------------------------------------------------------------- system
+    def system_version(self, ctx: CallContext) -> str:
+        return ONE_VERSION
+
+    def system_config(self, ctx: CallContext) -> str:
+        return docs.config_xml(self.c.settings.to_config())
+
+    # ------------------------------------------------------------------------ hosts
+    def hostpool_info(self, ctx: CallContext, *_filters: int) -> str:
+        return docs.host_pool_xml([public_host(h) for h in self.store.hosts()])
+
+    def host_info(self, ctx: CallContext, host_id: int, decrypt: bool = False) -> str:
+        return docs.host_xml(public_host(self.store.host(host_id)))
+
+    def host_allocate(
+        self, ctx: CallContext, name: str, im_mad: str, vm_mad: str, cluster_id: int = -1
+    ) -> int:
+        inv = self.c.inventory
+        return self.run(lambda: inv.allocate_host(name, im_mad, vm_mad, cluster_id))
+
+    def host_delete(self, ctx: CallContext, host_id: int) -> int:
+        return self.run(lambda: self.c.inventory.delete_host(host_id))
+
+    def host_status(self, ctx: CallContext, host_id: int, status: int) -> int:
+        return self.run(lambda: self.c.inventory.set_status(host_id, status))
+
+    def host_update(self, ctx: CallContext, host_id: int, text: str, append: int = 0) -> int:
+        template = parse_template(text, InternalError)
+        return self.run(lambda: self.c.inventory.update_host(host_id, template, bool(append)))
+
+    def host_rename(self, ctx: CallContext, host_id: int, name: str) -> int:
+        return self.run(lambda: self.c.inventory.rename_host(host_id, name))
+
+    # -------------------------------------------------------------------------- VMs
+    def _pool(self, filter_flag: int, start: int, end: int, state: int) -> list[VM]:
+        if state < -2 or state > max(VmState):
+            raise RpcApiError("Incorrect state filter")
+        owner = filter_flag if filter_flag >= 0 else None
+        paged = end < -1
+        states = None if state < 0 else [VmState(state)]
+        vms = self.store.vms(
+            states=states,
+            include_done=state == -2,
+            owner=owner,
+            start=-1 if paged else start,
+            end=-1 if paged else end,
+        )
+        if paged:
+            offset = max(start, 0)
+            vms = vms[offset : offset - end]
+        return vms
+
+    def vmpool_info(
+        self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str = ""
+    ) -> str:
+        return docs.vm_pool_xml(self._pool(flt, start, end, state))
+
+    def vmpool_infoextended(
+        self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str = ""
+    ) -> str:
+        return docs.vm_pool_extended_xml(self._pool(flt, start, end, state))
+
+    def vm_info(self, ctx: CallContext, vm_id: int, decrypt: bool = False) -> str:
+        return docs.vm_xml(self.store.vm(vm_id))
+
+    def vm_allocate(self, ctx: CallContext, text: str, hold: bool = False) -> int:
+        template = parse_template(text)
+        uid = ctx.user.id
+        return self.run(lambda: self.c.lifecycle.allocate(template, hold, uid))
+
+    def vm_action(self, ctx: CallContext, action: str, vm_id: int) -> int:
+        if action not in VM_ACTIONS:
+            raise RpcApiError(f"Virtual machine action \"{action}\" is not supported")
+        return self.run(lambda: self.c.lifecycle.action(action, vm_id))
+
+    def vm_deploy(
+        self,
+        ctx: CallContext,
+        vm_id: int,
+        host_id: int,
+        enforce: bool = False,
+        ds_id: int = -1,
+        extra: str = "",
+    ) -> int:
+        return self.run(lambda: self.c.lifecycle.deploy(vm_id, host_id, enforce, ds_id))
+
+    def vm_migrate(
+        self,
+        ctx: CallContext,
+        vm_id: int,
+        host_id: int,
+        live: bool,
+        enforce: bool = False,
+        ds_id: int = -1,
+        kind: int = 0,
+    ) -> int:
+        return self.run(lambda: self.c.lifecycle.migrate(vm_id, host_id, live, enforce, ds_id))
+
+    def vm_recover(self, ctx: CallContext, vm_id: int, op: int) -> int:
+        return self.run(lambda: self.c.lifecycle.recover(vm_id, op))
+
+    # ------------------------------------------------------------ datastores, clusters
+    def datastorepool_info(self, ctx: CallContext, *_filters: int) -> str:
+        return docs.datastore_pool_xml(self.store.datastores())
+
+    def datastore_info(self, ctx: CallContext, ds_id: int, decrypt: bool = False) -> str:
+        return docs.datastore_xml(self.store.datastore(ds_id))
+
+    def datastore_allocate(self, ctx: CallContext, text: str, cluster_id: int = -1) -> int:
+        template = parse_template(text)
+        return self.run(lambda: self.c.inventory.allocate_datastore(template, cluster_id))
+
+    def cluster_info(self, ctx: CallContext, cluster_id: int, decrypt: bool = False) -> str:
+        cluster = self.store.cluster(cluster_id)
+        hosts, dss = docs.cluster_members(self.store.hosts(), self.store.datastores())
+        return docs.cluster_xml(cluster, hosts.get(cluster.id, []), dss.get(cluster.id, []))
+
+    def clusterpool_info(self, ctx: CallContext, *_filters: int) -> str:
+        hosts, dss = docs.cluster_members(self.store.hosts(), self.store.datastores())
+        return docs.cluster_pool_xml(self.store.clusters(), hosts, dss)
+
+    # ------------------------------------------------------------------- binding
+    def register(self, registry: Registry) -> None:
+        pool3: tuple[Any, ...] = (-2, -1, -1)
+        table: list[tuple[str, Callable[..., Any], str, tuple[Any, ...]]] = [
+            ("one.system.version", self.system_version, "A:s", ()),
+            ("one.system.config", self.system_config, "A:s", ()),
+            ("one.hostpool.info", self.hostpool_info, "A:siii", pool3),
+            ("one.host.info", self.host_info, "A:sib", (False,)),
+            ("one.host.allocate", self.host_allocate, "A:ssssi", (-1,)),
+            ("one.host.delete", self.host_delete, "A:si", ()),
+            ("one.host.status", self.host_status, "A:sii", ()),
+            ("one.host.update", self.host_update, "A:sisi", (0,)),
+            ("one.host.rename", self.host_rename, "A:sis", ()),
+            ("one.vmpool.info", self.vmpool_info, "A:siiiis", (-2, -1, -1, -1, "")),
+            ("one.vmpool.infoextended", self.vmpool_infoextended, "A:siiiis",
+             (-2, -1, -1, -1, "")),
+            ("one.vm.info", self.vm_info, "A:sib", (False,)),
+            ("one.vm.allocate", self.vm_allocate, "A:ssb", (False,)),
+            ("one.vm.action", self.vm_action, "A:ssi", ()),
+            ("one.vm.deploy", self.vm_deploy, "A:siibis", (False, -1, "")),
+            ("one.vm.migrate", self.vm_migrate, "A:siibbii", (False, -1, 0)),
+            ("one.vm.recover", self.vm_recover, "A:sii", ()),
+            ("one.datastorepool.info", self.datastorepool_info, "A:siii", pool3),
+            ("one.datastore.info", self.datastore_info, "A:sib", (False,)),
+            ("one.datastore.allocate", self.datastore_allocate, "A:ssi", (-1,)),
+            ("one.cluster.info", self.cluster_info, "A:sib", (False,)),
+            ("one.clusterpool.info", self.clusterpool_info, "A:siii", pool3),
+        ]
+        for name, fn, signature, defaults in table:
+            registry.register(name, fn, signature, defaults)

@@ -1,0 +1,81 @@
+"""The controller: one object that owns the core services and their background loops.
+
+Built by a composition root (app/daemon.py in production, sim/ in the simulator, tests) with
+a Store, a Clock, the hypervisor drivers by VM_MAD, and Settings. Everything here runs on one
+asyncio loop; the API server calls in through app/runtime.py.
+
+    controller = Controller(store, clock, {"sim": SimHypervisor(cluster)}, Settings())
+    await controller.start()      # bootstrap defaults, resume interrupted work, start loops
+    ...
+    await controller.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from lazarus.ports.clock import Clock
+from lazarus.ports.hypervisor import Hypervisor
+from lazarus.ports.store import Store
+
+from .inventory import Inventory, bootstrap
+from .journal import Journal
+from .lifecycle import Lifecycle
+from .settings import Settings
+
+log = logging.getLogger("lazarus.controller")
+
+Service = Callable[[], Awaitable[None]]
+
+
+class Controller:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        drivers: Mapping[str, Hypervisor],
+        settings: Settings | None = None,
+        datastore_root: str = "/var/lib/lazarus/datastores",
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.drivers = dict(drivers)
+        self.settings = settings or Settings()
+        self.datastore_root = datastore_root
+        self.journal = Journal(store, clock)
+        self.lifecycle = Lifecycle(store, self.journal, clock, self.drivers, self.settings)
+        self.inventory = Inventory(self.journal, clock, self.drivers.keys())
+        # Background services (monitor, scheduler, hook manager) register here.
+        self.services: dict[str, Service] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        bootstrap(self.journal, self.datastore_root)
+        resumed = self.lifecycle.resume()
+        if resumed:
+            log.info("controller: resuming %d VM(s) left in transient states", resumed)
+        loop = asyncio.get_running_loop()
+        for name, service in self.services.items():
+            task = loop.create_task(self._supervise(name, service), name=name)
+            self._tasks.append(task)
+
+    async def _supervise(self, name: str, service: Service) -> None:
+        """Run a service loop; a crash is logged and the loop restarted after a pause."""
+        while True:
+            try:
+                await service()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("controller: service %s crashed; restarting in 1 s", name)
+                await self.clock.sleep(1.0)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.lifecycle.close()

@@ -1,0 +1,107 @@
+"""The journal: every state change goes through here, inside one store transaction.
+
+    with journal.tx() as t:
+        vm = t.store.vm(5)
+        t.vm_state(vm, (VmState.ACTIVE, LcmState.RUNNING), "deploy ok on host/1 node1")
+
+`vm_state` / `host_state` change the object, save it and record the Event (with the object's
+XML at that instant, for hooks' $TEMPLATE) in the same transaction. The fixed, greppable line
+(`vm/5 web: ACTIVE/BOOT => ACTIVE/RUNNING (deploy ok on host/1 node1)`) is logged once, after
+the commit, and listeners (scheduler, hook manager) are told which events landed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from lazarus.domain import xml as docs
+from lazarus.domain.entities import VM, Event, Host
+from lazarus.domain.secrets import public_host
+from lazarus.domain.states import HostState, LcmState, VmState, vm_state_name
+from lazarus.ports.clock import Clock
+from lazarus.ports.store import Store, StoreTx
+
+log = logging.getLogger("lazarus.events")
+
+Listener = Callable[[list[Event]], None]
+
+
+@dataclass
+class Tx:
+    store: StoreTx
+    clock: Clock
+    events: list[Event] = field(default_factory=list)
+
+    def _record(self, event: Event) -> None:
+        event.time = self.clock.now()
+        event.id = self.store.record(event)
+        self.events.append(event)
+
+    def vm_state(self, vm: VM, target: tuple[VmState, LcmState], reason: str) -> bool:
+        """Move `vm` to `target`; False (and nothing written) when it is already there."""
+        state, lcm = target
+        if state is not VmState.ACTIVE:
+            lcm = LcmState.LCM_INIT
+        if (vm.state, vm.lcm_state) == (state, lcm):
+            return False
+        before = vm_state_name(vm.state, vm.lcm_state)
+        vm.prev_state, vm.prev_lcm_state = vm.state, vm.lcm_state
+        vm.state, vm.lcm_state = state, lcm
+        self.store.save_vm(vm)
+        line = f"{vm.subject}: {before} => {vm_state_name(state, lcm)} ({reason})"
+        self._record(
+            Event(
+                kind="state",
+                line=line,
+                obj="VM",
+                obj_id=vm.id,
+                state=state.name,
+                lcm_state=lcm.name,
+                body=docs.vm_xml(vm),
+            )
+        )
+        return True
+
+    def host_state(self, host: Host, state: HostState, reason: str) -> bool:
+        if host.state is state:
+            return False
+        before = host.state
+        host.prev_state, host.state = host.state, state
+        self.store.save_host(host)
+        line = f"{host.subject}: {before.name} => {state.name} ({reason})"
+        self._record(
+            Event(
+                kind="state",
+                line=line,
+                obj="HOST",
+                obj_id=host.id,
+                state=state.name,
+                body=docs.host_xml(public_host(host)),
+            )
+        )
+        return True
+
+    def note(self, subject: str, text: str, kind: str = "log") -> None:
+        """A non-state fact worth keeping (e.g. 'cleanup skipped: host in ERROR')."""
+        self._record(Event(kind=kind, line=f"{subject}: {text}"))
+
+
+class Journal:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.listeners: list[Listener] = []
+
+    @contextmanager
+    def tx(self) -> Iterator[Tx]:
+        with self.store.transaction() as stx:
+            t = Tx(stx, self.clock)
+            yield t
+        for event in t.events:
+            log.info(event.line)
+        if t.events:
+            for listener in self.listeners:
+                listener(t.events)

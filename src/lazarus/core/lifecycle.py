@@ -1,0 +1,435 @@
+"""VM life cycle: the API actions, and the driver steps that follow them.
+
+API methods (allocate, action, deploy, migrate, recover) check the state tables, change state
+in one journal transaction and return at once, like OpenNebula's dispatch manager. A VM left
+in a transient LCM state (PROLOG, BOOT, SHUTDOWN, ...) is then *driven*: one task per VM
+looks the state up in `VM_STEPS`, performs that step's driver operation, and applies success
+or failure, until the VM is stable. A step's result is applied only if the VM is still in the
+state the step started from (an operator's `recover` may have moved it meanwhile).
+
+After a restart `resume()` drives every VM found in a transient state again; driver
+operations are idempotent, so an interrupted deploy or cleanup completes instead of repeating.
+
+Safety: no driver call ever goes to a host in ERROR or OFFLINE for cleanup (it is dead or
+fenced: the stale definition is removed when the host comes back), and PROLOG_MIGRATE_UNKNOWN
+never touches the source host.
+
+Callers: the API handlers (on the controller's loop thread), the scheduler, HA recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lazarus.domain.entities import VM
+from lazarus.domain.errors import (
+    ActionError,
+    AllocateError,
+    DriverError,
+    NoExistsError,
+)
+from lazarus.domain.states import HistoryAction, HostState, LcmState, RecoverOp, VmState
+from lazarus.domain.template import Template
+from lazarus.domain.transitions import (
+    RUNNING,
+    UNKNOWN,
+    VM_STEPS,
+    Op,
+    Pair,
+    apply_action,
+    apply_migrate,
+    recover_target,
+)
+from lazarus.ports.clock import Clock
+from lazarus.ports.hypervisor import Hypervisor
+from lazarus.ports.store import Store
+
+from .journal import Journal, Tx
+from .placement import (
+    close_history,
+    open_history,
+    previous_host_id,
+    reaccount,
+    system_datastore,
+    vm_spec,
+)
+from .settings import Settings
+
+log = logging.getLogger("lazarus.lifecycle")
+
+# Attributes OpenNebula keeps in TEMPLATE; everything else goes to USER_TEMPLATE.
+SYSTEM_ATTRIBUTES = frozenset(
+    "CPU VCPU MEMORY DISK NIC NIC_ALIAS GRAPHICS CONTEXT OS FEATURES INPUT RAW VMID "
+    "SCHED_REQUIREMENTS SCHED_DS_REQUIREMENTS SCHED_RANK SCHED_DS_RANK CPU_MODEL "
+    "TEMPLATE_ID TOPOLOGY NUMA_NODE PCI SERIAL_FILE AUTOMATIC_REQUIREMENTS".split()
+)
+
+ACTION_HISTORY = {
+    "terminate": HistoryAction.TERMINATE,
+    "terminate-hard": HistoryAction.TERMINATE_HARD,
+    "poweroff": HistoryAction.POWEROFF,
+    "poweroff-hard": HistoryAction.POWEROFF_HARD,
+    "undeploy": HistoryAction.UNDEPLOY,
+    "undeploy-hard": HistoryAction.UNDEPLOY_HARD,
+    "suspend": HistoryAction.SUSPEND,
+    "resume": HistoryAction.RESUME,
+    "stop": HistoryAction.STOP,
+    "hold": HistoryAction.HOLD,
+    "release": HistoryAction.RELEASE,
+    "reboot": HistoryAction.REBOOT,
+    "reboot-hard": HistoryAction.REBOOT_HARD,
+    "resched": HistoryAction.RESCHED,
+    "unresched": HistoryAction.UNRESCHED,
+}
+_HARD = {HistoryAction.TERMINATE_HARD, HistoryAction.POWEROFF_HARD, HistoryAction.UNDEPLOY_HARD}
+_UNPLACED = {VmState.PENDING, VmState.HOLD, VmState.INIT, VmState.CLONING, VmState.DONE}
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    detail: str
+    deploy_id: str | None = None
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        clock: Clock,
+        drivers: Mapping[str, Hypervisor],
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.clock = clock
+        self.drivers = drivers
+        self.settings = settings
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------------------ API
+    def allocate(self, template: Template, hold: bool = False, uid: int = 0) -> int:
+        memory = template.get("MEMORY")
+        if memory is None or not memory.strip().isdigit() or int(memory) <= 0:
+            raise AllocateError("MEMORY attribute must be a positive integer value (MiB)")
+        cpu = template.get("CPU")
+        try:
+            if cpu is None or float(cpu) <= 0:
+                raise ValueError
+        except ValueError:
+            raise AllocateError("CPU attribute must be a positive number") from None
+        vcpu = template.get("VCPU")
+        if vcpu is not None and (not vcpu.strip().isdigit() or int(vcpu) <= 0):
+            raise AllocateError("VCPU attribute must be a positive integer value")
+        system, user = Template(), Template()
+        name = template.get("NAME")
+        for key, value in template.items:
+            if key == "NAME":
+                continue
+            (system if key in SYSTEM_ATTRIBUTES else user).add(key, value)
+        state = VmState.HOLD if hold else VmState.PENDING
+        now = self.clock.now()
+        with self.journal.tx() as t:
+            vm = t.store.add_vm(
+                VM(id=-1, name="", state=VmState.INIT, template=system, user_template=user)
+            )
+            vm.name = name or f"one-{vm.id}"
+            vm.template.set("VMID", str(vm.id))
+            vm.stime = int(now)
+            vm.uid = uid
+            t.vm_state(vm, (state, LcmState.LCM_INIT), "allocated")
+        return vm.id
+
+    def action(self, name: str, vm_id: int) -> int:
+        with self.journal.tx() as t:
+            vm = t.store.vm(vm_id)
+            target = apply_action(name, vm.state, vm.lcm_state)
+            if name in ("resched", "unresched"):
+                vm.resched = name == "resched"
+                t.store.save_vm(vm)
+                t.note(vm.subject, f"RESCHED={int(vm.resched)} ({name} requested)")
+                return vm_id
+            if name.startswith("reboot"):
+                t.note(vm.subject, f"{name} requested")
+                self._spawn(vm_id, self._reboot(vm_id, hard=name.endswith("-hard")))
+                return vm_id
+            if vm.last is not None and name in ACTION_HISTORY:
+                vm.last.action = ACTION_HISTORY[name]
+            self._enter(t, vm, target, f"{name} requested")
+        self.kick(vm_id)
+        return vm_id
+
+    def deploy(self, vm_id: int, host_id: int, enforce: bool = False, ds_id: int = -1) -> int:
+        with self.journal.tx() as t:
+            vm = t.store.vm(vm_id)
+            target = apply_action("deploy", vm.state, vm.lcm_state)
+            host = t.store.host(host_id)
+            if host.state in (HostState.ERROR, HostState.OFFLINE):
+                raise ActionError(
+                    f"Host {host.id} ({host.name}) is {host.state.name}: cannot deploy there"
+                )
+            if enforce and not host.share.fits(vm.cpu, vm.memory):
+                raise ActionError(f"Host {host.id} does not have enough capacity for VM {vm.id}")
+            ds = system_datastore(t.store, vm, host, ds_id)
+            open_history(vm, host, ds, self.clock.now(), HistoryAction.DEPLOY)
+            vm.resched = False
+            self._enter(t, vm, target, f"deploy on {host.subject}")
+            reaccount(t.store, host.id)
+        self.kick(vm_id)
+        return vm_id
+
+    def migrate(
+        self,
+        vm_id: int,
+        host_id: int,
+        live: bool = False,
+        enforce: bool = False,
+        ds_id: int = -1,
+    ) -> int:
+        with self.journal.tx() as t:
+            vm = t.store.vm(vm_id)
+            target = apply_migrate(vm.state, vm.lcm_state, live)
+            host = t.store.host(host_id)
+            source_id = vm.host_id
+            if source_id == host.id:
+                raise ActionError(f"VM {vm.id} is already placed on host {host.id}")
+            if host.state in (HostState.ERROR, HostState.OFFLINE):
+                raise ActionError(
+                    f"Host {host.id} ({host.name}) is {host.state.name}: cannot migrate there"
+                )
+            if enforce and not host.share.fits(vm.cpu, vm.memory):
+                raise ActionError(f"Host {host.id} does not have enough capacity for VM {vm.id}")
+            ds = system_datastore(t.store, vm, host, ds_id if ds_id >= 0 else self._ds_of(vm))
+            kind = HistoryAction.LIVE_MIGRATE if live else HistoryAction.MIGRATE
+            if vm.resched:
+                kind = HistoryAction.RESCHED
+            open_history(vm, host, ds, self.clock.now(), kind)
+            vm.resched = False
+            self._enter(t, vm, target, f"migrate to {host.subject}")
+            reaccount(t.store, host.id)
+            if source_id is not None:
+                reaccount(t.store, source_id)
+        self.kick(vm_id)
+        return vm_id
+
+    def recover(self, vm_id: int, op: int) -> int:
+        try:
+            rop = RecoverOp(op)
+        except ValueError:
+            raise ActionError("Wrong recovery operation code") from None
+        with self.journal.tx() as t:
+            vm = t.store.vm(vm_id)
+            reason = f"recover {rop.name.lower().replace('_', '-')}"
+            if rop is RecoverOp.DELETE:
+                self._recover_delete(t, vm, reason)
+            elif rop is RecoverOp.DELETE_RECREATE:
+                self._recover_recreate(t, vm, reason)
+            elif rop is RecoverOp.DELETE_DB:
+                host_id = vm.host_id
+                self._enter(t, vm, (VmState.DONE, LcmState.LCM_INIT), reason)
+                t.store.delete_vm(vm.id)
+                if host_id is not None:
+                    reaccount(t.store, host_id)
+                return vm_id
+            else:
+                target = recover_target(rop, vm.state, vm.lcm_state)
+                if target is not None:
+                    self._enter(t, vm, target, reason)
+        self.kick(vm_id)
+        return vm_id
+
+    def _recover_delete(self, t: Tx, vm: VM, reason: str) -> None:
+        if vm.state is VmState.DONE:
+            return
+        if vm.state in (VmState.ACTIVE, VmState.POWEROFF, VmState.SUSPENDED):
+            self._enter(t, vm, (VmState.ACTIVE, LcmState.CLEANUP_DELETE), reason)
+        else:
+            self._enter(t, vm, (VmState.DONE, LcmState.LCM_INIT), reason)
+
+    def _recover_recreate(self, t: Tx, vm: VM, reason: str) -> None:
+        if vm.state is VmState.DONE:
+            raise ActionError("Cannot delete-recreate a VM already in DONE state")
+        if vm.state in (VmState.ACTIVE, VmState.POWEROFF, VmState.SUSPENDED):
+            self._enter(t, vm, (VmState.ACTIVE, LcmState.CLEANUP_RESUBMIT), reason)
+        elif vm.state in (VmState.STOPPED, VmState.UNDEPLOYED, VmState.HOLD):
+            self._enter(t, vm, (VmState.PENDING, LcmState.LCM_INIT), reason)
+
+    # ------------------------------------------------------------------------ driving
+    def kick(self, vm_id: int) -> None:
+        """Make sure a VM in a transient state is being driven (no-op otherwise)."""
+        task = self._tasks.get(vm_id)
+        if task is not None and not task.done():
+            return
+        self._spawn(vm_id, self._drive(vm_id))
+
+    def resume(self) -> int:
+        """Drive every VM left in a transient state (after a restart). Returns how many."""
+        transient = [
+            vm.id
+            for vm in self.store.vms(states=[VmState.ACTIVE])
+            if vm.lcm_state in VM_STEPS
+        ]
+        for vm_id in transient:
+            self.kick(vm_id)
+        return len(transient)
+
+    async def idle(self) -> None:
+        """Wait until no VM is being driven (tests and the simulator use it)."""
+        while True:
+            pending = [t for t in self._tasks.values() if not t.done()]
+            if not pending:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    def _spawn(self, vm_id: int, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks[vm_id] = task
+        task.add_done_callback(lambda done: self._reap(vm_id, done))
+
+    def _reap(self, vm_id: int, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(vm_id) is task:
+            del self._tasks[vm_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("vm/%d: driver task failed", vm_id, exc_info=task.exception())
+
+    async def _drive(self, vm_id: int) -> None:
+        while True:
+            try:
+                vm = self.store.vm(vm_id)
+            except NoExistsError:
+                return
+            if vm.state is not VmState.ACTIVE or vm.lcm_state not in VM_STEPS:
+                return
+            started_in = vm.lcm_state
+            step = VM_STEPS[started_in]
+            outcome = await self._perform(step.op, vm)
+            with self.journal.tx() as t:
+                current = t.store.vm(vm_id)
+                if (current.state, current.lcm_state) != (VmState.ACTIVE, started_in):
+                    continue  # moved meanwhile (e.g. recover): its new state decides
+                if outcome.deploy_id is not None:
+                    current.deploy_id = outcome.deploy_id
+                if outcome.ok:
+                    self._enter(t, current, step.success, outcome.detail)
+                else:
+                    self._fail(t, current, step.failure, outcome.detail)
+
+    def _fail(self, t: Tx, vm: VM, target: Pair, detail: str) -> None:
+        if target == RUNNING and vm.prev_lcm_state is LcmState.UNKNOWN:
+            target = UNKNOWN  # a refused shutdown of an UNKNOWN VM leaves it UNKNOWN
+        if vm.lcm_state is LcmState.MIGRATE:
+            self._undo_live_migration(t, vm)
+        self._enter(t, vm, target, f"failed: {detail}")
+
+    def _undo_live_migration(self, t: Tx, vm: VM) -> None:
+        failed = vm.history.pop()
+        if vm.last is not None:
+            vm.last.etime = 0
+        reaccount(t.store, failed.hid)
+
+    def _enter(self, t: Tx, vm: VM, target: Pair, reason: str) -> None:
+        """Apply `target` with its side effects on placement and capacity."""
+        state = target[0]
+        now = self.clock.now()
+        host_id = vm.host_id
+        if state in (VmState.DONE, VmState.PENDING, VmState.STOPPED, VmState.UNDEPLOYED):
+            close_history(vm, now)
+            if state in (VmState.DONE, VmState.PENDING):
+                vm.deploy_id = ""
+                vm.resched = False
+            if state is VmState.DONE:
+                vm.etime = int(now)
+        if state is VmState.ACTIVE and target[1] is LcmState.RUNNING and vm.last is not None:
+            vm.last.rstime = vm.last.rstime or int(now)
+        if not t.vm_state(vm, target, reason):
+            t.store.save_vm(vm)
+        if host_id is not None:
+            reaccount(t.store, host_id)
+            previous = previous_host_id(vm)
+            if previous is not None and previous != host_id:
+                reaccount(t.store, previous)
+
+    async def _reboot(self, vm_id: int, hard: bool) -> None:
+        vm = self.store.vm(vm_id)
+        outcome = await self._perform(Op.SHUTDOWN, vm, hard=hard)
+        if outcome.ok:
+            outcome = await self._perform(Op.DEPLOY, vm)
+        with self.journal.tx() as t:
+            t.note(vm.subject, f"reboot {'ok' if outcome.ok else 'failed: ' + outcome.detail}")
+
+    # ------------------------------------------------------------------ driver operations
+    def _ds_of(self, vm: VM) -> int:
+        return vm.last.ds_id if vm.last is not None else -1
+
+    async def _perform(self, op: Op, vm: VM, hard: bool | None = None) -> Outcome:
+        if op is Op.PROLOG:
+            return Outcome(True, "prolog ok")  # shared storage: nothing to transfer
+        host_id = vm.host_id
+        if host_id is None:
+            return Outcome(False, "VM has no placement")
+        try:
+            host = self.store.host(host_id)
+            source_id = previous_host_id(vm)
+            if op in (Op.SAVE, Op.LIVE_MIGRATE) and vm.lcm_state in (
+                LcmState.SAVE_MIGRATE,
+                LcmState.MIGRATE,
+            ):
+                if source_id is None:
+                    return Outcome(False, "migration without a source host")
+                source = self.store.host(source_id)
+            else:
+                source = host
+            driver = self.drivers.get(host.vm_mad)
+            if driver is None:
+                return Outcome(False, f"no driver for VM_MAD {host.vm_mad!r}")
+            deploy_id = vm.deploy_id or f"one-{vm.id}"
+            timeout = self.settings.driver_timeout
+            if op is Op.DEPLOY:
+                ds = self.store.datastore(vm.last.ds_id) if vm.last else None
+                new_id = await asyncio.wait_for(driver.deploy(host, vm_spec(vm, ds)), timeout)
+                return Outcome(True, f"deploy ok on {host.subject}", new_id)
+            if op is Op.SHUTDOWN or op is Op.SAVE:
+                if hard is None:
+                    hard = vm.last is not None and vm.last.action in _HARD
+                await asyncio.wait_for(driver.shutdown(source, deploy_id, hard), timeout)
+                return Outcome(True, f"shutdown ok on {source.subject}")
+            if op is Op.SUSPEND:
+                await asyncio.wait_for(driver.suspend(host, deploy_id), timeout)
+                return Outcome(True, "suspend ok")
+            if op is Op.RESUME:
+                await asyncio.wait_for(driver.resume(host, deploy_id), timeout)
+                return Outcome(True, "resume ok")
+            if op is Op.EPILOG:
+                await asyncio.wait_for(driver.cleanup(host, deploy_id), timeout)
+                return Outcome(True, f"epilog ok on {host.subject}")
+            if op is Op.LIVE_MIGRATE:
+                ds = self.store.datastore(vm.last.ds_id) if vm.last else None
+                new_id = await asyncio.wait_for(
+                    driver.migrate(source, host, deploy_id, vm_spec(vm, ds)), timeout
+                )
+                return Outcome(True, f"live migration ok to {host.subject}", new_id)
+            if op is Op.CLEANUP:
+                if host.state in (HostState.ERROR, HostState.OFFLINE):
+                    return Outcome(True, f"cleanup skipped: {host.subject} is {host.state.name}")
+                await asyncio.wait_for(
+                    driver.cleanup(host, deploy_id), self.settings.cleanup_timeout
+                )
+                return Outcome(True, f"cleanup ok on {host.subject}")
+        except TimeoutError:
+            return Outcome(False, f"{op.value} timed out")
+        except (DriverError, NoExistsError) as exc:
+            return Outcome(False, f"{op.value}: {exc}")
+        except Exception as exc:  # a driver bug must not kill the controller
+            log.exception("vm/%d: %s crashed", vm.id, op.value)
+            return Outcome(False, f"{op.value}: internal error: {exc}")
+        return Outcome(False, f"unknown operation {op.value}")

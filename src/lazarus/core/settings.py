@@ -1,0 +1,42 @@
+"""Controller settings with their defaults (the daemon reads them from flags, environment and
+the config file; the simulator from a scenario). Names follow oned.conf / monitord.conf where
+OpenNebula has the same knob, and `to_config()` is what one.system.config answers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Settings:
+    # monitoring (issue: OpenNebula's default interval is 180 s; ours is 5 s)
+    monitoring_interval_host: float = 5.0
+    monitor_failures: int = 3  # consecutive failed probes before ERROR
+    probe_timeout: float = 5.0
+    missing_vm_state: str = "POWEROFF"  # VMs the hypervisor no longer lists: POWEROFF | UNKNOWN
+    # scheduler
+    sched_interval: float = 2.0
+    sched_policy: str = "packing"  # packing | striping | load
+    max_actions_per_host: int = 8
+    max_actions_per_cycle: int = 200
+    # drivers
+    driver_timeout: float = 120.0
+    cleanup_timeout: float = 10.0
+    # hooks
+    hook_concurrency: int = 10
+    hook_log_retention: int = 20
+    # HA
+    mass_failure_share: float = 0.5
+    # API
+    api_listen: str = "127.0.0.1"
+    api_port: int = 2633
+
+    def to_config(self) -> dict[str, str | int | float]:
+        """The OPENNEBULA_CONFIGURATION document's values (host_error reads
+        MONITORING_INTERVAL_HOST from it)."""
+        values = {k.upper(): v for k, v in asdict(self).items()}
+        values["MONITORING_INTERVAL_HOST"] = int(self.monitoring_interval_host) or 1
+        values["PORT"] = self.api_port
+        values["LISTEN_ADDRESS"] = self.api_listen
+        values["HOOK_LOG_RETENTION"] = self.hook_log_retention
+        return {k: v for k, v in values.items() if isinstance(v, str | int | float)}
