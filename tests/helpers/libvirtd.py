@@ -14,11 +14,15 @@ only while a client is connected, so the daemon holds a keeper connection for it
         hv1.start()  # back, on the same port, with fresh state
 
 Every process is stopped by its pid when the context exits (also after a failed start). Root
-only (callers call conftest.require_root("libvirtd") first).
+only: call `require_libvirtd()` first (it skips the test with a reason elsewhere). It does what
+tests/conftest.py's require_root("libvirtd") does, plus the libvirt-python check; it lives here
+because a conftest.py below tests/ cannot import the top-level `conftest` module (pytest
+imports both under that name).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -29,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pytest
+
 START_TIMEOUT = 10.0
 
 
@@ -37,6 +43,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def require_libvirtd() -> None:
+    """Skip the calling test unless we are root with libvirtd and libvirt-python."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if shutil.which("libvirtd") is None:
+        pytest.skip("missing binaries: libvirtd (run `make setup` as root)")
+    if importlib.util.find_spec("libvirt") is None:
+        pytest.skip("libvirt-python is not installed")
 
 
 def _libvirt() -> Any:
