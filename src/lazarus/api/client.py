@@ -1,0 +1,206 @@
+"""The Python client of the Lazarus XML-RPC API.
+
+Who uses it: the CLI (cli/), the hook commands (ft/host_error and friends) and tests.
+
+    client = Client.from_env()           # $LAZARUS_XMLRPC/$ONE_XMLRPC + $LAZARUS_AUTH/$ONE_AUTH
+    xml = client.call("one.vm.info", 7)  # the session is added as the first parameter
+
+`call` returns the value of a successful call ([True, value, 0] -> value) and raises the
+domain.errors ApiError subclass that matches the failure's code (NoExistsError for 0x400 and
+so on), with OpenNebula's message "[method] text" and resp_id kept. An unknown code raises
+`UnknownApiError` (carrying the raw code), an XML-RPC fault (e.g. unknown method) raises
+`RpcFaultError`, and anything on the way (refused connection, timeout, an HTTP error status,
+an unparseable answer) raises `TransportError`, which is also a ConnectionError:
+"cannot reach the Lazarus daemon at URL: ...".
+
+One persistent HTTP/1.1 connection (http.client) is kept open and reused, which is what makes
+hundreds of calls per second possible. When a reused connection turns out to have been closed
+by the server while idle (the request never reached it), the call is sent once more on a fresh
+connection; a failure on a fresh connection is never retried, so a call is never run twice.
+
+Thread safety: a Client may be shared between threads, but calls are serialized over its one
+connection by a lock; give each thread its own Client for parallel calls.
+
+The session string is kept private: it appears in no message, exception or repr.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+import urllib.parse
+import xmlrpc.client
+from collections.abc import Mapping
+from typing import Any
+
+from lazarus.domain.errors import (
+    ActionError,
+    AllocateError,
+    ApiError,
+    AuthenticationError,
+    AuthorizationError,
+    InternalError,
+    LazarusError,
+    LockedError,
+    NoExistsError,
+    RpcApiError,
+)
+
+from . import auth, defaults
+from .xmlrpc import XmlRpcParseError, dumps_call, loads_response
+
+_BY_CODE: dict[int, type[ApiError]] = {
+    cls.code: cls
+    for cls in (
+        AuthenticationError,
+        AuthorizationError,
+        NoExistsError,
+        ActionError,
+        RpcApiError,
+        InternalError,
+        AllocateError,
+        LockedError,
+    )
+}
+# The server closed an idle keep-alive connection before our request reached it.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class TransportError(LazarusError, ConnectionError):
+    """The daemon could not be reached or did not answer with XML-RPC."""
+
+
+class RpcFaultError(LazarusError):
+    """The daemon answered with an XML-RPC fault (unknown method, unparseable call)."""
+
+    def __init__(self, fault_code: int, fault_string: str) -> None:
+        super().__init__(f"XML-RPC fault {fault_code}: {fault_string}")
+        self.fault_code = fault_code
+        self.fault_string = fault_string
+
+
+class UnknownApiError(ApiError):
+    """A failure whose code Lazarus does not know (e.g. REPLICATION from a real oned)."""
+
+    def __init__(self, message: str, resp_id: int, remote_code: int) -> None:
+        super().__init__(message, resp_id)
+        self.remote_code = remote_code
+
+
+def _normalize(param: object) -> object:
+    if isinstance(param, int) and not isinstance(param, bool):
+        return int(param)  # IntEnum -> int
+    return param
+
+
+def raise_for_result(method: str, result: Any) -> Any:
+    """The value of an OpenNebula result array, or the matching ApiError raised."""
+    if not isinstance(result, list) or len(result) < 2 or not isinstance(result[0], bool):
+        raise TransportError(f"{method}: the answer is not an OpenNebula result array")
+    if result[0]:
+        return result[1]
+    message = str(result[1])
+    code = result[2] if len(result) > 2 and isinstance(result[2], int) else -1
+    resp_id = result[3] if len(result) > 3 and isinstance(result[3], int) else -1
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        raise UnknownApiError(message, resp_id, code)
+    raise cls(message, resp_id)
+
+
+class Client:
+    """An XML-RPC client for one endpoint and one session ("user:password")."""
+
+    def __init__(self, endpoint: str, session: str, *, timeout: float = 60.0) -> None:
+        parts = urllib.parse.urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TransportError(f"not an http(s) XML-RPC endpoint: {endpoint!r}")
+        self.endpoint = endpoint
+        self.user = session.partition(":")[0]
+        self._session = session
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = parts.path or "/"
+        self._timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, timeout: float = 60.0) -> Client:
+        """Endpoint from defaults.endpoint(), session from the resolved one_auth file."""
+        env = os.environ if env is None else env
+        session = auth.read_auth_file(auth.resolve_auth_file(env))
+        return cls(defaults.endpoint(env), session, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"Client({self.endpoint!r}, user={self.user!r})"
+
+    def call(self, method: str, *params: object) -> Any:
+        """Call `method(session, *params)`; returns the value or raises (see module doc)."""
+        body = dumps_call(method, [self._session, *map(_normalize, params)])
+        with self._lock:
+            status, reason, data = self._post(body)
+        if status != 200:
+            raise TransportError(
+                f"the Lazarus daemon at {self.endpoint} answered HTTP {status} {reason}"
+            )
+        try:
+            result = loads_response(data)
+        except xmlrpc.client.Fault as fault:
+            raise RpcFaultError(fault.faultCode, fault.faultString) from None
+        except XmlRpcParseError as exc:
+            raise TransportError(
+                f"the Lazarus daemon at {self.endpoint} sent an unreadable answer: {exc}"
+            ) from exc
+        return raise_for_result(method, result)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+    def _post(self, body: bytes) -> tuple[int, str, bytes]:
+        headers = {"Content-Type": "text/xml", "Accept": "text/xml"}
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            if self._conn is None:
+                self._conn = self._connect()
+            conn = self._conn
+            try:
+                # http.client sends headers and a bytes body in one write: no Nagle stall.
+                conn.request("POST", self._path, body, headers)
+                response = conn.getresponse()
+                data = response.read()
+                if response.will_close:
+                    self._drop()
+                return response.status, response.reason, data
+            except _STALE as exc:
+                self._drop()
+                if reused and attempt == 1:
+                    continue
+                raise self._unreachable(exc) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                raise self._unreachable(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _unreachable(self, exc: BaseException) -> TransportError:
+        reason = str(exc) or type(exc).__name__
+        return TransportError(f"cannot reach the Lazarus daemon at {self.endpoint}: {reason}")
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,639 @@
+"""The XML-RPC transport of the controller API: OpenNebula's wire protocol over HTTP/1.1.
+
+Who uses it: the daemon (app/) builds a `Registry`, registers the one.* method handlers,
+wraps it in a `Dispatcher` with an `Authenticator` (api/auth.py) and serves it with
+`XmlRpcServer`; api/client.py reuses `dumps_call` / `loads_response`.
+
+Per call (`Dispatcher.call`):
+1. the first parameter must be the session string "user:password"; the injected
+   authenticator turns it into a `User` or raises AuthenticationError. The session is never
+   logged; log lines name the user only.
+2. the remaining parameters are checked against the registered signature ("A:sii": after
+   "A:" one letter per parameter including the session; s=str, i=32-bit int, b=bool),
+   optional trailing parameters take their registered defaults. A wrong count or type is an
+   RpcApiError, answered with the normal failure array (not a fault, not a traceback).
+3. the handler `fn(ctx, *params)` runs; its value becomes [True, value, 0]. An ApiError
+   becomes [False, "[method] text", code, resp_id, 0]; any other exception becomes INTERNAL
+   with a generic text, the traceback goes to the server log only.
+4. the optional observer (API hooks) sees (method, params after the session as received,
+   result array, user or None) before the response is sent, so when a client's call returns,
+   its observer has run. Observer errors are logged and ignored.
+An unknown method is an XML-RPC fault (-506), as OpenNebula's xmlrpc-c answers; the Ruby CLI
+prints ERROR for that field and carries on.
+
+Parsing: requests are parsed by the standard library's XML-RPC `Unmarshaller` fed through
+defusedxml's `DefusedExpatParser` with DTDs, entity declarations and external references
+forbidden (billion laughs, XXE: refused before any expansion). We use this pair rather than
+defusedxml.xmlrpc.monkey_patch() because monkey patching changes xmlrpc.client process-wide
+(pyone, tests), and rather than our own tree walk because the Unmarshaller already decodes
+every XML-RPC type (i8, nil, base64...) without recursion; a subclass adds a nesting limit.
+Responses are written by a small serializer of our own: ints beyond 32 bits go out as <i8>
+(xmlrpc.client refuses them; Ruby and pyone read <i8>), IntEnum values as ints, and characters
+XML 1.0 forbids are replaced by U+FFFD so a response always parses.
+
+HTTP hardening: POST to the configured path only; Content-Length required (chunked or
+missing: 411) and checked against the body limit before reading (413, connection closed);
+an idle timeout per socket read and a total deadline for receiving one request body (408);
+a cap on concurrent connections (503); TCP_NODELAY and single-write responses so keep-alive
+clients (pyone's requests session, api/client.py) are not slowed by Nagle/delayed ACK.
+The deadline uses time.monotonic: this is real transport time at the socket, not the
+controller's (injected) clock.
+
+Threads: one thread per connection (ThreadingHTTPServer), so handlers and the authenticator
+run concurrently and must be thread-safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import socket
+import threading
+import time
+import traceback
+import xmlrpc.client
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol, TypeVar
+
+from defusedxml import DefusedXmlException
+from defusedxml.xmlrpc import DefusedExpatParser
+
+from lazarus.domain.entities import User
+from lazarus.domain.errors import ApiError, InternalError, RpcApiError
+
+from . import defaults
+
+log = logging.getLogger("lazarus.api.xmlrpc")
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FAULT_PARSE = -503  # xmlrpc-c's codes, which OpenNebula's clients see from oned
+FAULT_NO_SUCH_METHOD = -506
+_KINDS = {"s": "string", "i": "int", "b": "bool"}
+_DIGITS = re.compile("[0-9]{1,18}")
+
+Handler = Callable[..., object]
+F = TypeVar("F", bound=Handler)
+
+
+class Authenticate(Protocol):
+    def __call__(self, session: str) -> User: ...
+
+
+class Observer(Protocol):
+    def __call__(
+        self, method: str, params: tuple[object, ...], result: list[object], user: User | None
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a handler knows about its call besides the parameters."""
+
+    user: User
+    method: str
+    client_address: str
+
+
+@dataclass(frozen=True)
+class _Method:
+    name: str
+    fn: Handler
+    kinds: str  # one letter per parameter after the session
+    defaults: tuple[object, ...]  # for the trailing optional parameters
+
+
+class Registry:
+    """The methods the server answers, by OpenNebula name."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, _Method] = {}
+
+    def register(
+        self, name: str, fn: Handler, signature: str = "A:s", defaults: Sequence[object] = ()
+    ) -> None:
+        """Register `fn(ctx, *params)` under `name`.
+
+        `signature` is OpenNebula's ("A:sii"), the first letter after "A:" being the session;
+        `defaults` fill the last len(defaults) parameters when the client omits them, e.g.
+        register("one.vm.deploy", fn, "A:siibis", defaults=(False, -1, "")).
+        """
+        if not signature.startswith("A:s"):
+            raise ValueError(f"{name}: signature must start with 'A:s' (the session)")
+        kinds = signature[3:]
+        if any(k not in _KINDS for k in kinds):
+            raise ValueError(f"{name}: signature letters must be among {''.join(_KINDS)}")
+        if len(defaults) > len(kinds):
+            raise ValueError(f"{name}: more defaults than parameters")
+        if name in self._methods:
+            raise ValueError(f"{name} is already registered")
+        self._methods[name] = _Method(name, fn, kinds, tuple(defaults))
+
+    def method(
+        self, name: str, signature: str = "A:s", defaults: Sequence[object] = ()
+    ) -> Callable[[F], F]:
+        """Decorator form of `register`."""
+
+        def decorate(fn: F) -> F:
+            self.register(name, fn, signature, defaults)
+            return fn
+
+        return decorate
+
+    def get(self, name: str) -> _Method | None:
+        return self._methods.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._methods)
+
+
+# -- wire format ----------------------------------------------------------------------------
+
+
+class _LimitedUnmarshaller(xmlrpc.client.Unmarshaller):
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(use_datetime=False, use_builtin_types=True)
+        self._depth = 0
+        self._max_depth = max_depth
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        if tag in ("array", "struct"):
+            self._depth += 1
+            if self._depth > self._max_depth:
+                raise ValueError(f"arrays/structs nested deeper than {self._max_depth}")
+        super().start(tag, attrs)
+
+    def end(self, tag: str) -> None:
+        if tag in ("array", "struct"):
+            self._depth -= 1
+        super().end(tag)
+
+
+class XmlRpcParseError(ValueError):
+    """A body that is not an acceptable XML-RPC document (text safe to send back)."""
+
+
+def _unmarshal(body: bytes, max_depth: int) -> _LimitedUnmarshaller:
+    target = _LimitedUnmarshaller(max_depth)
+    parser = DefusedExpatParser(target, forbid_dtd=True)
+    try:
+        parser.feed(body)
+        parser.close()
+    except DefusedXmlException as exc:
+        raise XmlRpcParseError(f"DTDs and entities are not allowed ({type(exc).__name__})") from exc
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+        raise XmlRpcParseError(f"invalid XML-RPC document: {exc}") from exc
+    except Exception as exc:  # expat.ExpatError and binascii.Error are not ValueErrors
+        raise XmlRpcParseError(f"malformed XML: {exc}") from exc
+    return target
+
+
+def loads_call(body: bytes, max_depth: int = 32) -> tuple[str, tuple[Any, ...]]:
+    """A methodCall body -> (method name, params); XmlRpcParseError if unacceptable."""
+    target = _unmarshal(body, max_depth)
+    name = target.getmethodname()
+    if not name:
+        raise XmlRpcParseError("not an XML-RPC methodCall (no methodName)")
+    try:
+        params = target.close()
+    except Exception as exc:
+        raise XmlRpcParseError(f"invalid XML-RPC document: {exc}") from exc
+    return name, params
+
+
+def loads_response(body: bytes, max_depth: int = 64) -> Any:
+    """A methodResponse body -> its single value; raises xmlrpc.client.Fault for a fault."""
+    target = _unmarshal(body, max_depth)
+    try:
+        values = target.close()  # raises Fault
+    except xmlrpc.client.Fault:
+        raise
+    except Exception as exc:
+        raise XmlRpcParseError(f"invalid XML-RPC response: {exc}") from exc
+    if len(values) != 1:
+        raise XmlRpcParseError("an XML-RPC response holds exactly one value")
+    return values[0]
+
+
+_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape(text: str) -> str:
+    if _INVALID_XML_CHARS.search(text):
+        text = _INVALID_XML_CHARS.sub("\ufffd", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _dump(value: object, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(f"<value><string>{_escape(value)}</string></value>")
+    elif isinstance(value, bool):
+        out.append(f"<value><boolean>{int(value)}</boolean></value>")
+    elif isinstance(value, int):
+        value = int(value)  # IntEnum -> int
+        if INT32_MIN <= value <= INT32_MAX:
+            out.append(f"<value><int>{value}</int></value>")
+        elif INT64_MIN <= value <= INT64_MAX:
+            out.append(f"<value><i8>{value}</i8></value>")
+        else:
+            raise OverflowError("integer beyond 64 bits")
+    elif isinstance(value, float):
+        out.append(f"<value><double>{value!r}</double></value>")
+    elif isinstance(value, list | tuple):
+        out.append("<value><array><data>")
+        for item in value:
+            _dump(item, out)
+        out.append("</data></array></value>")
+    elif isinstance(value, Mapping):
+        out.append("<value><struct>")
+        for key, item in value.items():
+            out.append(f"<member><name>{_escape(str(key))}</name>")
+            _dump(item, out)
+            out.append("</member>")
+        out.append("</struct></value>")
+    elif isinstance(value, bytes | bytearray):
+        out.append(f"<value><base64>{base64.b64encode(value).decode()}</base64></value>")
+    else:
+        raise TypeError(f"cannot send {type(value).__name__} over XML-RPC")
+
+
+def dumps_response(value: object) -> bytes:
+    out = ['<?xml version="1.0"?>\n<methodResponse><params><param>']
+    _dump(value, out)
+    out.append("</param></params></methodResponse>\n")
+    return "".join(out).encode("utf-8")
+
+
+def dumps_fault(code: int, text: str) -> bytes:
+    out = ['<?xml version="1.0"?>\n<methodResponse><fault>']
+    _dump({"faultCode": code, "faultString": text}, out)
+    out.append("</fault></methodResponse>\n")
+    return "".join(out).encode("utf-8")
+
+
+def dumps_call(method: str, params: Sequence[object]) -> bytes:
+    """A methodCall body (used by api/client.py); same value rules as responses."""
+    out = [f'<?xml version="1.0"?>\n<methodCall><methodName>{_escape(method)}</methodName><params>']
+    for param in params:
+        out.append("<param>")
+        _dump(param, out)
+        out.append("</param>")
+    out.append("</params></methodCall>\n")
+    return "".join(out).encode("utf-8")
+
+
+# -- dispatch -------------------------------------------------------------------------------
+
+
+class UnknownMethod(Exception):
+    """Raised by Dispatcher.call for a name nobody registered (the server sends a fault)."""
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    return {int: "int", str: "string", float: "double", list: "array", dict: "struct"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _check_params(m: _Method, params: Sequence[object]) -> list[object]:
+    n_max = len(m.kinds)
+    n_min = n_max - len(m.defaults)
+    if not n_min <= len(params) <= n_max:
+        expected = str(n_min) if n_min == n_max else f"{n_min} to {n_max}"
+        raise RpcApiError(
+            f"Wrong number of parameters: expected {expected} after the session, got {len(params)}."
+        )
+    checked: list[object] = []
+    for pos, (kind, value) in enumerate(zip(m.kinds, params, strict=False), start=1):
+        if kind == "s" and isinstance(value, str):
+            checked.append(value)
+        elif kind == "i" and isinstance(value, int) and not isinstance(value, bool):
+            if not INT32_MIN <= value <= INT32_MAX:
+                raise RpcApiError(f"Parameter {pos} is out of the 32-bit integer range.")
+            checked.append(value)
+        elif kind == "b" and isinstance(value, int) and value in (0, 1):
+            checked.append(bool(value))
+        else:
+            raise RpcApiError(
+                f"Wrong type for parameter {pos}: expected {_KINDS[kind]}, got {_type_name(value)}."
+            )
+    checked.extend(m.defaults[len(params) - n_min :])
+    return checked
+
+
+def _failure(method: str, exc: ApiError) -> list[object]:
+    text = exc.message
+    prefix = f"[{method}]"
+    if not text.startswith(prefix):
+        text = f"{prefix} {text}"
+    return [False, text, int(exc.code), exc.resp_id, 0]
+
+
+def _safe_name(session: object) -> str:
+    if not isinstance(session, str) or ":" not in session:
+        return "<malformed session>"
+    return repr(session.partition(":")[0][:64])
+
+
+class Dispatcher:
+    """Runs one XML-RPC call: session check, parameter check, handler, return convention."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        authenticator: Authenticate,
+        observer: Observer | None = None,
+        *,
+        max_depth: int = 32,
+    ) -> None:
+        self.registry = registry
+        self._authenticate = authenticator
+        self._observer = observer
+        self.max_depth = max_depth
+
+    def call(self, method: str, params: Sequence[object], client_address: str = "") -> list[object]:
+        """The OpenNebula result array of `method(*params)`; UnknownMethod if unregistered."""
+        m = self.registry.get(method)
+        if m is None:
+            raise UnknownMethod(method)
+        user: User | None = None
+        session = params[0] if params else None
+        rest = tuple(params[1:])
+        try:
+            if not isinstance(session, str):
+                raise RpcApiError("The first parameter must be the session string.")
+            try:
+                user = self._authenticate(session)
+            except ApiError:
+                log.info(
+                    "%s: authentication failed for user %s from %s",
+                    method,
+                    _safe_name(session),
+                    client_address,
+                )
+                raise
+            args = _check_params(m, rest)
+            value = m.fn(CallContext(user, method, client_address), *args)
+            result: list[object] = [True, value, 0]
+        except ApiError as exc:
+            result = _failure(method, exc)
+        except Exception:
+            log.error(
+                "%s by %s from %s failed:\n%s",
+                method,
+                user.name if user else "?",
+                client_address,
+                traceback.format_exc(),
+            )
+            result = _failure(method, InternalError("Internal error, see the daemon log."))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s by %s from %s -> %s",
+                method,
+                user.name if user else "?",
+                client_address,
+                "ok" if result[0] else f"error 0x{result[2]:x}",
+            )
+        if self._observer is not None:
+            try:
+                self._observer(method, rest, result, user)
+            except Exception:
+                log.error("API observer failed after %s:\n%s", method, traceback.format_exc())
+        return result
+
+    def handle(self, body: bytes, client_address: str = "") -> bytes:
+        """A request body -> the response body (always a valid methodResponse)."""
+        try:
+            method, params = loads_call(body, self.max_depth)
+        except XmlRpcParseError as exc:
+            log.info("unparseable request from %s: %s", client_address, exc)
+            return dumps_fault(FAULT_PARSE, f"Could not parse the XML-RPC call: {exc}")
+        try:
+            result = self.call(method, params, client_address)
+        except UnknownMethod:
+            return dumps_fault(FAULT_NO_SUCH_METHOD, f"Method '{method[:200]}' not defined")
+        try:
+            return dumps_response(result)
+        except (TypeError, OverflowError) as exc:
+            # A handler returned something XML-RPC cannot carry (the observer has already
+            # seen the call as a success; this is a handler bug, so it is logged loudly).
+            log.error("%s returned an unsendable value: %s", method, exc)
+            error = InternalError("Internal error, see the daemon log.")
+            return dumps_response(_failure(method, error))
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body: int = 8 * 1024 * 1024  # bytes; larger requests get 413
+    idle_timeout: float = 30.0  # seconds without a byte from the client
+    request_timeout: float = 60.0  # seconds to receive one whole request body
+    max_connections: int = 128  # concurrent connections; more get 503
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Lazarus"
+    sys_version = ""
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.limits.idle_timeout)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s: " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._plain_error(HTTPStatus.METHOD_NOT_ALLOWED, "XML-RPC needs POST")
+
+    def _plain_error(self, status: HTTPStatus, text: str) -> None:
+        self.send_error(status, text)  # also sends "Connection: close" and closes
+
+    def do_POST(self) -> None:
+        limits = self.server.limits
+        if self.path.split("?", 1)[0] != self.server.rpc_path:
+            return self._plain_error(HTTPStatus.NOT_FOUND, f"use {self.server.rpc_path}")
+        if "Transfer-Encoding" in self.headers:
+            return self._plain_error(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length body")
+        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            return self._plain_error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "no content encodings")
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            return self._plain_error(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
+        if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0].strip()):
+            return self._plain_error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+        length = int(lengths[0])
+        if length > limits.max_body:
+            log.info("refused a %d-byte request from %s", length, self.client_address[0])
+            return self._plain_error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"requests are limited to {limits.max_body} bytes",
+            )
+        body = self._read_body(length, limits.request_timeout)
+        if body is None:
+            return None
+        response = self.server.dispatcher.handle(body, self.client_address[0])
+        head = (
+            f"HTTP/1.1 200 OK\r\nServer: Lazarus\r\nDate: {self.date_time_string()}\r\n"
+            f"Content-Type: text/xml\r\nContent-Length: {len(response)}\r\n"
+        )
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        self.wfile.write(head.encode("ascii") + b"\r\n" + response)  # one write: no Nagle stall
+        return None
+
+    def _read_body(self, length: int, request_timeout: float) -> bytes | None:
+        deadline = time.monotonic() + request_timeout
+        chunks: list[bytes] = []
+        remaining = length
+        while remaining:
+            chunk = self.rfile.read1(min(remaining, 65536))  # returns after one socket read
+            if not chunk:
+                self.close_connection = True
+                return None
+            chunks.append(chunk)
+            remaining -= len(chunk)
+            if remaining and time.monotonic() > deadline:
+                log.info("request from %s too slow, dropped", self.client_address[0])
+                self._plain_error(HTTPStatus.REQUEST_TIMEOUT, "request body too slow")
+                return None
+        return b"".join(chunks)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self, address: tuple[str, int], dispatcher: Dispatcher, rpc_path: str, limits: Limits
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.rpc_path = rpc_path
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        super().__init__(address, _RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            busy = len(self._open) >= self.limits.max_connections
+            if not busy:
+                self._open.add(request)
+        if busy:
+            log.warning("too many connections, refused %s", client_address[0])
+            try:
+                request.settimeout(1.0)
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._open.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.error("connection from %s failed:\n%s", client_address[0], traceback.format_exc())
+
+    def drop_connections(self) -> None:
+        with self._lock:
+            conns = list(self._open)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class XmlRpcServer:
+    """The XML-RPC endpoint. Binds in the constructor (port 0 picks a free port; see `port`).
+
+    Use `serve_forever()` in the caller's thread, or `start()` for a background thread;
+    `close()` stops serving, drops open connections and releases the port.
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        host: str = defaults.DEFAULT_LISTEN_HOST,
+        port: int = defaults.DEFAULT_PORT,
+        path: str = defaults.DEFAULT_PATH,
+        limits: Limits | None = None,
+    ) -> None:
+        self._httpd = _HTTPServer((host, port), dispatcher, path, limits or Limits())
+        self._thread: threading.Thread | None = None
+        self._serving = False
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self._httpd.rpc_path}"
+
+    def serve_forever(self) -> None:
+        self._serving = True
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def start(self) -> None:
+        self._serving = True
+        self._thread = threading.Thread(target=self.serve_forever, name="xmlrpc", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._serving:
+            self._httpd.shutdown()
+            self._serving = False
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+        self._httpd.drop_connections()
+
+    def __enter__(self) -> XmlRpcServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = [
+    "Authenticate",
+    "CallContext",
+    "Dispatcher",
+    "Limits",
+    "Observer",
+    "Registry",
+    "UnknownMethod",
+    "XmlRpcParseError",
+    "XmlRpcServer",
+    "dumps_call",
+    "dumps_fault",
+    "dumps_response",
+    "loads_call",
+    "loads_response",
+]
