@@ -140,7 +140,9 @@ def test_a_runner_overrunning_its_timeout_is_abandoned() -> None:
 
 
 def test_missing_agent_is_not_retried() -> None:
-    script: dict[tuple[str, str], list[Any]] = {("fence_a", "off"): [PermanentDriverError("fence agent fence_a not found")],
+    missing = PermanentDriverError("fence agent fence_a not found")
+    script: dict[tuple[str, str], list[Any]] = {
+              ("fence_a", "off"): [missing],
               ("fence_b", "off"): [OK], ("fence_b", "status"): [OFF]}
     outcome, runner = run_fence(script, [dev(1), dev(2, "fence_b")])
     assert outcome.ok and outcome.level == 2
