@@ -209,6 +209,7 @@ class Lab:
         # The first host probes qemu if the cache is cold (8 s); the others reuse its result.
         first, *rest = names
         with self._locked() as state:
+            hosts.seed_caps(self._paths(first), self.caps_cache)
             self._finish_boot(state, first, self._launch(state, first))
             hosts.save_caps(self._paths(first), self.caps_cache)
             launched = []
