@@ -1,24 +1,37 @@
-"""The Hypervisor port's contract, run against every driver (see conftest.hv_backend).
+"""The Hypervisor port's contract, run against every driver (fixture hv_backend).
 
 What the core may rely on, whichever driver serves a host: a probe reports capacity and the
 domains with their VM ids; deploy is idempotent; shutdown/cleanup of a missing domain succeed;
 suspend/resume round-trip; an unreachable host raises TemporaryDriverError; other refusals
 raise PermanentDriverError; a migration either moves the domain or leaves it where it was.
+
+`hv_backend` runs each test once per driver: "sim" (virtual time), "libvirt-test" (in-process
+test:/// URIs) and "libvirtd" (root: test-only daemons); see tests/helpers/hypervisors.py. The
+fixture lives here, not in tests/contract/conftest.py: a conftest.py below tests/ would shadow
+the top-level `conftest` module that `from conftest import vrun` relies on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pytest
 
-from helpers.hypervisors import HvBackend
+from helpers.hypervisors import HvBackend, make_backend
 from lazarus.domain.errors import PermanentDriverError, TemporaryDriverError
 from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, VmSpec
 
 T = TypeVar("T")
 MEM = 64 * 1024
+
+
+@pytest.fixture(params=["sim", "libvirt-test", pytest.param("libvirtd", marks=pytest.mark.root)])
+def hv_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HvBackend]:
+    with ExitStack() as stack:
+        yield make_backend(request.param, stack, tmp_path)
 
 
 def spec(vm_id: int, memory_kib: int = MEM) -> VmSpec:

@@ -1,7 +1,8 @@
 """Hypervisor backends for tests: every Hypervisor implementation the project ships, set up.
 
-Used by the contract suite (tests/contract/conftest.py's `hv_backend` fixture) and by any test
-that wants to run against several drivers. `make_backend(kind, stack, tmp_path)` with kind:
+Used by the contract suite (the `hv_backend` fixture of tests/contract/test_hypervisor.py)
+and by any test that wants to run against several drivers.
+`make_backend(kind, stack, tmp_path)` with kind:
 - "sim": SimHypervisor over a SimCluster, on a virtual-time loop (no real waiting);
 - "libvirt-test": LibvirtHypervisor on in-process "test:///<tmp>/hostN.xml" URIs, one node
   file per host (private state per connection);
