@@ -23,6 +23,8 @@ from lazarus.ports.store import Store
 from .inventory import Inventory, bootstrap
 from .journal import Journal
 from .lifecycle import Lifecycle
+from .monitor import Monitor
+from .scheduler import Scheduler
 from .settings import Settings
 
 log = logging.getLogger("lazarus.controller")
@@ -47,12 +49,19 @@ class Controller:
         self.journal = Journal(store, clock)
         self.lifecycle = Lifecycle(store, self.journal, clock, self.drivers, self.settings)
         self.inventory = Inventory(self.journal, clock, self.drivers.keys())
-        # Background services (monitor, scheduler, hook manager) register here.
-        self.services: dict[str, Service] = {}
+        bootstrap(self.journal, self.datastore_root)  # idempotent: first start only
+        self.monitor = Monitor(
+            store, self.journal, clock, self.drivers, self.settings, self.lifecycle
+        )
+        self.scheduler = Scheduler(store, self.journal, clock, self.lifecycle, self.settings)
+        # Background loops, supervised by start(); more services (hooks) register here.
+        self.services: dict[str, Service] = {
+            "monitor": self.monitor.run,
+            "scheduler": self.scheduler.run,
+        }
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        bootstrap(self.journal, self.datastore_root)
         resumed = self.lifecycle.resume()
         if resumed:
             log.info("controller: resuming %d VM(s) left in transient states", resumed)

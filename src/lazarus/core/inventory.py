@@ -7,7 +7,7 @@ Names are unique per kind. A host that still has VMs placed on it cannot be dele
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from lazarus.domain.entities import Cluster, Datastore, Host, HostShare
 from lazarus.domain.errors import ActionError, AllocateError, RpcApiError
@@ -27,6 +27,8 @@ class Inventory:
         self.journal = journal
         self.clock = clock
         self.vm_mads = vm_mads
+        # Called after a host is created (e.g. the daemon adds a simulated machine for it).
+        self.on_host_created: list[Callable[[Host], None]] = []
 
     # --------------------------------------------------------------------------- hosts
     def allocate_host(self, name: str, im_mad: str, vm_mad: str, cluster_id: int = -1) -> int:
@@ -49,6 +51,8 @@ class Inventory:
                 )
             )
             t.note(host.subject, f"created (VM_MAD={vm_mad}, cluster {cluster.id})", "api")
+        for callback in self.on_host_created:
+            callback(host)
         return host.id
 
     def delete_host(self, host_id: int) -> int:

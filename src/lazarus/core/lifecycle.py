@@ -266,6 +266,11 @@ class Lifecycle:
             return
         self._spawn(vm_id, self._drive(vm_id))
 
+    def busy(self, vm_id: int) -> bool:
+        """A driver operation for this VM is in flight (e.g. a live migration)."""
+        task = self._tasks.get(vm_id)
+        return task is not None and not task.done()
+
     def resume(self) -> int:
         """Drive every VM left in a transient state (after a restart). Returns how many."""
         transient = [

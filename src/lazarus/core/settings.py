@@ -12,11 +12,13 @@ class Settings:
     # monitoring (issue: OpenNebula's default interval is 180 s; ours is 5 s)
     monitoring_interval_host: float = 5.0
     monitor_failures: int = 3  # consecutive failed probes before ERROR
-    probe_timeout: float = 5.0
+    retry_interval: float = 1.0  # re-probe cadence once a probe failed
+    probe_timeout: float = 3.0
     missing_vm_state: str = "POWEROFF"  # VMs the hypervisor no longer lists: POWEROFF | UNKNOWN
     # scheduler
     sched_interval: float = 2.0
-    sched_policy: str = "packing"  # packing | striping | load
+    live_rescheds: int = 0  # 1: resched RUNNING VMs with live migration (OpenNebula's LIVE_RESCHEDS)
+    sched_policy: str = "striping"  # packing | striping | load (OpenNebula default: striping)
     max_actions_per_host: int = 8
     max_actions_per_cycle: int = 200
     # drivers

@@ -1,0 +1,135 @@
+"""`lazarus serve`: the composition root of the production controller.
+
+Builds the SQLite store in the data directory, the real clock, the hypervisor drivers (the
+in-process simulated cluster for VM_MAD=sim, libvirt for kvm/qemu/libvirt when
+libvirt-python is installed), the controller core and the XML-RPC API, then runs until
+SIGTERM/SIGINT. On first start it generates the oneadmin credentials into a one_auth file
+(mode 0600) and prints its path; the CLI and hook scripts find it through $LAZARUS_AUTH,
+$ONE_AUTH or the default path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lazarus.api import auth
+from lazarus.api.methods import Api
+from lazarus.api.xmlrpc import Dispatcher, Registry, XmlRpcServer
+from lazarus.core.controller import Controller
+from lazarus.core.settings import Settings
+from lazarus.domain.entities import User
+from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
+from lazarus.ports.hypervisor import Hypervisor
+from lazarus.store.sqlite import SqliteStore
+
+from .runtime import Runtime
+from .sim_api import SimApi
+
+log = logging.getLogger("lazarus.daemon")
+
+ADMIN = "oneadmin"
+
+
+def hypervisors(sim: SimCluster) -> dict[str, Hypervisor]:
+    drivers: dict[str, Hypervisor] = {"sim": SimHypervisor(sim)}
+    if importlib.util.find_spec("libvirt") is not None:
+        from lazarus.drivers.vmm.libvirt import LibvirtHypervisor
+
+        real = LibvirtHypervisor()
+        for name in ("kvm", "qemu", "libvirt"):
+            drivers[name] = real
+    return drivers
+
+
+def ensure_admin(store: SqliteStore, auth_file: Path) -> tuple[Path, bool]:
+    """The oneadmin user exists and its password is in `auth_file`. True when generated now."""
+    user = store.user_by_name(ADMIN)
+    if user is not None and auth_file.exists():
+        return auth_file, False
+    if auth_file.exists():
+        name, password = auth.split_session(auth.read_auth_file(auth_file))
+        generated = False
+    else:
+        name, password = auth.generate_admin_credentials(auth_file)
+        generated = True
+    with store.transaction() as tx:
+        if tx.user_by_name(name) is None:
+            tx.add_user(User(id=-1, name=name, password_hash=auth.hash_password(password)))
+    return auth_file, generated
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    data_dir: Path
+    auth_file: Path | None = None
+    on_ready: Callable[[str, Path], None] | None = None
+    sim: SimCluster = field(init=False)
+    url: str = field(init=False, default="")
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        clock = SystemClock()
+        store = SqliteStore.open(self.data_dir / "lazarus.db")
+        self.sim = SimCluster(clock)
+        controller = Controller(
+            store,
+            clock,
+            hypervisors(self.sim),
+            self.settings,
+            datastore_root=str(self.data_dir / "datastores"),
+        )
+        auth_file, generated = ensure_admin(store, self.auth_file or self.data_dir / "one_auth")
+        runtime = Runtime(loop)
+        runtime.bind()
+        registry = Registry()
+        Api(controller, runtime.call).register(registry)
+        SimApi(self.sim, controller, runtime.call).register(registry)
+        dispatcher = Dispatcher(registry, auth.Authenticator(store.user_by_name))
+        server = XmlRpcServer(dispatcher, self.settings.api_listen, self.settings.api_port)
+        self.url = server.url
+        await controller.start()
+        server.start()
+        log.info(
+            "lazarus: listening on %s; oneadmin credentials %s %s",
+            server.url,
+            "written to" if generated else "in",
+            auth_file,
+        )
+        if self.on_ready is not None:
+            self.on_ready(server.url, auth_file)
+        try:
+            await stop.wait()
+        finally:
+            log.info("lazarus: stopping")
+            server.close()
+            await controller.stop()
+            store.close()
+
+
+def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+    def ready(url: str, path: Path) -> None:
+        print(f"Lazarus controller listening on {url}", flush=True)
+        print(f"oneadmin credentials: {path} (export LAZARUS_AUTH={path})", flush=True)
+
+    daemon = Daemon(settings, data_dir, auth_file, on_ready=ready)
+    asyncio.run(daemon.run())
+    return 0

@@ -1,0 +1,293 @@
+"""Host monitoring: probes, ERROR detection, VM state sync, stale-domain cleanup.
+
+Each host has its own probe loop, so a slow or hung host never delays the others:
+
+    healthy:  probe every MONITORING_INTERVAL_HOST (default 5 s)
+    failing:  re-probe every RETRY_INTERVAL (default 1 s); after MONITOR_FAILURES (3)
+              consecutive failures the host goes to ERROR and its RUNNING VMs to UNKNOWN
+    ERROR:    keep probing every interval; one good probe brings it back to MONITORED
+
+Every probe is bounded by PROBE_TIMEOUT. A driver that learns of a lost connection (libvirt
+close callback / keepalive) calls `wake(host_id)` for an immediate probe. Worst-case time
+from a host's death to ERROR (see docs/monitoring.md):
+
+    interval + MONITOR_FAILURES * probe_timeout + (MONITOR_FAILURES - 1) * retry_interval
+
+DISABLED hosts are monitored but never enter ERROR; OFFLINE hosts are not probed (reference
+3.2). The consecutive failure count is published in the host template as MONITOR_FAILURES so
+that ft/host_error can count monitoring cycles through the API alone.
+
+VM sync follows OpenNebula's rules (reference 3.4); a VM whose state changed while a probe
+was in flight is left alone (the probe may predate the change). A domain found on a host the
+VM is no longer placed on is stale: it is destroyed and undefined, never started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from lazarus.domain.entities import VM, Event, Host
+from lazarus.domain.errors import DriverError
+from lazarus.domain.states import HostState, LcmState, VmState
+from lazarus.domain.transitions import HostEvent, apply_host
+from lazarus.ports.clock import Clock
+from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, Hypervisor
+from lazarus.ports.store import Store
+
+from .journal import Journal, Tx
+from .lifecycle import Lifecycle
+from .settings import Settings
+from .waits import sleep_or_wake
+
+log = logging.getLogger("lazarus.monitor")
+
+L = LcmState
+_BOOTING = {L.BOOT, L.BOOT_UNKNOWN, L.BOOT_POWEROFF, L.BOOT_SUSPENDED, L.BOOT_STOPPED,
+            L.BOOT_UNDEPLOY, L.BOOT_MIGRATE}
+_SHUTTING = {L.SHUTDOWN, L.SHUTDOWN_POWEROFF, L.SHUTDOWN_UNDEPLOY}
+
+
+class Monitor:
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        clock: Clock,
+        drivers: Mapping[str, Hypervisor],
+        settings: Settings,
+        lifecycle: Lifecycle,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.clock = clock
+        self.drivers = drivers
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.failures: dict[int, int] = {}
+        self._loops: dict[int, asyncio.Task[None]] = {}
+        self._wakers: dict[int, asyncio.Event] = {}
+        self._changed: dict[int, int] = {}  # vm id -> id of its latest state event
+        journal.listeners.append(self._on_events)
+
+    # ----------------------------------------------------------------------- service
+    async def run(self) -> None:
+        """Keep one probe loop per monitorable host; reconcile every interval."""
+        try:
+            while True:
+                self.reconcile()
+                await self.clock.sleep(self.settings.monitoring_interval_host)
+        finally:
+            for task in self._loops.values():
+                task.cancel()
+            await asyncio.gather(*self._loops.values(), return_exceptions=True)
+            self._loops.clear()
+
+    def reconcile(self) -> None:
+        wanted = {h.id for h in self.store.hosts() if h.state is not HostState.OFFLINE}
+        for host_id in list(self._loops):
+            if host_id not in wanted or self._loops[host_id].done():
+                self._loops.pop(host_id).cancel()
+                self.failures.pop(host_id, None)
+        loop = asyncio.get_running_loop()
+        for host_id in sorted(wanted - self._loops.keys()):
+            self._wakers[host_id] = asyncio.Event()
+            self._loops[host_id] = loop.create_task(self._host_loop(host_id))
+
+    def wake(self, host_id: int) -> None:
+        """Probe this host now (a driver saw its connection drop)."""
+        waker = self._wakers.get(host_id)
+        if waker is not None:
+            waker.set()
+
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            if event.obj == "VM":
+                self._changed[event.obj_id] = event.id
+            elif event.obj == "HOST" and event.state in ("OFFLINE", "INIT", "MONITORED"):
+                self.wake(event.obj_id)
+
+    async def _host_loop(self, host_id: int) -> None:
+        waker = self._wakers[host_id]
+        while True:
+            started = self.clock.monotonic()
+            try:
+                host = self.store.host(host_id)
+            except Exception:
+                return  # deleted
+            if host.state is HostState.OFFLINE:
+                return
+            await self.probe_once(host)
+            failing = self.failures.get(host_id, 0) > 0
+            delay = (
+                self.settings.retry_interval
+                if failing and host.state is not HostState.ERROR
+                else self.settings.monitoring_interval_host
+            )
+            remaining = delay - (self.clock.monotonic() - started)
+            waker.clear()
+            if remaining > 0:
+                await sleep_or_wake(self.clock, remaining, waker)
+
+    # ------------------------------------------------------------------------- probe
+    async def probe_once(self, host: Host) -> bool:
+        """Probe a host and apply the result. True when the probe succeeded."""
+        driver = self.drivers.get(host.vm_mad)
+        cursor = max(self._changed.values(), default=0)
+        if driver is None:
+            self._failed(host.id, f"no driver for VM_MAD {host.vm_mad!r}")
+            return False
+        try:
+            probe = await asyncio.wait_for(driver.probe(host), self.settings.probe_timeout)
+        except TimeoutError:
+            self._failed(host.id, f"probe timed out after {self.settings.probe_timeout:g} s")
+            return False
+        except DriverError as exc:
+            self._failed(host.id, str(exc) or type(exc).__name__)
+            return False
+        except Exception as exc:  # a driver bug is a failed probe, not a dead monitor
+            log.exception("%s: probe crashed", host.subject)
+            self._failed(host.id, f"internal error: {exc}")
+            return False
+        stale = self._succeeded(host.id, probe, cursor)
+        for deploy_id in stale:
+            await self._cleanup_stale(host.id, deploy_id)
+        return True
+
+    def _failed(self, host_id: int, message: str) -> None:
+        count = self.failures.get(host_id, 0) + 1
+        self.failures[host_id] = count
+        with self.journal.tx() as t:
+            try:
+                host = t.store.host(host_id)
+            except Exception:
+                return
+            host.template.set("MONITOR_FAILURES", str(count))
+            if count < self.settings.monitor_failures or host.state is HostState.ERROR:
+                t.store.save_host(host)
+                return
+            new = apply_host(host.state, HostEvent.MONITOR_FAIL)
+            if new is not HostState.ERROR:
+                t.store.save_host(host)  # DISABLED / OFFLINE never enter ERROR
+                return
+            stamp = datetime.fromtimestamp(self.clock.now(), UTC).strftime("%a %b %d %H:%M:%S %Y")
+            host.template.set(
+                "ERROR", f"{stamp} : Error monitoring Host {host.name} ({host.id}): {message}"
+            )
+            t.host_state(host, HostState.ERROR, f"{count} failed probes: {message}")
+            for vm in t.store.vms(host_id=host_id, states=[VmState.ACTIVE]):
+                if vm.lcm_state is LcmState.RUNNING:
+                    vm.resched = False
+                    t.vm_state(vm, (VmState.ACTIVE, LcmState.UNKNOWN), f"{host.subject} in ERROR")
+
+    def _succeeded(self, host_id: int, probe: HostProbe, cursor: int) -> list[str]:
+        """Apply a good probe; return deploy ids of stale domains to clean up."""
+        self.failures[host_id] = 0
+        stale: list[str] = []
+        with self.journal.tx() as t:
+            try:
+                host = t.store.host(host_id)
+            except Exception:
+                return []
+            if host.state is HostState.OFFLINE:
+                return []
+            self._fill_capacity(host, probe)
+            new = apply_host(host.state, HostEvent.MONITOR_OK)
+            if new is not host.state:
+                t.host_state(host, new, "probe ok")
+            else:
+                t.store.save_host(host)
+            stale = self._sync_vms(t, host, probe.domains, cursor)
+        return stale
+
+    def _fill_capacity(self, host: Host, probe: HostProbe) -> None:
+        share = host.share
+        reserved_cpu = host.template.get_int("RESERVED_CPU", 0)
+        reserved_mem = host.template.get_int("RESERVED_MEM", 0)
+        share.max_cpu, share.max_mem = probe.total_cpu, probe.total_mem
+        share.total_cpu = max(0, probe.total_cpu - reserved_cpu)
+        share.total_mem = max(0, probe.total_mem - reserved_mem)
+        share.used_cpu, share.used_mem = probe.used_cpu, probe.used_mem
+        share.free_cpu = max(0, probe.total_cpu - probe.used_cpu)
+        share.free_mem = max(0, probe.total_mem - probe.used_mem)
+        for key, value in probe.info.items():
+            host.template.set(key, value)
+        host.template.set("TOTALCPU", str(probe.total_cpu))
+        host.template.set("TOTALMEMORY", str(probe.total_mem))
+        host.template.remove("ERROR")
+        host.template.remove("MONITOR_FAILURES")
+        now = self.clock.now()
+        host.last_monitored = now
+        host.monitoring = {
+            "TIMESTAMP": str(int(now)),
+            "FREE_CPU": str(share.free_cpu),
+            "USED_CPU": str(share.used_cpu),
+            "FREE_MEMORY": str(share.free_mem),
+            "USED_MEMORY": str(share.used_mem),
+        }
+
+    def _sync_vms(
+        self, t: Tx, host: Host, domains: tuple[DomainInfo, ...], cursor: int
+    ) -> list[str]:
+        seen: dict[int, DomainInfo] = {d.vm_id: d for d in domains if d.vm_id is not None}
+        placed = {
+            vm.id: vm
+            for vm in t.store.vms(host_id=host.id)
+            if vm.state in (VmState.ACTIVE, VmState.POWEROFF, VmState.SUSPENDED)
+        }
+        for vm in placed.values():
+            if self._changed.get(vm.id, 0) > cursor:
+                continue  # changed while the probe ran: the probe may be older
+            self._sync_one(t, host, vm, seen.get(vm.id))
+        stale = []
+        for vm_id, dom in seen.items():
+            if vm_id not in placed and not self.lifecycle.busy(vm_id):
+                stale.append(dom.deploy_id)
+                running = " (RUNNING!)" if dom.state is DomainState.RUNNING else ""
+                t.note(host.subject, f"stale domain {dom.deploy_id}{running}: cleaning up")
+        return stale
+
+    def _sync_one(self, t: Tx, host: Host, vm: VM, dom: DomainInfo | None) -> None:
+        state, lcm = vm.state, vm.lcm_state
+        active = state is VmState.ACTIVE
+        if dom is None:
+            if active and lcm in (L.RUNNING, L.UNKNOWN):
+                missing = (
+                    (VmState.ACTIVE, L.UNKNOWN)
+                    if self.settings.missing_vm_state.upper() == "UNKNOWN"
+                    else (VmState.POWEROFF, L.LCM_INIT)
+                )
+                t.vm_state(vm, missing, f"not found on {host.subject}")
+            return
+        vm.last_poll = int(self.clock.now())
+        if dom.state is DomainState.RUNNING:
+            if (active and (lcm is L.UNKNOWN or lcm in _BOOTING)) or state in (
+                VmState.POWEROFF,
+                VmState.SUSPENDED,
+            ):
+                t.vm_state(vm, (VmState.ACTIVE, L.RUNNING), f"running on {host.subject}")
+        elif dom.state is DomainState.POWEROFF:
+            if active and (lcm in (L.RUNNING, L.UNKNOWN) or lcm in _SHUTTING):
+                t.vm_state(vm, (VmState.POWEROFF, L.LCM_INIT), f"shut off on {host.subject}")
+        elif dom.state is DomainState.FAILURE:
+            if active and lcm is L.RUNNING:
+                t.vm_state(vm, (VmState.ACTIVE, L.UNKNOWN), f"failed on {host.subject}")
+        elif dom.state is DomainState.SUSPENDED and active and lcm is L.RUNNING:
+            t.vm_state(vm, (VmState.SUSPENDED, L.LCM_INIT), f"paused on {host.subject}")
+
+    async def _cleanup_stale(self, host_id: int, deploy_id: str) -> None:
+        host = self.store.host(host_id)
+        driver = self.drivers.get(host.vm_mad)
+        if driver is None:
+            return
+        try:
+            await asyncio.wait_for(
+                driver.cleanup(host, deploy_id), self.settings.cleanup_timeout
+            )
+            outcome = "removed"
+        except (TimeoutError, DriverError) as exc:
+            outcome = f"cleanup failed: {exc or 'timeout'}"
+        with self.journal.tx() as t:
+            t.note(host.subject, f"stale domain {deploy_id}: {outcome}")

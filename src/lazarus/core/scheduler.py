@@ -1,0 +1,190 @@
+"""The scheduler: places PENDING VMs and moves RESCHED ones.
+
+`plan()` is pure: from VMs, hosts and a policy it returns the placements to make, never more
+than `max_actions_per_host` per host and `max_actions_per_cycle` in all. Candidates are
+PENDING VMs and VMs with RESCHED=1 in ACTIVE/RUNNING, ACTIVE/UNKNOWN or POWEROFF (OpenNebula's
+rule, reference 4.4); higher HA_PRIORITY first, then older VMs. Targets are MONITORED hosts
+with enough free CPU and memory after reservations (HOST_SHARE), never a resched VM's current
+host, never a host whose cluster has no system datastore.
+
+Policies (OpenNebula's names): packing (fill the fullest host that fits: fewer hosts busy),
+striping (the host with fewest VMs: spread failures), load (most free monitored CPU).
+
+`Scheduler.run()` plans and acts every SCHED_INTERVAL and at once when the journal reports a
+VM entering PENDING, RESCHED being set, or a host changing state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lazarus.domain.entities import VM, Event, Host
+from lazarus.domain.errors import ApiError
+from lazarus.domain.states import HostState, LcmState, VmState
+from lazarus.ports.clock import Clock
+from lazarus.ports.store import Store
+
+from .journal import Journal
+from .lifecycle import Lifecycle
+from .settings import Settings
+from .waits import sleep_or_wake
+
+log = logging.getLogger("lazarus.scheduler")
+
+POLICIES = ("packing", "striping", "load")
+
+
+@dataclass(frozen=True)
+class Placement:
+    vm_id: int
+    host_id: int
+    migrate: bool  # resched: migrate; otherwise deploy
+    live: bool = False
+
+
+@dataclass
+class _Room:
+    host: Host
+    cpu: int
+    mem: int
+    vms: int
+    actions: int = 0
+
+
+def candidates(vms: Iterable[VM]) -> list[VM]:
+    chosen = []
+    for vm in vms:
+        if vm.state is VmState.PENDING:
+            chosen.append(vm)
+        elif vm.resched and (
+            vm.state is VmState.POWEROFF
+            or (vm.state is VmState.ACTIVE and vm.lcm_state in (LcmState.RUNNING, LcmState.UNKNOWN))
+        ):
+            chosen.append(vm)
+    chosen.sort(key=lambda vm: (-vm.ha_priority, vm.id))
+    return chosen
+
+
+def plan(
+    vms: Sequence[VM],
+    hosts: Sequence[Host],
+    policy: str = "packing",
+    max_actions_per_host: int = 8,
+    max_actions_per_cycle: int = 200,
+    live_rescheds: bool = False,
+    clusters_with_system_ds: set[int] | None = None,
+) -> list[Placement]:
+    if policy not in POLICIES:
+        raise ValueError(f"unknown scheduler policy {policy!r} (one of {', '.join(POLICIES)})")
+    rooms = [
+        _Room(h, h.share.total_cpu - h.share.cpu_usage, h.share.total_mem - h.share.mem_usage,
+              h.share.running_vms)
+        for h in hosts
+        if h.state is HostState.MONITORED
+        and (clusters_with_system_ds is None or h.cluster_id in clusters_with_system_ds)
+    ]
+    placements: list[Placement] = []
+    for vm in candidates(vms):
+        if len(placements) >= max_actions_per_cycle:
+            break
+        current = vm.host_id if vm.state is not VmState.PENDING else None
+        cpu, mem = vm.cpu, vm.memory
+        best: _Room | None = None
+        for room in rooms:
+            if room.host.id == current or room.actions >= max_actions_per_host:
+                continue
+            if room.cpu < cpu or room.mem < mem:
+                continue
+            if best is None or _better(room, best, policy):
+                best = room
+        if best is None:
+            continue
+        best.cpu -= cpu
+        best.mem -= mem
+        best.vms += 1
+        best.actions += 1
+        migrate = vm.state is not VmState.PENDING
+        live = migrate and live_rescheds and vm.lcm_state is LcmState.RUNNING
+        placements.append(Placement(vm.id, best.host.id, migrate, live))
+    return placements
+
+
+def _better(room: _Room, best: _Room, policy: str) -> bool:
+    if policy == "packing":
+        key = (room.cpu, room.mem, room.host.id)
+        other = (best.cpu, best.mem, best.host.id)
+        return key < other  # least free capacity left that still fits
+    if policy == "striping":
+        return (room.vms, room.host.id) < (best.vms, best.host.id)
+    free = room.host.share.free_cpu - (room.host.share.total_cpu - room.cpu)
+    best_free = best.host.share.free_cpu - (best.host.share.total_cpu - best.cpu)
+    return (-free, room.host.id) < (-best_free, best.host.id)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        clock: Clock,
+        lifecycle: Lifecycle,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.lifecycle = lifecycle
+        self.settings = settings
+        self._wake = asyncio.Event()
+        journal.listeners.append(self._on_events)
+
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            if (
+                (event.obj == "VM" and event.state == "PENDING")
+                or event.obj == "HOST"
+                or "RESCHED=1" in event.line
+            ):
+                self._wake.set()
+                return
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            self.cycle()
+            await sleep_or_wake(self.clock, self.settings.sched_interval, self._wake)
+
+    def cycle(self) -> list[Placement]:
+        """Plan once and start every placement; returns what was started."""
+        vms = self.store.vms(states=[VmState.PENDING, VmState.ACTIVE, VmState.POWEROFF])
+        todo = candidates(vms)
+        if not todo:
+            return []
+        systems = {
+            cid for ds in self.store.datastores() if ds.type == 1 for cid in ds.cluster_ids
+        }
+        placements = plan(
+            todo,
+            self.store.hosts(),
+            self.settings.sched_policy,
+            self.settings.max_actions_per_host,
+            self.settings.max_actions_per_cycle,
+            bool(self.settings.live_rescheds),
+            systems,
+        )
+        started = []
+        for p in placements:
+            try:
+                if p.migrate:
+                    self.lifecycle.migrate(p.vm_id, p.host_id, live=p.live)
+                else:
+                    self.lifecycle.deploy(p.vm_id, p.host_id)
+                started.append(p)
+            except ApiError as exc:  # raced with an operator action: next cycle decides
+                log.info("scheduler: vm/%d -> host/%d not done: %s", p.vm_id, p.host_id, exc)
+        return started
