@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 from xmlrpc.server import SimpleXMLRPCServer
 
@@ -101,7 +102,7 @@ class FakeDaemon:
         self.server.register_function(self.sim_power, "lazarus.sim.power")
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def sim_power(self, session: str, host: str, action: str) -> list[str | int | bool]:
+    def sim_power(self, session: Any, host: Any, action: Any) -> list[Any]:
         self.calls.append((session, host, action))
         if session != "oneadmin:pw":
             return [False, "[lazarus.sim.power] User couldn't be authenticated", 256]
