@@ -1,11 +1,11 @@
 """Text pieces of OpenNebula's XML documents: escaping, CDATA, typed numbers, templates.
 
 Everything here is pure string building on the hot path of `one.vmpool.info` (thousands of VMs
-per call), so the common case (short printable ASCII) takes one or two C-level checks and no
-regular expression. Text that XML 1.0 cannot carry at all (NUL and most C0 controls, lone
-surrogates, U+FFFE/U+FFFF) is replaced by U+FFFD: one bad value must not make the whole pool
-document unparsable for every client. A carriage return is written as `&#13;` outside CDATA,
-because parsers turn a literal CR into LF.
+per call), so the common case (printable text) costs one C-level check per value or per
+template and no regular expression. Text that XML 1.0 cannot carry at all (NUL and most C0
+controls, lone surrogates, U+FFFE/U+FFFF) is replaced by U+FFFD: one bad value must not make
+the whole pool document unparsable for every client. A carriage return is written as `&#13;`
+outside CDATA, because parsers turn a literal CR into LF.
 
 `template_from_element` is the inverse of `template_xml`, used by the API for XML template
 parameters (pyone sends nested dicts as XML); the caller parses with defusedxml.
@@ -34,7 +34,7 @@ def clean(value: str) -> str:
 
 def esc(value: str) -> str:
     """Element text: & < > escaped (quotes need no escaping outside attributes)."""
-    if not (value.isascii() and value.isprintable()):
+    if not value.isprintable():  # printable excludes every character XML cannot carry
         value = clean(value)
         if "\r" in value:
             return _esc_chars(value).replace("\r", "&#13;")
@@ -49,13 +49,12 @@ def _esc_chars(value: str) -> str:
 
 def cdata(value: str) -> str:
     """A template value as OpenNebula writes it: in CDATA, with "]]>" split across sections."""
-    if not (value.isascii() and value.isprintable()):
-        value = clean(value)
-        if "\r" in value:  # CDATA cannot keep a CR; escaped text can
-            return _esc_chars(value).replace("\r", "&#13;")
-    if "]]>" in value:
-        value = value.replace("]]>", "]]]]><![CDATA[>")
-    return "<![CDATA[" + value + "]]>"
+    if value.isprintable() and "]]>" not in value:
+        return "<![CDATA[" + value + "]]>"
+    value = clean(value)
+    if "\r" in value:  # CDATA cannot keep a CR (parsers turn it into LF); escaped text can
+        return _esc_chars(value).replace("\r", "&#13;")
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
 def int_text(value: object) -> str | None:
@@ -91,20 +90,61 @@ def ids_xml(tag: str, ids: Iterable[int]) -> str:
     return f"<{tag}>{inner}</{tag}>"
 
 
-def vector_xml(name: str, pairs: Iterable[tuple[str, str]]) -> str:
-    inner = "".join([f"<{k}>{cdata(v)}</{k}>" for k, v in pairs])
-    return f"<{name}>{inner}</{name}>"
+def pairs_xml(pairs: list[tuple[str, str]]) -> str:
+    """`<A><![CDATA[b]]></A>...` for (name, value) pairs.
+
+    Fast path: render everything plainly, then check the result once. It is right when the
+    text is printable (so no character needs cleaning or escaping) and holds exactly one "]]>"
+    per value (so no value contains one). Otherwise render value by value.
+    """
+    body = "".join([f"<{k}><![CDATA[{v}]]></{k}>" for k, v in pairs])
+    if body.isprintable() and body.count("]]>") == len(pairs):
+        return body
+    return "".join([f"<{k}>{cdata(v)}</{k}>" for k, v in pairs])
+
+
+def vector_xml(name: str, pairs: list[tuple[str, str]]) -> str:
+    return f"<{name}>{pairs_xml(pairs)}</{name}>"
 
 
 def attribute_xml(name: str, value: Value) -> str:
     if isinstance(value, str):
         return f"<{name}>{cdata(value)}</{name}>"
-    return vector_xml(name, value.pairs)
+    return f"<{name}>{pairs_xml(value.pairs)}</{name}>"
 
 
-def items_xml(items: Iterable[tuple[str, Value]]) -> str:
+Entry = tuple[str, str | list[tuple[str, str]]]
+"""An attribute ready to render: (name, value) or (name, vector pairs)."""
+
+
+def entries_xml(entries: list[Entry]) -> str:
+    """Attributes as TEMPLATE children, in the order given (same fast path as pairs_xml)."""
+    parts = []
+    values = 0
+    for name, value in entries:
+        if isinstance(value, str):
+            parts.append(f"<{name}><![CDATA[{value}]]></{name}>")
+            values += 1
+        else:
+            inner = "".join([f"<{k}><![CDATA[{v}]]></{k}>" for k, v in value])
+            parts.append(f"<{name}>{inner}</{name}>")
+            values += len(value)
+    body = "".join(parts)
+    if body.isprintable() and body.count("]]>") == values:
+        return body
+    return "".join(
+        [
+            f"<{name}>{cdata(value)}</{name}>"
+            if isinstance(value, str)
+            else f"<{name}>{pairs_xml(value)}</{name}>"
+            for name, value in entries
+        ]
+    )
+
+
+def items_xml(items: list[tuple[str, Value]]) -> str:
     """The children of a TEMPLATE element, in the order given."""
-    return "".join([attribute_xml(name, value) for name, value in items])
+    return entries_xml([(n, v if isinstance(v, str) else v.pairs) for n, v in items])
 
 
 def template_xml(tag: str, template: Template) -> str:

@@ -18,7 +18,17 @@ from operator import itemgetter
 
 from ..entities import VM, History
 from ..template import Template, Value, Vector
-from .text import attribute_xml, cdata, decimal_text, esc, int_text, vector_xml
+from .text import (
+    Entry,
+    attribute_xml,
+    cdata,
+    decimal_text,
+    entries_xml,
+    esc,
+    int_text,
+    items_xml,
+    vector_xml,
+)
 
 # -- the VM TEMPLATE of vm.xsd ----------------------------------------------------------------
 
@@ -209,7 +219,7 @@ _SHORT_MONITORING = ("CPU", "MEMORY", "STATE")  # fmt: skip
 
 
 def _short_template_xml(template: Template) -> str:
-    placed: list[tuple[int, str]] = []
+    placed: list[tuple[int, Entry]] = []
     seen: set[str] = set()
     for name, value in template.items:
         spec = _SHORT_TEMPLATE.get(name)
@@ -221,14 +231,13 @@ def _short_template_xml(template: Template) -> str:
                 continue
             seen.add(name)
         if isinstance(value, str):
-            if name == "NIC":
-                continue
-            placed.append((pos, f"<{name}>{cdata(value)}</{name}>"))
+            if name != "NIC":
+                placed.append((pos, (name, value)))
         elif keep is not None:
-            placed.append((pos, vector_xml(name, [p for p in value.pairs if p[0] in keep])))
+            placed.append((pos, (name, [p for p in value.pairs if p[0] in keep])))
     if len(placed) > 1:
         placed.sort(key=_first)
-    return "".join([xml for _, xml in placed])
+    return entries_xml([entry for _, entry in placed])
 
 
 # -- MONITORING of vm.xsd: known keys only, typed, in order ------------------------------------
@@ -324,7 +333,7 @@ def vm_xml(vm: VM) -> str:
         f"<RESCHED>{vm.resched:d}</RESCHED><STIME>{vm.stime:d}</STIME><ETIME>{vm.etime:d}</ETIME>"
         f"<DEPLOY_ID>{esc(vm.deploy_id)}</DEPLOY_ID>{_lock_xml(vm)}"
         f"{_monitoring_xml(vm.monitoring)}<SCHED_ACTIONS/><TEMPLATE>{template}</TEMPLATE>"
-        f"<USER_TEMPLATE>{''.join([attribute_xml(n, v) for n, v in user])}</USER_TEMPLATE>"
+        f"<USER_TEMPLATE>{items_xml(user)}</USER_TEMPLATE>"
         f"<HISTORY_RECORDS>{history}</HISTORY_RECORDS>"
         "<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS/></BACKUPS></VM>"
     )
@@ -338,7 +347,7 @@ def vm_short_xml(vm: VM) -> str:
         if mon
         else ""
     )
-    user = "".join([attribute_xml(n, v) for n, v in vm.user_template.items if n in _SHORT_USER])
+    user = items_xml([(n, v) for n, v in vm.user_template.items if n in _SHORT_USER])
     last = _short_history_xml(vm.history[-1]) if vm.history else ""
     return (
         f"<VM><ID>{vm.id:d}</ID><UID>{vm.uid:d}</UID><GID>{vm.gid:d}</GID>"
