@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from lazarus.lab import FAIL_MODES, Lab, LabError, LabStatus, missing_requirements
+from lazarus.lab.lab import DEFAULT_SUBNET
 from lazarus.lab.guest import domain_xml, read_counter
 
 DEFAULT_DIR = "/tmp/lazarus-lab"
@@ -38,13 +39,13 @@ def _dir_option(func: F) -> F:
     return option(func)
 
 
-def _lab(root_dir: Path, *, full: bool = False) -> Lab:
+def _lab(root_dir: Path, *, full: bool = False, subnet: str = DEFAULT_SUBNET) -> Lab:
     not_root = [] if os.geteuid() == 0 else ["must run as root"]
     problems = missing_requirements() if full else not_root
     if problems:
         raise click.ClickException("the lab cannot run here: " + "; ".join(problems))
     try:
-        return Lab(root_dir)
+        return Lab(root_dir, subnet=subnet)
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -79,15 +80,17 @@ def lab() -> None:
 
 @lab.command()
 @click.option("--hosts", "count", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--subnet", default=DEFAULT_SUBNET, show_default=True,
+              help="First three octets of the lab's /24 (hosts .1.., controller side .10).")  # fmt: skip
 @_dir_option
-def up(count: int, root_dir: Path) -> None:
+def up(count: int, subnet: str, root_dir: Path) -> None:
     """Bring up COUNT hosts (hv1.. at 10.250.0.1..), each with its own libvirtd.
 
     Example: lazarus lab up --hosts 2 --dir /tmp/mylab
     """
     started = time.monotonic()
     try:
-        st = _lab(root_dir, full=True).up(count)
+        st = _lab(root_dir, full=True, subnet=subnet).up(count)
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"lab up: {len(st.hosts)} hosts in {time.monotonic() - started:.1f} s")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -118,6 +119,10 @@ class Lab:
         self.root = Path(root_dir).resolve()
         if any(str(self.root) == p or str(self.root).startswith(p + "/") for p in _PRIVATE_ROOTS):
             raise LabError(f"lab dir {self.root} is under a path the hosts mount privately")
+        try:
+            ipaddress.IPv4Network(f"{subnet}.0/24")
+        except ValueError as exc:
+            raise LabError(f"bad subnet {subnet!r}: give three octets, e.g. 10.250.0") from exc
         self.subnet = subnet
         self.caps_cache = caps_cache if caps_cache is not None else default_caps_cache()
         digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:4]
