@@ -287,6 +287,20 @@ def test_datastore_cluster_user_round_trip(store: Store) -> None:
     assert store.cluster(cluster_id) == cluster
 
 
+def test_any_text_round_trips(store: Store) -> None:
+    odd = 'quote " back\\ nul \x00 newline \n emoji \U0001f600 lone \udc80 end'
+    name = odd.replace("\udc80", "")  # columns hold UTF-8 only; bodies hold any str
+    host = Host(id=-1, name=name, template=Template([("X", odd), ("V", Vector([("K", odd)]))]))
+    with store.transaction() as tx:
+        tx.add_host(host)
+    assert store.host(0) == host
+    assert store.host_by_name(name) == host
+    with pytest.raises(InternalError), store.transaction() as tx:
+        tx.add_host(Host(id=-1, name=odd))
+    with pytest.raises(InternalError):
+        store.host_by_name(odd)
+
+
 def test_empty_entities_round_trip(store: Store) -> None:
     with store.transaction() as tx:
         tx.add_host(Host(id=-1, name="bare"))

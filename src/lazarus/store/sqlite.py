@@ -66,7 +66,7 @@ _EVENT_COLUMNS = "id, time, kind, obj, obj_id, state, lcm_state, line, body"
 def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[_Row]:
     try:
         return conn.execute(sql, params).fetchall()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeEncodeError) as exc:  # the latter: a lone surrogate in a str
         raise InternalError(f"Store error: {exc}") from exc
 
 
@@ -216,7 +216,7 @@ class _SqliteTx(_Reader):
             return self._conn.execute(sql, params).rowcount
         except sqlite3.IntegrityError as exc:
             raise AllocateError(unique()) from exc
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise InternalError(f"Store error: {exc}") from exc
 
     def _taken(self, table: str, kind: str, name: str) -> Callable[[], str]:
