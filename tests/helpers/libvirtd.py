@@ -124,8 +124,15 @@ class Libvirtd:
         env["XDG_CONFIG_HOME"] = str(self.workdir / "config")
         if self._stderr is None:
             self._stderr = (self.workdir / "log" / "stderr").open("ab")
+        command = [binary, "-f", str(conf), "--listen", "-p", str(self.workdir / "run" / "pid")]
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:
+            # If the test process dies without cleaning up (a crash, SIGKILL), the daemon
+            # goes with it instead of lingering. The signal follows the starting *thread*,
+            # so start daemons from the test's main thread.
+            command = [setpriv, "--pdeathsig", "KILL", *command]
         self.proc = subprocess.Popen(
-            [binary, "-f", str(conf), "--listen", "-p", str(self.workdir / "run" / "pid")],
+            command,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -175,16 +175,39 @@ def _is_code(exc: Exception, *names: str) -> bool:
     return any(code == getattr(lv, name) for name in names)
 
 
+class _Conn:
+    """A cached connection and the number of calls using it right now.
+
+    A connection is closed only when it is dropped (close callback, RPC failure, close()) AND
+    no call uses it: closing a virConnect while another thread is inside a call on it is a
+    use-after-free in libvirt (it segfaulted the hung-daemon test before this existed).
+    """
+
+    __slots__ = ("call_lock", "closed", "conn", "dropped", "uri", "users")
+
+    def __init__(self, uri: str, conn: Any) -> None:
+        self.uri = uri
+        self.conn = conn
+        self.users = 0
+        self.dropped = False
+        self.closed = False
+        # One call at a time per connection. With libvirt 9.0, when keepalive closes a
+        # connection, a call queued behind the one in flight is never woken and crashes the
+        # process later (reproduced with plain libvirt-python); queued on our lock instead, it
+        # sees the connection was dropped and fails fast with TemporaryDriverError.
+        self.call_lock = threading.Lock()
+
+
 class LibvirtHypervisor:
     """The Hypervisor port over libvirt-python, one cached connection per URI."""
 
     def __init__(self, keepalive_interval: int = 1, keepalive_count: int = 3) -> None:
         self.keepalive_interval = keepalive_interval
         self.keepalive_count = keepalive_count
-        self._lock = threading.Lock()  # guards the dicts below; never held across libvirt calls
-        self._conns: dict[str, Any] = {}
+        self._lock = threading.Lock()  # guards the fields below; never held across libvirt calls
+        self._conns: dict[str, _Conn] = {}
         self._uri_locks: dict[str, threading.Lock] = {}
-        self._dead: list[Any] = []  # dropped connections still to close (outside callbacks)
+        self._dead: list[_Conn] = []  # dropped, unused, to be closed by a worker (not callbacks)
 
     # -- connections ------------------------------------------------------------------------
     @staticmethod
@@ -196,88 +219,141 @@ class LibvirtHypervisor:
         with self._lock:
             return uri in self._conns
 
-    def _on_close(self, conn: Any, _reason: int, uri: str) -> None:
+    def _on_close(self, _conn: Any, _reason: int, entry: _Conn) -> None:
         """libvirt's close callback (event loop thread): forget the connection."""
-        self._drop(uri, conn)
+        self._drop(entry)
 
-    def _drop(self, uri: str, conn: Any) -> None:
+    def _drop(self, entry: _Conn) -> None:
         with self._lock:
-            if self._conns.get(uri) is conn:
-                del self._conns[uri]
-                self._dead.append(conn)
+            if self._conns.get(entry.uri) is entry:
+                del self._conns[entry.uri]
+            if not entry.dropped:
+                entry.dropped = True
+                if entry.users == 0:
+                    self._dead.append(entry)
+
+    def _release(self, entry: _Conn) -> None:
+        with self._lock:
+            entry.users -= 1
+            last = entry.dropped and entry.users == 0
+        if last:
+            self._close_entry(entry)
 
     def _reap(self) -> None:
         with self._lock:
             dead, self._dead = self._dead, []
-        for conn in dead:
-            self._close_conn(conn)
+        for entry in dead:
+            self._close_entry(entry)
 
-    def _close_conn(self, conn: Any) -> None:
+    def _close_entry(self, entry: _Conn) -> None:
         lv = _libvirt()
+        with self._lock:
+            if entry.closed or entry.users:
+                return
+            entry.closed = True
         try:
-            conn.unregisterCloseCallback()
+            entry.conn.unregisterCloseCallback()
         except lv.libvirtError:
             pass
         try:
-            conn.close()
+            entry.conn.close()
         except lv.libvirtError:
             pass
 
-    def _connection(self, uri: str) -> Any:
+    def _open(self, uri: str) -> Any:
+        lv = _libvirt()
+        conn = lv.open(uri)
+        try:
+            conn.setKeepAlive(self.keepalive_interval, self.keepalive_count)
+        except lv.libvirtError as exc:
+            if not _is_code(exc, "VIR_ERR_NO_SUPPORT"):  # local drivers have no keepalive
+                conn.close()
+                raise
+        return conn
+
+    def _acquire(self, uri: str) -> _Conn:
+        """The cached connection to `uri` (opened if needed), counted as in use."""
         lv = _libvirt()
         self._reap()
         with self._lock:
-            conn = self._conns.get(uri)
+            entry = self._conns.get(uri)
             uri_lock = self._uri_locks.setdefault(uri, threading.Lock())
-        if conn is not None:
-            if conn.isAlive():
-                return conn
-            self._drop(uri, conn)
+            if entry is not None:
+                entry.users += 1
+        if entry is not None:
+            if entry.conn.isAlive():
+                return entry
+            self._drop(entry)
+            self._release(entry)
         with uri_lock:  # one open per URI at a time; late arrivals reuse the winner's
             with self._lock:
-                conn = self._conns.get(uri)
-            if conn is not None:
-                return conn
-            conn = lv.open(uri)
+                entry = self._conns.get(uri)
+                if entry is not None:
+                    entry.users += 1
+                    return entry
+            conn = self._open(uri)
+            entry = _Conn(uri, conn)
             try:
-                conn.setKeepAlive(self.keepalive_interval, self.keepalive_count)
-            except lv.libvirtError as exc:
-                if not _is_code(exc, "VIR_ERR_NO_SUPPORT"):  # local drivers have no keepalive
-                    self._close_conn(conn)
-                    raise
-            try:
-                conn.registerCloseCallback(self._on_close, uri)
+                conn.registerCloseCallback(self._on_close, entry)
             except lv.libvirtError:
                 pass
             with self._lock:
-                self._conns[uri] = conn
-            return conn
+                entry.users += 1
+                self._conns[uri] = entry
+            return entry
 
     def close(self) -> None:
-        """Close every connection (the driver reconnects if used again)."""
+        """Close every connection; ones still in use close when their last call ends."""
         with self._lock:
-            conns = list(self._conns.values())
-            self._conns.clear()
-        for conn in conns:
-            self._close_conn(conn)
+            entries = list(self._conns.values())
+        for entry in entries:
+            self._drop(entry)
         self._reap()
 
     # -- running calls ----------------------------------------------------------------------
-    def _blocking(self, uri: str, what: str, fn: Callable[[Any], T]) -> T:
+    def _blocking_private(self, uri: str, what: str, fn: Callable[[Any], T]) -> T:
+        """Run fn on a connection of its own (long calls such as migrations must not hold
+        up probes queued on the shared connection)."""
         lv = _libvirt()
-        conn = None
         try:
-            conn = self._connection(uri)
+            conn = self._open(uri)
+        except lv.libvirtError as exc:
+            raise _translate(exc, f"{what} on {uri}") from exc
+        try:
             return fn(conn)
         except lv.libvirtError as exc:
-            error = _translate(exc, f"{what} on {uri}")
-            if conn is not None and isinstance(error, TemporaryDriverError):
-                self._drop(uri, conn)
-            raise error from exc
+            raise _translate(exc, f"{what} on {uri}") from exc
+        finally:
+            try:
+                conn.close()
+            except lv.libvirtError:
+                pass
 
-    async def _call(self, host: Host, what: str, fn: Callable[[Any], T]) -> T:
+    def _blocking(self, uri: str, what: str, fn: Callable[[Any], T]) -> T:
+        lv = _libvirt()
+        entry = None
+        try:
+            entry = self._acquire(uri)
+            with entry.call_lock:
+                if entry.dropped:
+                    lost = f"{what} on {uri}: connection lost (host dead or hung)"
+                    raise TemporaryDriverError(lost)
+                return fn(entry.conn)
+        except lv.libvirtError as exc:
+            error = _translate(exc, f"{what} on {uri}")
+            if entry is not None and isinstance(error, TemporaryDriverError):
+                self._drop(entry)
+            raise error from exc
+        finally:
+            if entry is not None:
+                self._release(entry)
+
+    async def _call(
+        self, host: Host, what: str, fn: Callable[[Any], T], private: bool = False
+    ) -> T:
         """Run fn(connection) in a daemon thread; a hung host never blocks loop or exit."""
         uri = self.uri(host)
+        blocking = self._blocking_private if private else self._blocking
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
 
@@ -291,7 +367,7 @@ class LibvirtHypervisor:
 
         def work() -> None:
             try:
-                result: T | None = self._blocking(uri, f"{what} {host.name}", fn)
+                result: T | None = blocking(uri, f"{what} {host.name}", fn)
                 error: BaseException | None = None
             except BaseException as exc:  # delivered to the awaiting coroutine
                 result, error = None, exc
@@ -380,7 +456,7 @@ class LibvirtHypervisor:
             conn.lookupByName(deploy_id).migrateToURI3(target_uri, params, flags)
             return deploy_id
 
-        return await self._call(source, f"migrate to {target.name}", run)
+        return await self._call(source, f"migrate to {target.name}", run, private=True)
 
 
 def _lookup(conn: Any, name: str) -> Any:
