@@ -332,15 +332,14 @@ class Lifecycle:
     def _fail(self, t: Tx, vm: VM, target: Pair, detail: str) -> None:
         if target == RUNNING and vm.prev_lcm_state is LcmState.UNKNOWN:
             target = UNKNOWN  # a refused shutdown of an UNKNOWN VM leaves it UNKNOWN
-        if vm.lcm_state is LcmState.MIGRATE:
-            self._undo_live_migration(t, vm)
+        abandoned = None
+        if vm.lcm_state is LcmState.MIGRATE:  # the VM stays where it was
+            abandoned = vm.history.pop()
+            if vm.last is not None:
+                vm.last.etime = 0
         self._enter(t, vm, target, f"failed: {detail}")
-
-    def _undo_live_migration(self, t: Tx, vm: VM) -> None:
-        failed = vm.history.pop()
-        if vm.last is not None:
-            vm.last.etime = 0
-        reaccount(t.store, failed.hid)
+        if abandoned is not None:
+            reaccount(t.store, abandoned.hid)
 
     def _enter(self, t: Tx, vm: VM, target: Pair, reason: str) -> None:
         """Apply `target` with its side effects on placement and capacity."""

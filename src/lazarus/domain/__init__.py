@@ -1,0 +1,1 @@
+"""Domain: stdlib-only model of Lazarus (states, transitions, templates, entities, XML)."""
