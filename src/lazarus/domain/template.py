@@ -17,6 +17,7 @@ the XML renderer, and hook / FENCE configuration readers.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ class Template:
             return default
         try:
             return int(float(raw))
-        except ValueError:
+        except (ValueError, OverflowError):  # "abc", "nan"; "inf", "1e999"
             return default
 
     def get_float(self, key: str, default: float) -> float:
@@ -88,9 +89,10 @@ class Template:
         if raw is None or raw.strip() == "":
             return default
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             return default
+        return value if math.isfinite(value) else default  # "inf"/"nan" are no capacity
 
     def vectors(self, key: str) -> list[Vector]:
         key = key.upper()
@@ -291,6 +293,8 @@ class _Parser:
             self.skip_blank()
             vector.pairs.append((key, self.value(in_vector=True)))
             self.skip_blank()
+            if not self.peek():
+                raise self.error("unterminated vector attribute (missing ']')")
             if self.peek() == ",":
                 self.pos += 1
             elif self.peek() != "]":
