@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import click
 
 from lazarus.lab import FAIL_MODES, Lab, LabError, LabStatus, missing_requirements
-from lazarus.lab.lab import DEFAULT_SUBNET
 from lazarus.lab.guest import domain_xml, read_counter
+from lazarus.lab.lab import DEFAULT_SUBNET
 
 DEFAULT_DIR = "/tmp/lazarus-lab"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,8 +80,12 @@ def lab() -> None:
 
 @lab.command()
 @click.option("--hosts", "count", type=click.IntRange(1, 9), default=3, show_default=True)
-@click.option("--subnet", default=DEFAULT_SUBNET, show_default=True,
-              help="First three octets of the lab's /24 (hosts .1.., controller side .10).")  # fmt: skip
+@click.option(
+    "--subnet",
+    default=DEFAULT_SUBNET,
+    show_default=True,
+    help="First three octets of the lab's /24 (hosts .1.., controller side .10).",
+)
 @_dir_option
 def up(count: int, subnet: str, root_dir: Path) -> None:
     """Bring up COUNT hosts (hv1.. at 10.250.0.1..), each with its own libvirtd.

@@ -19,6 +19,7 @@ pull the cable only; "hang" = SIGSTOP libvirtd (the socket accepts, nothing answ
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import ipaddress
@@ -31,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lazarus.lab import guest, hosts, netns
 from lazarus.lab.proc import (
@@ -44,6 +45,9 @@ from lazarus.lab.proc import (
     signal_pids,
 )
 
+if TYPE_CHECKING:
+    from lazarus.lab.bmc import BmcSet
+
 FailMode = Literal["power", "network", "hang"]
 FAIL_MODES: tuple[FailMode, ...] = ("power", "network", "hang")
 DEFAULT_SUBNET = "10.250.0"
@@ -55,6 +59,17 @@ REQUIRED_BINARIES = ("libvirtd", "virsh", "qemu-system-x86_64", "qemu-img", "ip"
 # Forbidden roots: the hosts mount private views over these, so lab files there would not be
 # shared between hosts.
 _PRIVATE_ROOTS = ("/run", "/var", "/etc", "/sys", "/proc", "/dev")
+
+
+def _mentions(pid: int, text: str) -> bool:
+    """Does `text` occur in the command line or environment of `pid`?"""
+    if text in " ".join(cmdline(pid)):
+        return True
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return text.encode() in fh.read()
+    except OSError:
+        return False
 
 
 def default_caps_cache() -> Path:
@@ -82,6 +97,8 @@ class HostStatus:
     libvirtd_pid: int | None
     libvirtd_alive: bool
     pids: tuple[int, ...]  # every process of the host: libvirtd and its qemus
+    # FENCE vector attributes per BMC kind ("redfish", "ipmi") once `start_bmcs` ran
+    fence: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def template(self) -> dict[str, str]:
         """HOST template attributes a controller registers this host with."""
@@ -130,6 +147,7 @@ class Lab:
         self.state_file = self.root / "state.json"
         self.datastore = self.root / "datastore"
         self.ns_dir = self.root / "ns"
+        self._bmcs: BmcSet | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -234,6 +252,7 @@ class Lab:
     def down(self) -> None:
         """Tear everything down; safe to call repeatedly and on a half-built lab."""
         with self._locked() as state:
+            self._stop_bmcs(state)
             recorded = state.get("hosts", {})
             names = set(recorded)
             if self.ns_dir.is_dir():
@@ -317,6 +336,51 @@ class Lab:
             else:
                 self._finish_boot(state, name, self._launch(state, name))
 
+    # -- BMCs ---------------------------------------------------------------------------------
+
+    def start_bmcs(self, *, redfish: bool = True, ipmi: bool = True) -> BmcSet:
+        """Start emulated BMCs (lab/bmc.py) whose chassis power drives `power_off`/`power_on`.
+
+        The BMCs listen on 127.0.0.1 (reachable from the root netns). Their FENCE attributes
+        appear in `status()`; their processes are recorded so `down` (from any process) stops
+        them. Chassis power events reach this lab only while the returned set's watcher runs,
+        i.e. while the calling process lives: stop it with `down()` or `BmcSet.stop()`.
+        """
+        from lazarus.lab.bmc import BmcSet  # sushy-tools, virtualbmc, bcrypt: only when asked
+
+        names = sorted(self._load().get("hosts", {}))
+        if not names:
+            raise LabError(f"no lab is up in {self.root}")
+        bmcs = BmcSet.start(self.root, names, redfish=redfish, ipmi=ipmi,
+                            on_power=self._on_chassis_power)  # fmt: skip
+        self._bmcs = bmcs
+        kinds = [k for k, wanted in (("redfish", redfish), ("ipmi", ipmi)) if wanted]
+        with self._locked() as state:
+            state["bmc_pids"] = [p.pid for p in bmcs.procs.values()]
+            for name in names:
+                state["hosts"][name]["fence"] = {k: bmcs.fence_attributes(name, k) for k in kinds}
+        return bmcs
+
+    def _on_chassis_power(self, name: str, power: str) -> None:
+        if power == "off":
+            self.power_off(name)
+        else:
+            self.power_on(name)
+
+    def _stop_bmcs(self, state: dict[str, Any]) -> None:
+        if self._bmcs is not None:
+            self._bmcs.stop()
+            self._bmcs = None
+        for pid in state.get("bmc_pids", []):
+            # Started with their own session: the group is theirs. Check it is still ours.
+            try:
+                ours = os.getpgid(pid) == pid and _mentions(pid, str(self.root))
+            except ProcessLookupError:
+                continue
+            if ours:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+
     # -- status ------------------------------------------------------------------------------
 
     def status(self) -> LabStatus:
@@ -339,6 +403,7 @@ class Lab:
                     libvirtd_pid=pid,
                     libvirtd_alive=bool(pid) and alive(pid),
                     pids=tuple(hosts.pids(paths)),
+                    fence=dict(h.get("fence", {})),
                 )
             )
         return LabStatus(

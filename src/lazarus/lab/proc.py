@@ -34,19 +34,6 @@ def run(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> st
     return done.stdout
 
 
-def ns_id(path: Path | str) -> str | None:
-    """The namespace a `/proc/PID/ns/*` link or an nsfs bind mount stands for ('mnt:[4026...]')."""
-    try:
-        return os.readlink(path)
-    except OSError:
-        pass
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return f"ino:{st.st_ino}:{st.st_dev}"
-
-
 def _ns_inode(path: Path | str) -> int | None:
     try:
         return os.stat(path).st_ino
