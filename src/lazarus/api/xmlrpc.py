@@ -48,6 +48,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import selectors
 import socket
 import threading
 import time
@@ -580,8 +581,13 @@ class XmlRpcServer:
         limits: Limits | None = None,
     ) -> None:
         self._httpd = _HTTPServer((host, port), dispatcher, path, limits or Limits())
+        # close() writes to this pair to wake the accept loop at once (no polling interval).
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
         self._thread: threading.Thread | None = None
-        self._serving = False
+        self._closed = False
 
     @property
     def host(self) -> str:
@@ -596,23 +602,55 @@ class XmlRpcServer:
         return f"http://{self.host}:{self.port}{self._httpd.rpc_path}"
 
     def serve_forever(self) -> None:
-        self._serving = True
-        self._httpd.serve_forever(poll_interval=0.2)
+        """Accept connections until close(); each connection is served in its own thread."""
+        if self._stop.is_set():
+            return
+        self._stopped.clear()
+        httpd = self._httpd
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(httpd, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self._stop.is_set():
+                    for key, _ in selector.select():
+                        if key.fileobj is httpd and not self._stop.is_set():
+                            self._accept()
+        finally:
+            self._stopped.set()
+
+    def _accept(self) -> None:
+        httpd = self._httpd
+        try:
+            request, client_address = httpd.get_request()
+        except OSError:
+            return
+        try:
+            httpd.process_request(request, client_address)
+        except Exception:
+            httpd.handle_error(request, client_address)
+            httpd.shutdown_request(request)
 
     def start(self) -> None:
-        self._serving = True
+        """serve_forever() in a daemon thread."""
         self._thread = threading.Thread(target=self.serve_forever, name="xmlrpc", daemon=True)
+        self._stopped.clear()
         self._thread.start()
 
     def close(self) -> None:
-        if self._serving:
-            self._httpd.shutdown()
-            self._serving = False
+        """Stop accepting, release the port and drop open connections (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake_w.send(b"x")
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._stopped.wait()
         self._httpd.server_close()
         self._httpd.drop_connections()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def __enter__(self) -> XmlRpcServer:
         return self
