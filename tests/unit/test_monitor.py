@@ -1,0 +1,169 @@
+"""Host monitoring rules on the virtual clock (issue 3; reference 3.2-3.4)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.core import Harness
+
+from lazarus.core.settings import Settings
+from lazarus.domain.states import HostState, LcmState, VmState
+
+S, L, H = VmState, LcmState, HostState
+RUNNING = (S.ACTIVE, L.RUNNING)
+
+
+@pytest.fixture
+def h() -> Harness:
+    harness = Harness(hosts=3)
+    harness.monitored()
+    yield harness
+    harness.close()
+
+
+def host_state(h: Harness, name: str) -> HostState:
+    return h.host(h.host_id(name)).state
+
+
+def test_hosts_become_monitored_with_capacity(h: Harness) -> None:
+    host = h.host(h.host_id("node1"))
+    assert host.state is H.MONITORED
+    assert host.share.total_cpu == 800 and host.share.total_mem == 8 * 1024 * 1024
+    assert host.template.get("TOTALCPU") == "800"
+    assert int(host.monitoring["TIMESTAMP"]) <= int(h.clock.now())
+    assert host.last_monitored > 0
+
+
+def test_reserved_capacity_is_honoured(h: Harness) -> None:
+    h.inv.update_host(h.host_id("node1"), _tpl("RESERVED_CPU = 200"), True)
+    h.advance(6)
+    assert h.host(h.host_id("node1")).share.total_cpu == 600
+
+
+def test_power_off_gives_error_within_the_bound_and_only_running_vms_go_unknown(
+    h: Harness,
+) -> None:
+    running = h.running_vm("a", host="node1")
+    stopped = h.running_vm("b", host="node1")
+    h.lc.action("poweroff", stopped)
+    h.settle()
+    h.sim.power_off("node1")
+    took = h.wait_for(lambda: host_state(h, "node1") is H.ERROR)
+    s = h.settings
+    bound = (
+        s.monitoring_interval_host
+        + s.monitor_failures * s.probe_timeout
+        + (s.monitor_failures - 1) * s.retry_interval
+    )
+    assert took <= bound
+    assert h.state(running) == (S.ACTIVE, L.UNKNOWN)
+    assert h.state(stopped) == (S.POWEROFF, L.LCM_INIT)  # only RUNNING VMs go UNKNOWN
+    host = h.host(h.host_id("node1"))
+    error = host.template.get("ERROR") or ""
+    assert "Error monitoring Host node1" in error
+    lines = [e.line for e in h.store.events(kind="state") if e.obj == "HOST"]
+    assert sum("=> ERROR" in line for line in lines) == 1  # logged once
+
+
+def test_hung_host_is_detected_by_probe_timeouts(h: Harness) -> None:
+    h.sim.hang("node2")
+    h.wait_for(lambda: host_state(h, "node2") is H.ERROR)
+    assert host_state(h, "node1") is H.MONITORED  # the others were not held up
+
+
+def test_no_false_error_for_fewer_failures_than_the_threshold(h: Harness) -> None:
+    for _ in range(h.settings.monitor_failures - 1):
+        h.sim.fail_next("node1", "probe")
+    h.advance(30)
+    assert host_state(h, "node1") is H.MONITORED
+    states = [e.state for e in h.store.events(kind="state") if e.obj == "HOST"]
+    assert "ERROR" not in states
+
+
+def test_short_blip_is_ridden_out() -> None:
+    with Harness(hosts=2) as h:
+        h.monitored()
+        vm = h.running_vm(host="node1")
+        h.sim.cut_network("node1")
+        h.advance(h.settings.retry_interval)  # shorter than the detection window
+        h.sim.restore_network("node1")
+        h.advance(30)
+        assert host_state(h, "node1") is H.MONITORED and h.state(vm) == RUNNING
+
+
+def test_error_host_comes_back_and_vms_resync(h: Harness) -> None:
+    vm = h.running_vm(host="node1")
+    h.sim.cut_network("node1")  # split brain case: the VM keeps running there
+    h.wait_for(lambda: h.state(vm) == (S.ACTIVE, L.UNKNOWN))
+    assert h.sim.running_hosts(vm) == ["node1"]
+    h.sim.restore_network("node1")
+    h.wait_for(lambda: host_state(h, "node1") is H.MONITORED)
+    h.wait_for(lambda: h.state(vm) == RUNNING)  # RUNNING reported for UNKNOWN -> RUNNING
+    assert h.host(h.host_id("node1")).template.get("ERROR") is None
+
+
+def test_disabled_host_never_enters_error_and_offline_is_not_probed(h: Harness) -> None:
+    h.inv.set_status(h.host_id("node1"), 1)
+    h.inv.set_status(h.host_id("node2"), 2)
+    h.sim.power_off("node1")
+    h.advance(10)
+    h.driver.calls.clear()
+    h.advance(30)
+    assert host_state(h, "node1") is H.DISABLED
+    assert host_state(h, "node2") is H.OFFLINE
+    assert h.driver.on("node2") == []
+    assert h.driver.on("node1", "probe")  # DISABLED is still monitored
+
+
+def test_enable_returns_to_monitored(h: Harness) -> None:
+    h.inv.set_status(h.host_id("node2"), 1)
+    h.inv.set_status(h.host_id("node2"), 0)
+    assert host_state(h, "node2") is H.MONITORED  # DISABLED with capacity -> MONITORED
+
+
+def test_offline_clears_capacity(h: Harness) -> None:
+    h.inv.set_status(h.host_id("node3"), 2)
+    host = h.host(h.host_id("node3"))
+    assert host.share.total_cpu == 0 and host.template.get("TOTALCPU") is None
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("POWEROFF", (S.POWEROFF, L.LCM_INIT)),
+                                                    ("UNKNOWN", (S.ACTIVE, L.UNKNOWN))])
+def test_vm_missing_from_hypervisor(setting: str, expected: tuple[VmState, LcmState]) -> None:
+    with Harness(hosts=2, settings=Settings(missing_vm_state=setting)) as h:
+        h.monitored()
+        vm = h.running_vm(host="node1")
+        h.sim.crash_vm(f"one-{vm}", gone=True)
+        h.wait_for(lambda: h.state(vm) == expected)
+
+
+def test_crashed_vm_goes_unknown(h: Harness) -> None:
+    vm = h.running_vm(host="node1")
+    h.sim.crash_vm(f"one-{vm}")
+    h.wait_for(lambda: h.state(vm) == (S.ACTIVE, L.UNKNOWN))
+
+
+def test_returned_host_stale_domains_are_removed_never_started(h: Harness) -> None:
+    vm = h.running_vm(host="node1")
+    h.sim.power_off("node1")
+    h.wait_for(lambda: h.state(vm) == (S.ACTIVE, L.UNKNOWN))
+    h.lc.action("resched", vm)
+    h.wait_for(lambda: h.state(vm) == RUNNING)
+    h.sim.power_on("node1")  # comes back with the old definition, shut off
+    h.wait_for(lambda: host_state(h, "node1") is H.MONITORED)
+    h.wait_for(lambda: h.sim.domains("node1") == [])
+    assert h.sim.running_hosts(vm) != ["node1"] and len(h.sim.running_hosts(vm)) == 1
+    assert h.vm(vm).last is not None and h.vm(vm).last.hostname != "node1"
+
+
+def test_failure_count_is_published_for_host_error(h: Harness) -> None:
+    h.sim.power_off("node3")
+    h.wait_for(lambda: host_state(h, "node3") is H.ERROR)
+    first = h.host(h.host_id("node3")).template.get_int("MONITOR_FAILURES", 0)
+    h.advance(h.settings.monitoring_interval_host * 2 + 1)
+    assert h.host(h.host_id("node3")).template.get_int("MONITOR_FAILURES", 0) > first
+
+
+def _tpl(text: str):  # type: ignore[no-untyped-def]
+    from lazarus.domain.template import Template
+
+    return Template.parse(text)
