@@ -1,0 +1,117 @@
+"""The libvirt driver's pure parts: domain XML, state mapping, names, URIs.
+
+domain_xml needs no libvirt at all; the XML is also checked against libvirt's own RelaxNG
+schema when it is installed (/usr/share/libvirt/schemas, from libvirt-daemon).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import defusedxml.ElementTree as SafeET
+import pytest
+
+from lazarus.domain.entities import Host
+from lazarus.domain.template import Template, Vector
+from lazarus.drivers.vmm.libvirt import (
+    LibvirtHypervisor,
+    default_domain_type,
+    domain_xml,
+    vm_id_of,
+)
+from lazarus.ports.hypervisor import DiskSpec, DomainState, VmSpec
+
+SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
+
+NASTY = "/var/lib/one/<ds>/a&b'\"c.qcow2"
+
+
+def full_spec() -> VmSpec:
+    return VmSpec(
+        vm_id=12,
+        name="one-12",
+        vcpu=2,
+        cpu=150,
+        memory_kib=65536,
+        disks=(
+            DiskSpec(NASTY, target="vda", format="qcow2", readonly=True),
+            DiskSpec("/data/disk.1", target="sdb"),
+        ),
+        serial_path="/var/log/one/12 <serial>.log",
+    )
+
+
+@pytest.mark.parametrize("domain_type", ["qemu", "kvm", "test"])
+def test_domain_xml_carries_the_spec_and_escapes_paths(domain_type: str) -> None:
+    root = SafeET.fromstring(domain_xml(full_spec(), domain_type))
+    assert root.get("type") == domain_type
+    assert root.findtext("name") == "one-12"
+    assert root.find("memory").get("unit") == "KiB"
+    assert root.findtext("memory") == "65536"
+    assert root.findtext("vcpu") == "2"
+    assert root.findtext("on_poweroff") == "destroy"
+    disks = root.findall("devices/disk")
+    assert [d.find("source").get("file") for d in disks] == [NASTY, "/data/disk.1"]
+    assert [d.find("driver").get("type") for d in disks] == ["qcow2", "raw"]
+    assert [d.find("target").get("bus") for d in disks] == ["virtio", "scsi"]
+    assert [d.find("readonly") is not None for d in disks] == [True, False]
+    serial = root.find("devices/serial")
+    assert serial.get("type") == "file"
+    assert serial.find("source").get("path") == "/var/log/one/12 <serial>.log"
+    machine = root.find("os/type").get("machine")
+    assert machine == (None if domain_type == "test" else "pc")
+    assert root.find("uuid") is None
+
+
+def test_domain_xml_optional_parts() -> None:
+    template = Template()
+    template.set("OS", Vector([("ARCH", "aarch64"), ("MACHINE", "virt")]))
+    template.set("EMULATOR", "/usr/bin/qemu-system-aarch64")
+    spec = VmSpec(vm_id=1, name="one-1", vcpu=0, cpu=10, memory_kib=1024, template=template)
+    root = SafeET.fromstring(domain_xml(spec, "qemu", uuid="2b1e1e1e-0000-4000-8000-000000000001"))
+    assert root.findtext("uuid") == "2b1e1e1e-0000-4000-8000-000000000001"
+    assert root.find("os/type").attrib == {"arch": "aarch64", "machine": "virt"}
+    assert root.findtext("devices/emulator") == "/usr/bin/qemu-system-aarch64"
+    assert root.findtext("vcpu") == "1"  # at least one
+    assert root.find("devices/serial") is None
+
+
+@pytest.mark.skipif(not SCHEMA.exists(), reason="libvirt's RelaxNG schemas are not installed")
+@pytest.mark.parametrize("domain_type", ["qemu", "test"])
+def test_domain_xml_validates_against_libvirts_schema(domain_type: str) -> None:
+    lxml_etree = pytest.importorskip("lxml.etree")
+    schema = lxml_etree.RelaxNG(lxml_etree.parse(str(SCHEMA)))
+    document = lxml_etree.fromstring(domain_xml(full_spec(), domain_type).encode())
+    assert schema.validate(document), schema.error_log
+
+
+def test_vm_ids_come_from_one_names_only() -> None:
+    assert vm_id_of("one-42") == 42
+    assert [vm_id_of(n) for n in ("test", "one-", "one-4x", "xone-4", "one-4-b")] == [None] * 5
+
+
+def test_uri_and_domain_type() -> None:
+    template = Template()
+    template.set("LIBVIRT_URI", "test+unix:///default?socket=/tmp/s")
+    assert LibvirtHypervisor.uri(Host(id=0, name="n1", template=template)) == (
+        "test+unix:///default?socket=/tmp/s"
+    )
+    assert LibvirtHypervisor.uri(Host(id=1, name="n2")) == "qemu+tcp://n2/system"
+    assert default_domain_type("test:///tmp/node.xml") == "test"
+    assert default_domain_type("test+tcp://127.0.0.1:1/default") == "test"
+    assert default_domain_type("qemu+tcp://10.0.0.5/system") == "qemu"
+
+
+def test_state_mapping() -> None:
+    libvirt = pytest.importorskip("libvirt")
+    from lazarus.drivers.vmm.libvirt import map_state
+
+    assert map_state(libvirt.VIR_DOMAIN_RUNNING) is DomainState.RUNNING
+    assert map_state(libvirt.VIR_DOMAIN_BLOCKED) is DomainState.RUNNING
+    assert map_state(libvirt.VIR_DOMAIN_SHUTDOWN) is DomainState.RUNNING  # still going down
+    assert map_state(libvirt.VIR_DOMAIN_PAUSED) is DomainState.SUSPENDED
+    assert map_state(libvirt.VIR_DOMAIN_PMSUSPENDED) is DomainState.SUSPENDED
+    assert map_state(libvirt.VIR_DOMAIN_SHUTOFF) is DomainState.POWEROFF
+    crashed_off = libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
+    assert map_state(libvirt.VIR_DOMAIN_SHUTOFF, crashed_off) is DomainState.FAILURE
+    assert map_state(libvirt.VIR_DOMAIN_CRASHED) is DomainState.FAILURE
