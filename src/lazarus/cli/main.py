@@ -1,0 +1,117 @@
+"""`lazarus`: the command-line entry point (console script `lazarus = lazarus.cli.main:main`).
+
+`lazarus serve` runs the controller daemon (app/daemon.py); every other group is a thin client
+of its XML-RPC API: host, vm, datastore, sim (one module each), plus `lab` and `hook` when
+their modules import. Global options say where the daemon is and how to log in; each falls
+back to the environment and then to the defaults the daemon uses (api/defaults.py), so a
+daemon and a CLI started with no options find each other. `python -m lazarus.cli.main` works
+too (the test fixtures start the daemon that way).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from lazarus import __version__
+
+from .context import Api
+from .datastore import datastore
+from .host import host
+from .output import CliError
+from .sim import sim
+from .vm import vm
+
+OPTIONAL_GROUPS = (("lazarus.cli.lab", "lab"), ("lazarus.cli.hook", "hook"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lazarus")
+@click.option("--endpoint", "-e", metavar="URL", default=None,
+              help="XML-RPC endpoint of the daemon [default: $LAZARUS_XMLRPC, $ONE_XMLRPC or "
+                   "http://127.0.0.1:2633/RPC2].")
+@click.option("--auth-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File holding 'user:password' [default: $LAZARUS_AUTH, $ONE_AUTH or "
+                   "<data dir>/one_auth].")
+@click.pass_context
+def lazarus(ctx: click.Context, endpoint: str | None, auth_file: Path | None) -> None:
+    """Lazarus: high availability for VMs on KVM/libvirt, speaking OpenNebula's API.
+
+    \b
+    Example: lazarus serve &  lazarus host create node1 --vm-mad sim && lazarus host list
+    """
+    api = Api.from_options(endpoint, auth_file)
+    ctx.obj = api
+    ctx.call_on_close(api.close)
+
+
+@lazarus.command()
+@click.option("--listen", metavar="ADDRESS", default=None,
+              help="Address to listen on [default: 127.0.0.1, or LISTEN_ADDRESS].")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="TCP port; 0 picks a free one [default: 2633, or PORT].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Database and credentials [default: $LAZARUS_DATA_DIR, /var/lib/lazarus "
+                   "as root, else ~/.local/share/lazarus].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Config file [default: <data dir>/lazarus.conf if present].")
+@click.option("--auth-file", "serve_auth_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Where the oneadmin credentials are written or read "
+                                 "[default: <data dir>/one_auth].")
+def serve(listen: str | None, port: int | None, data_dir: Path | None,
+          config_file: Path | None, serve_auth_file: Path | None) -> None:
+    """Run the controller daemon in the foreground until SIGTERM or Ctrl-C.
+
+    Settings come from the flags, then $LAZARUS_<NAME> variables, then the config file
+    (OpenNebula template syntax, e.g. MONITORING_INTERVAL_HOST = 5). When ready it prints
+    "Lazarus controller listening on URL" and the path of the oneadmin credentials.
+
+    \b
+    Example: lazarus serve --port 0 --data-dir /tmp/lz
+    """
+    from lazarus.app import config, daemon  # the daemon's dependencies load only for serve
+
+    overrides: dict[str, str] = {}
+    if listen is not None:
+        overrides["LISTEN_ADDRESS"] = listen
+    if port is not None:
+        overrides["PORT"] = str(port)
+    try:
+        settings, data = config.load(data_dir, config_file, overrides=overrides)
+    except config.ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        code = daemon.serve(settings, data, serve_auth_file)
+    except OSError as exc:  # e.g. the port is taken: one line, not a traceback
+        raise CliError(f"cannot start the daemon: {exc}") from exc
+    raise SystemExit(code)
+
+
+for _group in (host, vm, datastore, sim):
+    lazarus.add_command(_group)
+
+
+def _mount_optional() -> None:
+    """Groups other modules provide; a missing module only means a missing command."""
+    for module_name, attr in OPTIONAL_GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        command = getattr(module, attr, None)
+        if isinstance(command, click.Command):
+            lazarus.add_command(command, attr)
+
+
+_mount_optional()
+
+
+def main() -> None:
+    """The console script."""
+    lazarus(prog_name="lazarus")
+
+
+if __name__ == "__main__":
+    main()
