@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 from lazarus.domain.errors import InternalError
 
+from .hooks import SCHEMA as HOOKS_SCHEMA
+
 
 class Migration(NamedTuple):
     number: int
@@ -80,6 +82,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX events_obj ON events (obj, obj_id, id);
         """,
     ),
+    Migration(2, "hooks", HOOKS_SCHEMA),  # store/hooks.py
 )
 
 _TABLE = """

@@ -55,6 +55,7 @@ from lazarus.domain.errors import AllocateError, InternalError, NoExistsError
 from lazarus.domain.states import VmState
 
 from . import codec, migrations
+from .hooks import HookQueries, HookWrites
 
 _Row = tuple[Any, ...]
 _MAX_IDLE_READERS = 32
@@ -74,7 +75,7 @@ def _missing(what: str, obj_id: int) -> NoExistsError:
     return NoExistsError(f"Error getting {what} [{obj_id}].", obj_id)
 
 
-class _Reader:
+class _Reader(HookQueries):
     """The StoreReader queries, over whatever connection `_all` uses."""
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
@@ -186,7 +187,7 @@ class _Reader:
         ]
 
 
-class _SqliteTx(_Reader):
+class _SqliteTx(HookWrites, _Reader):
     """One write transaction (StoreTx); valid only inside its `with` block."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
