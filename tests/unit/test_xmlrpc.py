@@ -524,6 +524,14 @@ def test_oversized_body_gets_413_before_it_is_read(
     assert_alive(server)
 
 
+def test_oversized_body_refused_before_100_continue(
+    make_server: Callable[..., XmlRpcServer],
+) -> None:
+    server = make_server(Limits(max_body=1024))
+    head = b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n"
+    assert send_raw(server, head).startswith(b"HTTP/1.1 413 ")
+
+
 def test_default_limit_is_8_mib(server: XmlRpcServer) -> None:
     head = f"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: {8 * 2**20 + 1}\r\n\r\n"
     assert send_raw(server, head.encode()).startswith(b"HTTP/1.1 413 ")
@@ -671,3 +679,18 @@ def test_pyone_works_unchanged(server: XmlRpcServer) -> None:
     bad = pyone.OneServer(server.url, session="oneadmin:wrong")
     with pytest.raises(pyone.OneAuthenticationException, match="User couldn't be authenticated"):
         bad.system.version()
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    dispatcher = Dispatcher(make_registry(), Authenticator(USERS.get))
+    try:
+        server = XmlRpcServer(dispatcher, host="::1", port=0)
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1: {exc}")
+    with server:
+        server.start()
+        assert server.url == f"http://[::1]:{server.port}/RPC2"
+        with Client(server.url, SESSION) as c:
+            assert c.call("one.system.version") == "7.0.0"

@@ -50,6 +50,7 @@ import logging
 import re
 import selectors
 import socket
+import socketserver
 import threading
 import time
 import traceback
@@ -454,6 +455,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s: " + format, self.address_string(), *args)
 
+    def handle_expect_100(self) -> bool:
+        # Refuse an oversized body before the client sends it ("Expect: 100-continue").
+        length = self.headers.get("Content-Length", "").strip()
+        if _DIGITS.fullmatch(length) and int(length) > self.server.limits.max_body:
+            self._plain_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request too large")
+            return False
+        return super().handle_expect_100()
+
     def do_GET(self) -> None:
         self._plain_error(HTTPStatus.METHOD_NOT_ALLOWED, "XML-RPC needs POST")
 
@@ -524,7 +533,16 @@ class _HTTPServer(ThreadingHTTPServer):
         self.limits = limits
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _RequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup that can stall
+        # for seconds on a badly configured resolver, for a name we never use.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
@@ -599,7 +617,8 @@ class XmlRpcServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}{self._httpd.rpc_path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self._httpd.rpc_path}"
 
     def serve_forever(self) -> None:
         """Accept connections until close(); each connection is served in its own thread."""
