@@ -115,3 +115,14 @@ def test_state_mapping() -> None:
     crashed_off = libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
     assert map_state(libvirt.VIR_DOMAIN_SHUTOFF, crashed_off) is DomainState.FAILURE
     assert map_state(libvirt.VIR_DOMAIN_CRASHED) is DomainState.FAILURE
+
+
+def test_tcp_addresses_are_probed_before_libvirt_opens_them() -> None:
+    from lazarus.drivers.vmm.libvirt import _tcp_address
+
+    assert _tcp_address("qemu+tcp://10.0.0.5/system") == ("10.0.0.5", 16509)
+    assert _tcp_address("test+tcp://127.0.0.1:1234/default") == ("127.0.0.1", 1234)
+    assert _tcp_address("qemu+tls://admin@hv.example:99/system") == ("hv.example", 99)
+    assert _tcp_address("qemu+tcp://[::1]:5/system") == ("::1", 5)
+    for other in ("qemu+ssh://hv/system", "test:///n.xml", "test+unix:///default?socket=/s"):
+        assert _tcp_address(other) is None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -78,6 +79,19 @@ def _libvirt() -> Any:
 def _scheme(uri: str) -> str:
     """The driver part of a libvirt URI: "qemu+tcp://h/system" -> "qemu"."""
     return uri.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+_DEFAULT_PORTS = {"tcp": 16509, "tls": 16514}
+_NETLOC = re.compile(r"^[^:]+\+(tcp|tls)://(?:[^@/]*@)?(\[[^\]]+\]|[^:/?]+)(?::(\d+))?")
+
+
+def _tcp_address(uri: str) -> tuple[str, int] | None:
+    """(host, port) of a "+tcp" / "+tls" libvirt URI, None for other transports."""
+    match = _NETLOC.match(uri)
+    if match is None:
+        return None
+    transport, host, port = match.groups()
+    return host.strip("[]"), int(port) if port else _DEFAULT_PORTS[transport]
 
 
 def default_domain_type(uri: str) -> str:
@@ -201,9 +215,20 @@ class _Conn:
 class LibvirtHypervisor:
     """The Hypervisor port over libvirt-python, one cached connection per URI."""
 
-    def __init__(self, keepalive_interval: int = 1, keepalive_count: int = 3) -> None:
+    def __init__(
+        self,
+        keepalive_interval: int = 1,
+        keepalive_count: int = 3,
+        *,
+        connect_timeout: float = 5.0,
+    ) -> None:
         self.keepalive_interval = keepalive_interval
         self.keepalive_count = keepalive_count
+        # libvirt's open has no timeout and keepalive starts only once it returns: a TCP URI
+        # is first probed with a plain socket, and callers queued behind an open in progress
+        # give up, both after connect_timeout seconds (else a pulled cable piles up threads,
+        # each blocked for the kernel's ~2 min SYN timeout).
+        self.connect_timeout = connect_timeout
         self._lock = threading.Lock()  # guards the fields below; never held across libvirt calls
         self._conns: dict[str, _Conn] = {}
         self._uri_locks: dict[str, threading.Lock] = {}
@@ -262,6 +287,12 @@ class LibvirtHypervisor:
 
     def _open(self, uri: str) -> Any:
         lv = _libvirt()
+        address = _tcp_address(uri)
+        if address is not None:
+            try:
+                socket.create_connection(address, timeout=self.connect_timeout).close()
+            except OSError as exc:
+                raise TemporaryDriverError(f"cannot reach {uri}: {exc}") from exc
         conn = lv.open(uri)
         try:
             conn.setKeepAlive(self.keepalive_interval, self.keepalive_count)
@@ -285,7 +316,10 @@ class LibvirtHypervisor:
                 return entry
             self._drop(entry)
             self._release(entry)
-        with uri_lock:  # one open per URI at a time; late arrivals reuse the winner's
+        # One open per URI at a time; late arrivals reuse the winner's connection.
+        if not uri_lock.acquire(timeout=self.connect_timeout):
+            raise TemporaryDriverError(f"still connecting to {uri}")
+        try:
             with self._lock:
                 entry = self._conns.get(uri)
                 if entry is not None:
@@ -301,6 +335,8 @@ class LibvirtHypervisor:
                 entry.users += 1
                 self._conns[uri] = entry
             return entry
+        finally:
+            uri_lock.release()
 
     def close(self) -> None:
         """Close every connection; ones still in use close when their last call ends."""
