@@ -8,6 +8,7 @@ finish, with the right error, before its deadline), never by measuring durations
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,10 @@ async def until_disconnected(hv: object, uri: str) -> None:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Libvirtd:
+def daemon(tmp_path: Path) -> Iterator[Libvirtd]:
     require_libvirtd()
     with Libvirtd(tmp_path / "hv1") as daemon:
-        yield daemon  # type: ignore[misc]
+        yield daemon
 
 
 def test_killed_daemon_fails_fast_and_a_restart_is_picked_up(daemon: Libvirtd) -> None:
