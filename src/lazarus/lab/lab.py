@@ -251,6 +251,8 @@ class Lab:
 
     def down(self) -> None:
         """Tear everything down; safe to call repeatedly and on a half-built lab."""
+        if not self.root.is_dir():
+            return
         with self._locked() as state:
             self._stop_bmcs(state)
             recorded = state.get("hosts", {})
