@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lazarus.api import auth
+from lazarus.api.hook_methods import HookApi
 from lazarus.api.methods import Api
 from lazarus.api.xmlrpc import Dispatcher, Registry, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
 from lazarus.domain.entities import User
 from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.store.sqlite import SqliteStore
@@ -84,12 +87,14 @@ class Daemon:
         clock = SystemClock()
         store = SqliteStore.open(self.data_dir / "lazarus.db")
         self.sim = SimCluster(clock)
+        hook_executor = SubprocessHookExecutor.from_env(os.environ)
         controller = Controller(
             store,
             clock,
             hypervisors(self.sim),
             self.settings,
             datastore_root=str(self.data_dir / "datastores"),
+            hook_executor=hook_executor,
         )
         auth_file, generated = ensure_admin(store, self.auth_file or self.data_dir / "one_auth")
         runtime = Runtime(loop)
@@ -97,9 +102,15 @@ class Daemon:
         registry = Registry()
         Api(controller, runtime.call).register(registry)
         SimApi(self.sim, controller, runtime.call).register(registry)
-        dispatcher = Dispatcher(registry, auth.Authenticator(store.user_by_name))
+        observer = None
+        if controller.hooks is not None:
+            hook_api = HookApi(controller.hooks, store, store, runtime.call)
+            hook_api.register(registry)
+            observer = hook_api.observe
+        dispatcher = Dispatcher(registry, auth.Authenticator(store.user_by_name), observer)
         server = XmlRpcServer(dispatcher, self.settings.api_listen, self.settings.api_port)
         self.url = server.url
+        hook_executor.callback(server.url, str(Path(auth_file).resolve()))
         await controller.start()
         server.start()
         log.info(

@@ -17,9 +17,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from lazarus.ports.clock import Clock
+from lazarus.ports.hooks import HookExecutor
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.ports.store import Store
 
+from .hooks import HookManager, is_hook_store
 from .inventory import Inventory, bootstrap
 from .journal import Journal
 from .lifecycle import Lifecycle
@@ -40,6 +42,7 @@ class Controller:
         drivers: Mapping[str, Hypervisor],
         settings: Settings | None = None,
         datastore_root: str = "/var/lib/lazarus/datastores",
+        hook_executor: HookExecutor | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -59,6 +62,14 @@ class Controller:
             "monitor": self.monitor.run,
             "scheduler": self.scheduler.run,
         }
+        # Hooks (core/hooks.py) run when an executor is given and the store keeps hooks.
+        self.hooks: HookManager | None = None
+        if hook_executor is not None:
+            if not is_hook_store(store):
+                raise TypeError("hooks need a store that implements ports.hooks.HookStore")
+            self.hooks = HookManager(store, clock, hook_executor, self.settings, self.store)
+            self.journal.listeners.append(self.hooks.notify)
+            self.services["hooks"] = self.hooks.run
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

@@ -1,0 +1,394 @@
+"""The hook manager: matches recorded events to hooks and runs them, never losing one.
+
+The events table is the outbox. Every state change is recorded with its Event in the same
+transaction (core/journal.py); API calls someone hooked are recorded as Event(kind="api") by
+`record_api` before the caller gets its answer. The manager keeps a cursor (meta key
+`hooks.cursor`) of the last event it has dispatched:
+
+    dispatch:  one transaction = a pending HookJob per matching hook + the cursor moved on
+    run:       job marked running (attempt += 1) -> command runs (executor port) ->
+               one transaction = ExecutionRecord stored + job deleted
+    start:     jobs found running were interrupted by a crash: each gets a record with
+               CODE -1 ("Interrupted ...") and runs again; pending jobs simply run
+
+So a SIGKILL at any point loses no event and runs no hook twice for one event, except an
+execution that was running when the controller died: that one is recorded as interrupted and
+run again (at-least-once; docs/hooks.md). LAZARUS_HOOK_EXECUTION="<hook id>:<job id>" is the
+same for every run of one job, so a hook can make itself idempotent.
+
+At most `settings.hook_concurrency` commands run at once. Hook CRUD (the one.hook.* API)
+goes through this object on the controller's loop thread, which also keeps the in-memory
+index (key -> hooks) and `hooked_calls`, read by the API observer from HTTP threads.
+
+Built by core/controller.py when a HookExecutor is given; the executor (drivers/hooks/) is the
+only place that starts processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Collection
+from typing import TypeGuard
+
+from lazarus.domain.entities import Event
+from lazarus.domain.errors import NoExistsError, RpcApiError
+from lazarus.domain.hooks import (
+    INTERRUPTED_CODE,
+    PENDING,
+    RUNNING,
+    ExecutionRecord,
+    ExecutionResult,
+    Hook,
+    HookJob,
+    b64,
+    event_key,
+    lock_check,
+    parse_hook,
+    substitute,
+    updated_template,
+)
+from lazarus.domain.template import Template
+from lazarus.ports.clock import Clock
+from lazarus.ports.hooks import HookExecutor, HookRequest, HookStore, HookTx
+from lazarus.ports.store import Store
+
+from .settings import Settings
+
+log = logging.getLogger("lazarus.hooks")
+
+CURSOR = "hooks.cursor"
+BATCH = 500
+POLL_INTERVAL = 5.0  # also picks up events recorded without telling the manager
+MANAGE, ALL = 2, 4  # OpenNebula lock / operation levels
+
+
+def is_hook_store(store: object) -> TypeGuard[HookStore]:
+    return isinstance(store, HookStore)
+
+
+class HookManager:
+    def __init__(
+        self,
+        store: HookStore,
+        clock: Clock,
+        executor: HookExecutor,
+        settings: Settings,
+        hosts: Store | None = None,
+    ) -> None:
+        self.store = store
+        self.hosts = hosts  # host / VM lookups for REMOTE hooks
+        self.clock = clock
+        self.executor = executor
+        self.settings = settings
+        self.known_calls: Collection[str] | None = None  # set by the API once it registered
+        self.hooked_calls: frozenset[str] = frozenset()
+        self._index: dict[str, list[Hook]] = {}
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self.reload()
+
+    # -- index --------------------------------------------------------------------------------
+    def reload(self) -> None:
+        index: dict[str, list[Hook]] = {}
+        for hook in self.store.hooks():
+            index.setdefault(hook.key, []).append(hook)
+        self._index = index
+        self.hooked_calls = frozenset(
+            h.template.get("CALL") or "" for hooks in index.values() for h in hooks
+            if h.type == "api"
+        )
+
+    def matching(self, event: Event) -> list[Hook]:
+        key = event_key(event.kind, event.obj, event.state, event.lcm_state, event.line)
+        if key is None:
+            return []
+        return [h for h in self._index.get(key, []) if event.id > h.since_event]
+
+    # -- waking -------------------------------------------------------------------------------
+    def notify(self, events: list[Event] | None = None) -> None:
+        """Journal listener (and anything that recorded an event): dispatch soon."""
+        if events is not None and not any(e.kind in ("state", "api") for e in events):
+            return
+        if self._wake is None or self._loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """The controller service: resume interrupted work, then dispatch and run forever."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._wake = asyncio.Event()
+        self.reload()
+        self.recover()
+        try:
+            while True:
+                self._wake.clear()
+                while self.dispatch():
+                    pass
+                self._start_jobs()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+                except TimeoutError:
+                    pass
+        finally:
+            tasks = list(self._running.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._running.clear()
+
+    def recover(self) -> int:
+        """Jobs left running by a crash: record them as interrupted, queue them again."""
+        interrupted = self.store.hook_jobs(RUNNING)
+        if not interrupted:
+            return 0
+        with self.store.transaction() as tx:
+            for job in interrupted:
+                try:
+                    hook = tx.hook(job.hook_id)
+                except NoExistsError:
+                    tx.delete_hook_job(job.id)
+                    continue
+                text = (
+                    f"Interrupted: the controller stopped while this execution was running "
+                    f"(attempt {job.attempt}, LAZARUS_HOOK_EXECUTION={job.execution_key}); "
+                    "it runs again.\n"
+                )
+                result = ExecutionResult(hook.command, b"", text.encode(), INTERRUPTED_CODE)
+                self._store_record(tx, job, result)
+                job.status = PENDING
+                tx.save_hook_job(job)
+        log.warning("hooks: %d execution(s) interrupted by a restart; running them again",
+                    len(interrupted))
+        return len(interrupted)
+
+    def dispatch(self) -> int:
+        """Turn the next batch of events into jobs; the number of events consumed."""
+        cursor = int(self.store.get_meta(CURSOR) or 0)
+        if not self._index:
+            last = self.store.last_event_id()
+            if last > cursor:
+                with self.store.transaction() as tx:
+                    tx.set_meta(CURSOR, str(last))
+            return 0
+        events = self.store.events(after_id=cursor, limit=BATCH)
+        if not events:
+            return 0
+        with self.store.transaction() as tx:
+            for event in events:
+                for hook in self.matching(event):
+                    tx.add_hook_job(self._job(hook, event))
+            tx.set_meta(CURSOR, str(events[-1].id))
+        return len(events)
+
+    def _job(self, hook: Hook, event: Event) -> HookJob:
+        encoded = b64(event.body) if event.body else ""
+        if event.kind == "api":
+            arguments = substitute(hook.arguments, api_b64=encoded)
+        else:
+            arguments = substitute(hook.arguments, template_b64=encoded)
+        remote = self._remote_host(event) if hook.remote else ""
+        return HookJob(
+            id=-1,
+            hook_id=hook.id,
+            event_id=event.id,
+            arguments=arguments,
+            remote_host=remote,
+            created=self.clock.now(),
+        )
+
+    def _remote_host(self, event: Event) -> str:
+        """REMOTE_HOST: the host itself (its ADDRESS if set, else its name) for host hooks,
+        the VM's current host for VM hooks; empty when unknown."""
+        if self.hosts is None:
+            return ""
+        try:
+            if event.obj == "HOST":
+                host = self.hosts.host(event.obj_id)
+                return host.template.get("ADDRESS") or host.name
+            if event.obj == "VM":
+                last = self.hosts.vm(event.obj_id).last
+                return last.hostname if last is not None else ""
+        except NoExistsError:
+            return ""
+        return ""
+
+    def _start_jobs(self) -> None:
+        free = max(1, self.settings.hook_concurrency) - len(self._running)
+        if free <= 0:
+            return
+        for job in self.store.hook_jobs(PENDING):
+            if free <= 0:
+                break
+            if job.id in self._running:
+                continue
+            task = asyncio.get_running_loop().create_task(self._execute(job))
+            self._running[job.id] = task
+            free -= 1
+
+    async def _execute(self, job: HookJob) -> None:
+        try:
+            hook = self.store.hook(job.hook_id)
+        except NoExistsError:
+            with self.store.transaction() as tx:
+                tx.delete_hook_job(job.id)
+            self._done(job)
+            return
+        if not hook.remote:
+            job.remote_host = ""
+        job.status = RUNNING
+        job.attempt += 1
+        with self.store.transaction() as tx:
+            tx.save_hook_job(job)
+        request = HookRequest(
+            hook_id=hook.id,
+            command=hook.command,
+            arguments=job.arguments,
+            stdin=hook.stdin,
+            remote_host=job.remote_host if hook.remote else "",
+            timeout=hook.timeout,
+            env={
+                "LAZARUS_HOOK_EXECUTION": job.execution_key,
+                "LAZARUS_HOOK_ID": str(hook.id),
+                "LAZARUS_HOOK_EVENT": str(job.event_id),
+                "LAZARUS_HOOK_ATTEMPT": str(job.attempt),
+            },
+        )
+        try:
+            if hook.remote and not job.remote_host:
+                text = "Internal error: no remote host for this remote hook (REMOTE = YES)\n"
+                result = ExecutionResult(hook.command, b"", text.encode(), 255)
+            else:
+                result = await self.executor.run(request)
+        except asyncio.CancelledError:
+            raise  # stopping: the job stays running and is recorded as interrupted next start
+        except Exception as exc:  # an executor bug must not lose the record
+            log.exception("hooks: executor failed for hook %d", hook.id)
+            result = ExecutionResult(hook.command, b"", f"Internal error: {exc}\n".encode(), 255)
+        with self.store.transaction() as tx:
+            try:
+                tx.hook(job.hook_id)
+            except NoExistsError:
+                pass  # deleted while it ran: its log is gone too
+            else:
+                record = self._store_record(tx, job, result)
+                log.info(
+                    "hook/%d %s: execution %d exited %d", hook.id, hook.name,
+                    record.execution_id, result.code,
+                )
+            tx.delete_hook_job(job.id)
+        self._done(job)
+
+    def _done(self, job: HookJob) -> None:
+        self._running.pop(job.id, None)
+        self.notify()
+
+    def _store_record(self, tx: HookTx, job: HookJob, result: ExecutionResult) -> ExecutionRecord:
+        record = ExecutionRecord(
+            hook_id=job.hook_id,
+            execution_id=-1,
+            timestamp=int(self.clock.now()),
+            arguments=job.arguments,
+            result=result,
+            remote_host=job.remote_host,
+            retry=job.retry,
+            job_id=job.id,
+            event_id=job.event_id,
+        )
+        return tx.add_hook_record(record, self.settings.hook_log_retention)
+
+    # -- API events ---------------------------------------------------------------------------
+    def record_api(self, method: str, call_info: str) -> int | None:
+        """Record an API event (before the caller is answered); None if nobody hooks it."""
+        if method not in self.hooked_calls:
+            return None
+        event = Event(kind="api", line=method, obj="API", body=call_info)
+        with self.store.transaction() as tx:
+            event.time = self.clock.now()
+            event_id = tx.record(event)
+        self.notify()
+        return event_id
+
+    # -- CRUD (one.hook.*) --------------------------------------------------------------------
+    def allocate(self, template: Template) -> int:
+        hook = parse_hook(template, self.known_calls)
+        with self.store.transaction() as tx:
+            hook.since_event = tx.last_event_id()
+            tx.add_hook(hook)
+        self.reload()
+        log.info("hook/%d %s: created (%s %s)", hook.id, hook.name, hook.type, hook.key)
+        return hook.id
+
+    def delete(self, hook_id: int) -> int:
+        with self.store.transaction() as tx:
+            lock_check(tx.hook(hook_id), MANAGE)
+            tx.delete_hook(hook_id)
+        self.reload()
+        return hook_id
+
+    def update(self, hook_id: int, template: Template, append: bool) -> int:
+        with self.store.transaction() as tx:
+            hook = tx.hook(hook_id)
+            lock_check(hook, MANAGE)
+            hook.template = updated_template(hook, template, append, self.known_calls)
+            tx.save_hook(hook)
+        self.reload()
+        return hook_id
+
+    def rename(self, hook_id: int, name: str) -> int:
+        if not name.strip():
+            raise RpcApiError("New name cannot be empty.")
+        with self.store.transaction() as tx:
+            hook = tx.hook(hook_id)
+            lock_check(hook, MANAGE)
+            hook.name = name.strip()
+            tx.save_hook(hook)
+        self.reload()
+        return hook_id
+
+    def lock(self, hook_id: int, level: int, test: bool = False) -> int:
+        if level not in (1, 2, 3, 4):
+            raise RpcApiError(f"Invalid lock level {level}: use 1 (use) to 4 (all).")
+        with self.store.transaction() as tx:
+            hook = tx.hook(hook_id)
+            if test:
+                lock_check(hook, ALL)  # already locked at any level: refused
+            hook.lock = level
+            hook.lock_time = int(self.clock.now())
+            tx.save_hook(hook)
+        return hook_id
+
+    def unlock(self, hook_id: int) -> int:
+        with self.store.transaction() as tx:
+            hook = tx.hook(hook_id)
+            hook.lock, hook.lock_time = 0, 0
+            tx.save_hook(hook)
+        return hook_id
+
+    def retry(self, hook_id: int, execution_id: int) -> int:
+        """Queue the recorded arguments again with the hook's current settings (RETRY=yes)."""
+        with self.store.transaction() as tx:
+            hook = tx.hook(hook_id)
+            lock_check(hook, MANAGE)
+            record = tx.hook_record(hook_id, execution_id)
+            tx.add_hook_job(
+                HookJob(
+                    id=-1,
+                    hook_id=hook_id,
+                    event_id=-1,
+                    arguments=record.arguments,
+                    remote_host=record.remote_host,
+                    retry=True,
+                    created=self.clock.now(),
+                )
+            )
+        self.notify()
+        return hook_id

@@ -1,0 +1,183 @@
+"""Hook commands as local processes (or over SSH for REMOTE hooks): the production HookExecutor.
+
+    executor = SubprocessHookExecutor(hooks_dir=Path(".../hooks"), env={"ONE_XMLRPC": url, ...})
+    result = await executor.run(HookRequest(hook_id=0, command="ft/host_error", arguments=...))
+
+Rules (reference opennebula.md 2.6, with the differences in docs/hooks.md):
+- never a shell: argv = [command, *arguments split on spaces], or [command] with the arguments
+  on stdin when ARGUMENTS_STDIN is yes;
+- a relative COMMAND is resolved in `hooks_dir`; one that leaves it (`..`) is refused
+  (code 255, "Internal error ..."); an absolute COMMAND runs as is;
+- each command runs in its own session (process group); TIMEOUT kills the whole group
+  (SIGTERM, then SIGKILL after `kill_grace` seconds) and gives code 255 with stderr
+  "Timeout executing <command>";
+- a command that cannot start gives code 255 and stderr "Internal error: <reason>";
+- REMOTE: `ssh <ssh options> <host> <remote_dir>/<command> <args...>` (each token quoted for
+  the remote shell; `-n` when nothing goes to stdin);
+- stdout and stderr are kept up to `output_limit` bytes each (the rest is read and dropped, so
+  a chatty hook cannot fill the pipe and hang, nor fill the database);
+- the environment is the daemon's plus `env` (ONE_XMLRPC, ONE_AUTH, LAZARUS_XMLRPC,
+  LAZARUS_AUTH) plus the request's LAZARUS_HOOK_* values.
+Timeouts use the event loop's clock (asyncio.wait_for): this adapter works with real processes
+and must run on a real loop, not the virtual one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from lazarus.domain.hooks import ExecutionResult, escapes_base
+from lazarus.ports.hooks import HookRequest
+
+DEFAULT_HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"  # src/lazarus/hooks (ft/)
+DEFAULT_REMOTE_DIR = "/var/tmp/lazarus/hooks"
+DEFAULT_SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
+OUTPUT_LIMIT = 1024 * 1024
+INTERNAL = 255
+
+
+class SubprocessHookExecutor:
+    def __init__(
+        self,
+        hooks_dir: Path = DEFAULT_HOOKS_DIR,
+        remote_dir: str = DEFAULT_REMOTE_DIR,
+        env: Mapping[str, str] | None = None,
+        ssh: Sequence[str] = DEFAULT_SSH,
+        output_limit: int = OUTPUT_LIMIT,
+        kill_grace: float = 2.0,
+    ) -> None:
+        self.hooks_dir = Path(hooks_dir).resolve()
+        self.remote_dir = remote_dir.rstrip("/")
+        self.env: dict[str, str] = dict(env or {})
+        self.ssh = tuple(ssh)
+        self.output_limit = output_limit
+        self.kill_grace = kill_grace
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SubprocessHookExecutor:
+        """$LAZARUS_HOOKS_DIR (default: the package's hooks/, with ft/) and
+        $LAZARUS_REMOTE_HOOKS_DIR (default /var/tmp/lazarus/hooks)."""
+        return cls(
+            hooks_dir=Path(env.get("LAZARUS_HOOKS_DIR") or DEFAULT_HOOKS_DIR),
+            remote_dir=env.get("LAZARUS_REMOTE_HOOKS_DIR") or DEFAULT_REMOTE_DIR,
+        )
+
+    def callback(self, url: str, auth_file: str) -> None:
+        """Where hooks call back: the API endpoint and the credentials file (both names)."""
+        self.env.update(
+            ONE_XMLRPC=url, LAZARUS_XMLRPC=url, ONE_AUTH=auth_file, LAZARUS_AUTH=auth_file
+        )
+
+    def resolve(self, command: str) -> str:
+        """The local path of COMMAND; ValueError when a relative one leaves hooks_dir."""
+        if command.startswith("/"):
+            return command
+        if escapes_base(command):
+            raise ValueError(f"COMMAND {command} leaves the hooks directory {self.hooks_dir}")
+        return str(self.hooks_dir / command)
+
+    def argv(self, request: HookRequest) -> list[str]:
+        """The argv to execute (local, or ssh for remote); ValueError for a refused COMMAND."""
+        args = [] if request.stdin else request.arguments.split()
+        if not request.remote_host:
+            return [self.resolve(request.command), *args]
+        if request.command.startswith("/"):
+            remote = request.command
+        elif escapes_base(request.command):
+            raise ValueError(f"COMMAND {request.command} leaves the remote hooks directory")
+        else:
+            remote = f"{self.remote_dir}/{request.command}"
+        line = " ".join(shlex.quote(token) for token in [remote, *args])
+        no_stdin = [] if request.stdin else ["-n"]
+        return [*self.ssh, *no_stdin, request.remote_host, line]
+
+    async def run(self, request: HookRequest) -> ExecutionResult:
+        shown = request.command if request.stdin else f"{request.command} {request.arguments}"
+        shown = shown.strip()
+        try:
+            argv = self.argv(request)
+        except ValueError as exc:
+            return ExecutionResult(shown, b"", f"Internal error: {exc}\n".encode(), INTERNAL)
+        env = {**os.environ, **self.env, **request.env}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if request.stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # own process group: TIMEOUT kills all of it
+                close_fds=True,
+            )
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            text = f"Internal error: {reason}: {argv[0]}\n"
+            return ExecutionResult(shown, b"", text.encode(), INTERNAL)
+        try:
+            stdout, stderr, code = await asyncio.wait_for(
+                self._communicate(proc, request), request.timeout
+            )
+        except TimeoutError:
+            await self._kill_group(proc)
+            text = f"Timeout executing {shown}\n"
+            return ExecutionResult(shown, b"", text.encode(), INTERNAL)
+        except asyncio.CancelledError:
+            await self._kill_group(proc)
+            raise
+        return ExecutionResult(shown, stdout, stderr, code)
+
+    async def _communicate(
+        self, proc: asyncio.subprocess.Process, request: HookRequest
+    ) -> tuple[bytes, bytes, int]:
+        assert proc.stdout is not None and proc.stderr is not None
+        feed = asyncio.ensure_future(self._feed(proc, request.arguments if request.stdin else None))
+        out, err = await asyncio.gather(self._read(proc.stdout), self._read(proc.stderr))
+        await feed
+        code = await proc.wait()
+        return out, err, code if code >= 0 else 128 - code  # killed by signal n: 128 + n
+
+    async def _feed(self, proc: asyncio.subprocess.Process, data: str | None) -> None:
+        if data is None or proc.stdin is None:
+            return
+        try:
+            proc.stdin.write(data.encode("utf-8"))
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the command did not read its stdin: its business
+        finally:
+            proc.stdin.close()
+
+    async def _read(self, stream: asyncio.StreamReader) -> bytes:
+        kept = bytearray()
+        while chunk := await stream.read(65536):
+            room = self.output_limit - len(kept)
+            if room > 0:
+                kept += chunk[:room]
+        return bytes(kept)
+
+    async def _kill_group(self, proc: asyncio.subprocess.Process) -> None:
+        for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, None)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                await asyncio.wait_for(proc.wait(), wait)
+                if sig == signal.SIGTERM:
+                    self._kill_rest(proc.pid)
+                return
+            except TimeoutError:
+                continue
+
+    @staticmethod
+    def _kill_rest(pgid: int) -> None:
+        """The leader exited on SIGTERM; children that ignored it must not outlive the hook."""
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
