@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..entities import Cluster, Datastore, Host
-from .text import decimal_text, esc, ids_xml, int_text, template_xml
+from .text import NUM, decimal_text, esc, ids_xml, int_text, template_xml
 from .vm import PERMISSIONS_XML
 
 # -- HOST ---------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def _host_monitoring_xml(host: Host) -> str:
     head = f"<TIMESTAMP>{stamp}</TIMESTAMP>" if stamp is not None else ""
     system = _typed(values, _SYSTEM)
     return (
-        f"<MONITORING>{head}<ID>{host.id:d}</ID>"
+        f"<MONITORING>{head}<ID>{host.id}</ID>"
         f"<CAPACITY>{_typed(values, _CAPACITY)}</CAPACITY>"
         f"{f'<SYSTEM>{system}</SYSTEM>' if system else ''}</MONITORING>"
     )
@@ -74,14 +74,14 @@ def host_xml(host: Host) -> str:
     s = host.share
     vms_thread = int_text(host.template.get("VMS_THREAD") or 1) or "1"
     return (
-        f"<HOST><ID>{host.id:d}</ID><NAME>{esc(host.name)}</NAME><STATE>{host.state:d}</STATE>"
-        f"<PREV_STATE>{host.prev_state:d}</PREV_STATE><IM_MAD>{esc(host.im_mad)}</IM_MAD>"
-        f"<VM_MAD>{esc(host.vm_mad)}</VM_MAD><CLUSTER_ID>{host.cluster_id:d}</CLUSTER_ID>"
+        f"<HOST><ID>{host.id}</ID><NAME>{esc(host.name)}</NAME><STATE>{NUM[host.state]}</STATE>"
+        f"<PREV_STATE>{NUM[host.prev_state]}</PREV_STATE><IM_MAD>{esc(host.im_mad)}</IM_MAD>"
+        f"<VM_MAD>{esc(host.vm_mad)}</VM_MAD><CLUSTER_ID>{host.cluster_id}</CLUSTER_ID>"
         f"<CLUSTER>{esc(host.cluster)}</CLUSTER><HOST_SHARE>"
-        f"<MEM_USAGE>{s.mem_usage:d}</MEM_USAGE><CPU_USAGE>{s.cpu_usage:d}</CPU_USAGE>"
-        f"<TOTAL_MEM>{s.total_mem:d}</TOTAL_MEM><TOTAL_CPU>{s.total_cpu:d}</TOTAL_CPU>"
-        f"<MAX_MEM>{s.max_mem:d}</MAX_MEM><MAX_CPU>{s.max_cpu:d}</MAX_CPU>"
-        f"<RUNNING_VMS>{s.running_vms:d}</RUNNING_VMS><VMS_THREAD>{vms_thread}</VMS_THREAD>"
+        f"<MEM_USAGE>{s.mem_usage}</MEM_USAGE><CPU_USAGE>{s.cpu_usage}</CPU_USAGE>"
+        f"<TOTAL_MEM>{s.total_mem}</TOTAL_MEM><TOTAL_CPU>{s.total_cpu}</TOTAL_CPU>"
+        f"<MAX_MEM>{s.max_mem}</MAX_MEM><MAX_CPU>{s.max_cpu}</MAX_CPU>"
+        f"<RUNNING_VMS>{s.running_vms}</RUNNING_VMS><VMS_THREAD>{vms_thread}</VMS_THREAD>"
         f"<DATASTORES><DISK_USAGE>0</DISK_USAGE><FREE_DISK>{_disk(host, 'FREE_DISK')}</FREE_DISK>"
         f"<MAX_DISK>{_disk(host, 'MAX_DISK')}</MAX_DISK>"
         f"<USED_DISK>{_disk(host, 'USED_DISK')}</USED_DISK></DATASTORES>"
@@ -100,13 +100,13 @@ def host_pool_xml(hosts: Iterable[Host]) -> str:
 def datastore_xml(ds: Datastore) -> str:
     """The DATASTORE document (datastore.xsd); host_error reads TEMPLATE/SHARED from it."""
     return (
-        f"<DATASTORE><ID>{ds.id:d}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME>"
+        f"<DATASTORE><ID>{ds.id}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME>"
         f"<GNAME>oneadmin</GNAME><NAME>{esc(ds.name)}</NAME>{PERMISSIONS_XML}"
         f"<DS_MAD>{esc(ds.ds_mad)}</DS_MAD><TM_MAD>{esc(ds.tm_mad)}</TM_MAD>"
-        f"<BASE_PATH>{esc(ds.base_path)}</BASE_PATH><TYPE>{ds.type:d}</TYPE>"
-        f"<DISK_TYPE>0</DISK_TYPE><STATE>{ds.state:d}</STATE>{ids_xml('CLUSTERS', ds.cluster_ids)}"
-        f"<TOTAL_MB>{ds.total_mb:d}</TOTAL_MB><FREE_MB>{ds.free_mb:d}</FREE_MB>"
-        f"<USED_MB>{ds.used_mb:d}</USED_MB><IMAGES/>{template_xml('TEMPLATE', ds.template)}"
+        f"<BASE_PATH>{esc(ds.base_path)}</BASE_PATH><TYPE>{ds.type}</TYPE>"
+        f"<DISK_TYPE>0</DISK_TYPE><STATE>{ds.state}</STATE>{ids_xml('CLUSTERS', ds.cluster_ids)}"
+        f"<TOTAL_MB>{ds.total_mb}</TOTAL_MB><FREE_MB>{ds.free_mb}</FREE_MB>"
+        f"<USED_MB>{ds.used_mb}</USED_MB><IMAGES/>{template_xml('TEMPLATE', ds.template)}"
         "</DATASTORE>"
     )
 
@@ -128,7 +128,7 @@ def cluster_xml(
 ) -> str:
     """The CLUSTER document (cluster.xsd); members are passed in, so the domain stays pure."""
     return (
-        f"<CLUSTER><ID>{cluster.id:d}</ID><NAME>{esc(cluster.name)}</NAME>"
+        f"<CLUSTER><ID>{cluster.id}</ID><NAME>{esc(cluster.name)}</NAME>"
         f"{ids_xml('HOSTS', host_ids)}{ids_xml('DATASTORES', ds_ids)}{ids_xml('VNETS', vnet_ids)}"
         f"{template_xml('TEMPLATE', cluster.template)}</CLUSTER>"
     )

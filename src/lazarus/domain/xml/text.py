@@ -27,6 +27,12 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
+NUM = tuple(str(i) for i in range(128))
+"""Decimal text of the state / action enums by number: `NUM[vm.state]` costs a tuple index,
+where formatting an IntEnum goes through Python-level Enum code (5x slower). Plain int fields
+are written with `{x}`: the entities are typed int, and mypy keeps floats out of them."""
+
+
 def clean(value: str) -> str:
     """`value` with the characters XML 1.0 cannot hold replaced by U+FFFD."""
     return _NOT_XML.sub("\ufffd", value)
@@ -86,7 +92,7 @@ def decimal_text(value: object) -> str | None:
 
 def ids_xml(tag: str, ids: Iterable[int]) -> str:
     """An IDS element: `<HOSTS><ID>1</ID><ID>2</ID></HOSTS>`."""
-    inner = "".join([f"<ID>{i:d}</ID>" for i in ids])
+    inner = "".join([f"<ID>{i}</ID>" for i in ids])
     return f"<{tag}>{inner}</{tag}>"
 
 

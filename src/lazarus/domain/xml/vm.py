@@ -19,6 +19,7 @@ from operator import itemgetter
 from ..entities import VM, History
 from ..template import Template, Value, Vector
 from .text import (
+    NUM,
     Entry,
     attribute_xml,
     cdata,
@@ -187,7 +188,7 @@ def _vm_template_xml(vm: VM) -> tuple[str, list[tuple[str, Value]]]:
         last = vm.history[-1].tm_mad if vm.history else ""
         placed.append((_POS_TM_MAD_SYSTEM, f"<TM_MAD_SYSTEM>{cdata(last)}</TM_MAD_SYSTEM>"))
     if "VMID" not in seen:
-        placed.append((_POS_VMID, f"<VMID><![CDATA[{vm.id:d}]]></VMID>"))
+        placed.append((_POS_VMID, f"<VMID><![CDATA[{vm.id}]]></VMID>"))
     placed.sort(key=_first)
     return "".join([xml for _, xml in placed]), extra
 
@@ -276,24 +277,24 @@ def _monitoring_xml(monitoring: dict[str, str]) -> str:
 def history_xml(h: History) -> str:
     """A full HISTORY record (vm.xsd); PLAN_ID and ACTION_ID (7.x) are always -1."""
     return (
-        f"<HISTORY><OID>{h.oid:d}</OID><SEQ>{h.seq:d}</SEQ><HOSTNAME>{esc(h.hostname)}</HOSTNAME>"
-        f"<HID>{h.hid:d}</HID><CID>{h.cid:d}</CID><STIME>{h.stime:d}</STIME>"
-        f"<ETIME>{h.etime:d}</ETIME><VM_MAD>{esc(h.vm_mad)}</VM_MAD>"
-        f"<TM_MAD>{esc(h.tm_mad)}</TM_MAD><DS_ID>{h.ds_id:d}</DS_ID><PLAN_ID>-1</PLAN_ID>"
-        f"<ACTION_ID>-1</ACTION_ID><PSTIME>{h.pstime:d}</PSTIME><PETIME>{h.petime:d}</PETIME>"
-        f"<RSTIME>{h.rstime:d}</RSTIME><RETIME>{h.retime:d}</RETIME>"
-        f"<ESTIME>{h.estime:d}</ESTIME><EETIME>{h.eetime:d}</EETIME>"
-        f"<ACTION>{h.action:d}</ACTION><UID>{h.uid:d}</UID><GID>{h.gid:d}</GID>"
-        f"<REQUEST_ID>{h.request_id:d}</REQUEST_ID></HISTORY>"
+        f"<HISTORY><OID>{h.oid}</OID><SEQ>{h.seq}</SEQ><HOSTNAME>{esc(h.hostname)}</HOSTNAME>"
+        f"<HID>{h.hid}</HID><CID>{h.cid}</CID><STIME>{h.stime}</STIME>"
+        f"<ETIME>{h.etime}</ETIME><VM_MAD>{esc(h.vm_mad)}</VM_MAD>"
+        f"<TM_MAD>{esc(h.tm_mad)}</TM_MAD><DS_ID>{h.ds_id}</DS_ID><PLAN_ID>-1</PLAN_ID>"
+        f"<ACTION_ID>-1</ACTION_ID><PSTIME>{h.pstime}</PSTIME><PETIME>{h.petime}</PETIME>"
+        f"<RSTIME>{h.rstime}</RSTIME><RETIME>{h.retime}</RETIME>"
+        f"<ESTIME>{h.estime}</ESTIME><EETIME>{h.eetime}</EETIME>"
+        f"<ACTION>{NUM[h.action]}</ACTION><UID>{h.uid}</UID><GID>{h.gid}</GID>"
+        f"<REQUEST_ID>{h.request_id}</REQUEST_ID></HISTORY>"
     )
 
 
 def _short_history_xml(h: History) -> str:
     return (
-        f"<HISTORY><OID>{h.oid:d}</OID><SEQ>{h.seq:d}</SEQ><HOSTNAME>{esc(h.hostname)}</HOSTNAME>"
-        f"<HID>{h.hid:d}</HID><CID>{h.cid:d}</CID><DS_ID>{h.ds_id:d}</DS_ID>"
+        f"<HISTORY><OID>{h.oid}</OID><SEQ>{h.seq}</SEQ><HOSTNAME>{esc(h.hostname)}</HOSTNAME>"
+        f"<HID>{h.hid}</HID><CID>{h.cid}</CID><DS_ID>{h.ds_id}</DS_ID>"
         f"<VM_MAD>{esc(h.vm_mad)}</VM_MAD><TM_MAD>{esc(h.tm_mad)}</TM_MAD>"
-        f"<ACTION>{h.action:d}</ACTION></HISTORY>"
+        f"<ACTION>{NUM[h.action]}</ACTION></HISTORY>"
     )
 
 
@@ -311,7 +312,7 @@ def _lock_xml(vm: VM) -> str:
     if not vm.lock:
         return ""
     return (
-        f"<LOCK><LOCKED>{vm.lock:d}</LOCKED><OWNER>{vm.uid:d}</OWNER><TIME>0</TIME>"
+        f"<LOCK><LOCKED>{vm.lock}</LOCKED><OWNER>{vm.uid}</OWNER><TIME>0</TIME>"
         "<REQ_ID>-1</REQ_ID></LOCK>"
     )
 
@@ -324,13 +325,13 @@ def vm_xml(vm: VM) -> str:
         user = user + extra
     history = "".join([history_xml(h) for h in vm.history])
     return (
-        f"<VM><ID>{vm.id:d}</ID><UID>{vm.uid:d}</UID><GID>{vm.gid:d}</GID>"
+        f"<VM><ID>{vm.id}</ID><UID>{vm.uid}</UID><GID>{vm.gid}</GID>"
         f"<UNAME>{esc(vm.uname)}</UNAME><GNAME>{esc(vm.gname)}</GNAME><NAME>{esc(vm.name)}</NAME>"
-        f"{PERMISSIONS_XML}<LAST_POLL>{vm.last_poll:d}</LAST_POLL>"
-        f"<STATE>{vm.state:d}</STATE><LCM_STATE>{vm.lcm_state:d}</LCM_STATE>"
-        f"<PREV_STATE>{vm.prev_state:d}</PREV_STATE>"
-        f"<PREV_LCM_STATE>{vm.prev_lcm_state:d}</PREV_LCM_STATE>"
-        f"<RESCHED>{vm.resched:d}</RESCHED><STIME>{vm.stime:d}</STIME><ETIME>{vm.etime:d}</ETIME>"
+        f"{PERMISSIONS_XML}<LAST_POLL>{vm.last_poll}</LAST_POLL>"
+        f"<STATE>{NUM[vm.state]}</STATE><LCM_STATE>{NUM[vm.lcm_state]}</LCM_STATE>"
+        f"<PREV_STATE>{NUM[vm.prev_state]}</PREV_STATE>"
+        f"<PREV_LCM_STATE>{NUM[vm.prev_lcm_state]}</PREV_LCM_STATE>"
+        f"<RESCHED>{NUM[vm.resched]}</RESCHED><STIME>{vm.stime}</STIME><ETIME>{vm.etime}</ETIME>"
         f"<DEPLOY_ID>{esc(vm.deploy_id)}</DEPLOY_ID>{_lock_xml(vm)}"
         f"{_monitoring_xml(vm.monitoring)}<SCHED_ACTIONS/><TEMPLATE>{template}</TEMPLATE>"
         f"<USER_TEMPLATE>{items_xml(user)}</USER_TEMPLATE>"
@@ -350,11 +351,11 @@ def vm_short_xml(vm: VM) -> str:
     user = items_xml([(n, v) for n, v in vm.user_template.items if n in _SHORT_USER])
     last = _short_history_xml(vm.history[-1]) if vm.history else ""
     return (
-        f"<VM><ID>{vm.id:d}</ID><UID>{vm.uid:d}</UID><GID>{vm.gid:d}</GID>"
+        f"<VM><ID>{vm.id}</ID><UID>{vm.uid}</UID><GID>{vm.gid}</GID>"
         f"<UNAME>{esc(vm.uname)}</UNAME><GNAME>{esc(vm.gname)}</GNAME><NAME>{esc(vm.name)}</NAME>"
-        f"<LAST_POLL>{vm.last_poll:d}</LAST_POLL><STATE>{vm.state:d}</STATE>"
-        f"<LCM_STATE>{vm.lcm_state:d}</LCM_STATE><RESCHED>{vm.resched:d}</RESCHED>"
-        f"<STIME>{vm.stime:d}</STIME><ETIME>{vm.etime:d}</ETIME>"
+        f"<LAST_POLL>{vm.last_poll}</LAST_POLL><STATE>{NUM[vm.state]}</STATE>"
+        f"<LCM_STATE>{NUM[vm.lcm_state]}</LCM_STATE><RESCHED>{NUM[vm.resched]}</RESCHED>"
+        f"<STIME>{vm.stime}</STIME><ETIME>{vm.etime}</ETIME>"
         f"<DEPLOY_ID>{esc(vm.deploy_id)}</DEPLOY_ID>{_lock_xml(vm)}"
         f"<TEMPLATE>{_short_template_xml(vm.template)}</TEMPLATE>"
         f"<MONITORING>{monitoring}</MONITORING><USER_TEMPLATE>{user}</USER_TEMPLATE>"
