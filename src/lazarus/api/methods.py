@@ -106,6 +106,11 @@ class Api:
     def host_rename(self, ctx: CallContext, host_id: int, name: str) -> int:
         return self.run(lambda: self.c.inventory.rename_host(host_id, name))
 
+    def host_fenced(self, ctx: CallContext, host_id: int) -> int:
+        """lazarus.host.fenced: the operator confirms the host is off (recorded with user)."""
+        user = ctx.user.name
+        return self.run(lambda: self.c.inventory.confirm_fenced(host_id, user))
+
     # -------------------------------------------------------------------------- VMs
     def _pool(self, filter_flag: int, start: int, end: int, state: int) -> list[VM]:
         if state < -2 or state > max(VmState):
@@ -207,6 +212,7 @@ class Api:
             ("one.host.status", self.host_status, "A:sii", ()),
             ("one.host.update", self.host_update, "A:sisi", (0,)),
             ("one.host.rename", self.host_rename, "A:sis", ()),
+            ("lazarus.host.fenced", self.host_fenced, "A:si", ()),
             ("one.vmpool.info", self.vmpool_info, "A:siiiis", (-2, -1, -1, -1, "")),
             ("one.vmpool.infoextended", self.vmpool_infoextended, "A:siiiis",
              (-2, -1, -1, -1, "")),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from lazarus.domain.entities import Cluster, Datastore, Host, HostShare
 from lazarus.domain.errors import ActionError, AllocateError, RpcApiError
 from lazarus.domain.states import HostState, HostStatus
-from lazarus.domain.template import Template
+from lazarus.domain.template import Template, Vector
 from lazarus.domain.transitions import HostEvent, apply_host
 from lazarus.ports.clock import Clock
 
@@ -117,6 +117,21 @@ class Inventory:
             host.name = name
             t.store.save_host(host)
             t.note(host.subject, f"renamed from {old}", "api")
+        return host_id
+
+    def confirm_fenced(self, host_id: int, user: str) -> int:
+        """An operator states that the host is powered off (Pacemaker's manual confirmation).
+        ft/host_error accepts it instead of a fence for the current failure only."""
+        with self.journal.tx() as t:
+            host = t.store.host(host_id)
+            if host.state is not HostState.ERROR:
+                raise ActionError(
+                    f"Host {host.id} is {host.state.name}, not ERROR: nothing to confirm"
+                )
+            stamp = str(int(self.clock.now()))
+            host.template.set("FENCE_CONFIRMED", Vector([("TIME", stamp), ("USER", user)]))
+            t.store.save_host(host)
+            t.note(host.subject, f"operator {user} confirmed the host is powered off", "api")
         return host_id
 
     # ---------------------------------------------------------------------- datastores

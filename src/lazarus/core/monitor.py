@@ -5,7 +5,8 @@ Each host has its own probe loop, so a slow or hung host never delays the others
     healthy:  probe every MONITORING_INTERVAL_HOST (default 5 s)
     failing:  re-probe every RETRY_INTERVAL (default 1 s); after MONITOR_FAILURES (3)
               consecutive failures the host goes to ERROR and its RUNNING VMs to UNKNOWN
-    ERROR:    keep probing every interval; one good probe brings it back to MONITORED
+    ERROR:    keep re-probing every RETRY_INTERVAL (ft/host_error counts these cycles);
+              one good probe brings it back to MONITORED
 
 Every probe is bounded by PROBE_TIMEOUT. A driver that learns of a lost connection (libvirt
 close callback / keepalive) calls `wake(host_id)` for an immediate probe. Worst-case time
@@ -122,9 +123,7 @@ class Monitor:
             await self.probe_once(host)
             failing = self.failures.get(host_id, 0) > 0
             delay = (
-                self.settings.retry_interval
-                if failing and host.state is not HostState.ERROR
-                else self.settings.monitoring_interval_host
+                self.settings.retry_interval if failing else self.settings.monitoring_interval_host
             )
             remaining = delay - (self.clock.monotonic() - started)
             waker.clear()

@@ -27,8 +27,6 @@ class Settings:
     # hooks
     hook_concurrency: int = 10
     hook_log_retention: int = 20
-    # HA
-    mass_failure_share: float = 0.5
     # API
     api_listen: str = "127.0.0.1"
     api_port: int = 2633

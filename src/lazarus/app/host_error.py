@@ -1,0 +1,92 @@
+"""The ft/host_error hook program (see lazarus.ha.host_error for what it does).
+
+Input as OpenNebula's: "<base64 HOST XML> <options>" on stdin (ARGUMENTS_STDIN=yes) or as
+command-line arguments. The API endpoint and credentials come from the hook environment
+($LAZARUS_XMLRPC/$ONE_XMLRPC, $LAZARUS_AUTH/$ONE_AUTH). Fencing runs `fence_host` from the same
+directory as the hook script, as OpenNebula does. Log lines go to stdout (the hook record
+keeps them) and are appended to host_error.log in $LAZARUS_LOG_DIR or <data dir>/log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from lazarus.api import defaults
+from lazarus.api.auth import resolve_auth_file
+from lazarus.api.client import Client
+from lazarus.domain.errors import LazarusError
+from lazarus.drivers.clock import SystemClock
+from lazarus.ha.fencers import script_fencer
+from lazarus.ha.host_error import (
+    EXIT_ERROR,
+    HostErrorRun,
+    UsageError,
+    host_id_from_template,
+    parse_args,
+)
+from lazarus.ha.incident import FileLock
+
+HOOKS_DIR = Path(__file__).resolve().parent.parent / "hooks"
+
+
+def _data_dir() -> Path:
+    if os.environ.get("LAZARUS_DATA_DIR"):
+        return Path(os.environ["LAZARUS_DATA_DIR"])
+    try:
+        return resolve_auth_file().parent
+    except LazarusError:
+        return defaults.data_dir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args and not sys.stdin.isatty():
+        args = sys.stdin.read().split()
+    log_dir = Path(os.environ.get("LAZARUS_LOG_DIR") or _data_dir() / "log")
+    log_file = None
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_file = open(log_dir / "host_error.log", "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        print(f"host_error: cannot open {log_dir}/host_error.log: {exc}", file=sys.stderr)
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        if log_file is not None:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+    try:
+        b64, options = parse_args(args)
+        host_id, error_text = host_id_from_template(b64)
+        script_dir = Path(sys.argv[0]).resolve().parent if argv is None else HOOKS_DIR / "ft"
+        fence_script = script_dir / "fence_host"
+        if not fence_script.exists():
+            fence_script = HOOKS_DIR / "ft" / "fence_host"
+        run = HostErrorRun(
+            api=Client.from_env(),
+            clock=SystemClock(),
+            fencer=script_fencer(fence_script),
+            lock=FileLock(_data_dir() / "locks"),
+            emit=emit,
+            options=options,
+            host_id=host_id,
+            error_text=error_text,
+        )
+        return asyncio.run(run.run())
+    except UsageError as exc:
+        emit(f"[host_error][E] {exc}")
+        return EXIT_ERROR
+    except LazarusError as exc:
+        emit(f"[host_error][E] {exc}")
+        return EXIT_ERROR
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
