@@ -411,6 +411,8 @@ def test_session_never_reaches_the_logs(
         with pytest.raises(RpcApiError):
             client.call("one.vm.info", "x")
         post(server, b"<methodCall><methodName>one.vm.info</methodName>" + PASSWORD.encode())
+        bad_int = f"<value><int>{PASSWORD}</int></value>"
+        post(server, nested(0).replace(b"<value><int>1</int></value>", bad_int.encode()))
     text = caplog.text + "".join(str(r.args) for r in caplog.records)
     for secret in (PASSWORD, "wrong-Pa55", "nocolonsecret"):
         assert secret not in text

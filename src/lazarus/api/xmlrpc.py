@@ -414,7 +414,9 @@ class Dispatcher:
         try:
             method, params = loads_call(body, self.max_depth)
         except XmlRpcParseError as exc:
-            log.info("unparseable request from %s: %s", client_address, exc)
+            # Only the kind of error: parser messages may quote the body, which holds secrets.
+            cause = type(exc.__cause__ or exc).__name__
+            log.info("unparseable request from %s (%s)", client_address, cause)
             return dumps_fault(FAULT_PARSE, f"Could not parse the XML-RPC call: {exc}")
         try:
             result = self.call(method, params, client_address)
