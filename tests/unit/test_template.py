@@ -21,7 +21,7 @@ TEMPLATES = st.lists(
 ).map(Template)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(TEMPLATES)
 def test_parse_of_render_is_identity(template: Template) -> None:
     assert Template.parse(template.render()) == template
@@ -152,7 +152,7 @@ def test_get_int_accepts_decimals() -> None:
     assert Template([("N", " 12 ")]).get_int("N", 0) == 12
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(TEMPLATES)
 def test_json_round_trip(template: Template) -> None:
     assert Template.from_json(template.to_json()) == template

@@ -26,6 +26,7 @@ from .errors import TemplateSyntaxError
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _BARE_STOP = set(" \t\r\n,]#=\"[")
+_QUOTED_RUN = re.compile(r'[^"\\]+')
 
 
 def valid_name(name: str) -> bool:
@@ -266,6 +267,10 @@ class _Parser:
         self.pos += 1
         out: list[str] = []
         while True:
+            match = _QUOTED_RUN.match(text, self.pos)  # a run of ordinary characters at once
+            if match:
+                out.append(match.group())
+                self.pos = match.end()
             if self.pos >= len(text):
                 raise self.error("unterminated quoted value")
             char = text[self.pos]
@@ -275,7 +280,7 @@ class _Parser:
             elif char == '"':
                 self.pos += 1
                 return "".join(out)
-            else:
+            else:  # a backslash that escapes nothing is kept
                 out.append(char)
                 self.pos += 1
 
