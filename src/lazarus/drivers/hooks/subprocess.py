@@ -28,6 +28,7 @@ import asyncio
 import os
 import shlex
 import signal
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -61,10 +62,13 @@ class SubprocessHookExecutor:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SubprocessHookExecutor:
         """$LAZARUS_HOOKS_DIR (default: the package's hooks/, with ft/) and
-        $LAZARUS_REMOTE_HOOKS_DIR (default /var/tmp/lazarus/hooks)."""
+        $LAZARUS_REMOTE_HOOKS_DIR (default /var/tmp/lazarus/hooks). The daemon's Python comes
+        first on PATH, so `#!/usr/bin/env python3` hooks (ft/) import this very lazarus."""
+        path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
         return cls(
             hooks_dir=Path(env.get("LAZARUS_HOOKS_DIR") or DEFAULT_HOOKS_DIR),
             remote_dir=env.get("LAZARUS_REMOTE_HOOKS_DIR") or DEFAULT_REMOTE_DIR,
+            env={"PATH": path},
         )
 
     def callback(self, url: str, auth_file: str) -> None:
