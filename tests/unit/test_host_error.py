@@ -11,13 +11,12 @@ import base64
 from collections.abc import Iterator
 
 import pytest
-from helpers.core import Harness
 
-from lazarus.api.auth import hash_password
+from helpers.core import Harness
+from lazarus.api.auth import Authenticator, hash_password
 from lazarus.api.local import LocalClient
 from lazarus.api.methods import Api
 from lazarus.api.xmlrpc import Dispatcher, Registry
-from lazarus.api.auth import Authenticator
 from lazarus.domain import xml as docs
 from lazarus.domain.entities import User
 from lazarus.domain.states import HostState, LcmState, VmState
@@ -78,7 +77,7 @@ class Cluster:
         return base64.b64encode(docs.host_xml(host).encode()).decode()
 
     def hook(self, name: str, *flags: str) -> int:
-        b64, options = parse_args([self.template(name), *flags])
+        _, options = parse_args([self.template(name), *flags])
         run = HostErrorRun(
             api=self.api,
             clock=self.h.clock,

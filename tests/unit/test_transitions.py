@@ -48,7 +48,10 @@ EXPECTED: dict[str, dict[tuple[VmState, LcmState], tuple[VmState, LcmState]]] = 
         (S.PENDING, L.LCM_INIT): (S.DONE, L.LCM_INIT),
         (S.HOLD, L.LCM_INIT): (S.DONE, L.LCM_INIT),
     },
-    "poweroff": {(A, L.RUNNING): (A, L.SHUTDOWN_POWEROFF), (A, L.UNKNOWN): (A, L.SHUTDOWN_POWEROFF)},
+    "poweroff": {
+        (A, L.RUNNING): (A, L.SHUTDOWN_POWEROFF),
+        (A, L.UNKNOWN): (A, L.SHUTDOWN_POWEROFF),
+    },
     "suspend": {(A, L.RUNNING): (A, L.SAVE_SUSPEND)},
     "resume": {
         (S.POWEROFF, L.LCM_INIT): (A, L.BOOT_POWEROFF),
@@ -58,7 +61,10 @@ EXPECTED: dict[str, dict[tuple[VmState, LcmState], tuple[VmState, LcmState]]] = 
         (A, L.UNKNOWN): (A, L.BOOT_UNKNOWN),
     },
     "stop": {(A, L.RUNNING): (A, L.SAVE_STOP), (S.SUSPENDED, L.LCM_INIT): (A, L.EPILOG_STOP)},
-    "undeploy": {(A, L.RUNNING): (A, L.SHUTDOWN_UNDEPLOY), (S.POWEROFF, L.LCM_INIT): (A, L.EPILOG_UNDEPLOY)},
+    "undeploy": {
+        (A, L.RUNNING): (A, L.SHUTDOWN_UNDEPLOY),
+        (S.POWEROFF, L.LCM_INIT): (A, L.EPILOG_UNDEPLOY),
+    },
     "hold": {(S.PENDING, L.LCM_INIT): (S.HOLD, L.LCM_INIT)},
     "release": {(S.HOLD, L.LCM_INIT): (S.PENDING, L.LCM_INIT)},
     "reboot": {(A, L.RUNNING): (A, L.RUNNING)},
@@ -93,7 +99,7 @@ def test_refusal_text_names_the_state() -> None:
     with pytest.raises(ActionError) as err:
         apply_action("suspend", S.ACTIVE, L.UNKNOWN)
     assert str(err.value) == "This action is not available for state ACTIVE/UNKNOWN"
-    with pytest.raises(ActionError, match="POWEROFF$"):
+    with pytest.raises(ActionError, match=r"POWEROFF$"):
         apply_action("suspend", S.POWEROFF, L.LCM_INIT)
 
 

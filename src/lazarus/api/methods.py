@@ -30,15 +30,14 @@ from lazarus.domain.errors import (
 from lazarus.domain.secrets import public_host
 from lazarus.domain.states import VmState
 from lazarus.domain.template import Template
+from lazarus.domain.transitions import VM_ACTIONS as ACTION_TABLE
 
 from .xmlrpc import CallContext, Registry
 
 T = TypeVar("T")
 
-VM_ACTIONS = (
-    "terminate terminate-hard poweroff poweroff-hard suspend resume stop undeploy "
-    "undeploy-hard hold release reboot reboot-hard resched unresched"
-).split()
+# The actions one.vm.action accepts: every row of the state table but deploy (own method).
+VM_ACTIONS = frozenset(ACTION_TABLE) - {"deploy"}
 
 
 class Runner(Protocol):

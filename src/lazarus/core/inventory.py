@@ -192,7 +192,7 @@ def bootstrap(journal: Journal, datastore_root: str) -> None:
                 [
                     ("SHARED", shared),
                     ("TM_MAD", tm_mad),
-                    ("TYPE", [k for k, v in DS_TYPES.items() if v == ds_type][0]),
+                    ("TYPE", next(k for k, v in DS_TYPES.items() if v == ds_type)),
                     ("BASE_PATH", ds.base_path),
                 ]
             )

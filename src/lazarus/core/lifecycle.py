@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from lazarus.domain import xml as docs
 from lazarus.domain.entities import VM
 from lazarus.domain.errors import (
     ActionError,
@@ -59,13 +60,6 @@ from .placement import (
 from .settings import Settings
 
 log = logging.getLogger("lazarus.lifecycle")
-
-# Attributes OpenNebula keeps in TEMPLATE; everything else goes to USER_TEMPLATE.
-SYSTEM_ATTRIBUTES = frozenset(
-    "CPU VCPU MEMORY DISK NIC NIC_ALIAS GRAPHICS CONTEXT OS FEATURES INPUT RAW VMID "
-    "SCHED_REQUIREMENTS SCHED_DS_REQUIREMENTS SCHED_RANK SCHED_DS_RANK CPU_MODEL "
-    "TEMPLATE_ID TOPOLOGY NUMA_NODE PCI SERIAL_FILE AUTOMATIC_REQUIREMENTS".split()
-)
 
 ACTION_HISTORY = {
     "terminate": HistoryAction.TERMINATE,
@@ -125,12 +119,10 @@ class Lifecycle:
         vcpu = template.get("VCPU")
         if vcpu is not None and (not vcpu.strip().isdigit() or int(vcpu) <= 0):
             raise AllocateError("VCPU attribute must be a positive integer value")
-        system, user = Template(), Template()
         name = template.get("NAME")
-        for key, value in template.items:
-            if key == "NAME":
-                continue
-            (system if key in SYSTEM_ATTRIBUTES else user).add(key, value)
+        body = template.copy()
+        body.remove("NAME")
+        system, user = docs.split_vm_template(body)  # TEMPLATE as vm.xsd allows, the rest USER
         state = VmState.HOLD if hold else VmState.PENDING
         now = self.clock.now()
         with self.journal.tx() as t:

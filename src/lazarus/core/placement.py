@@ -106,7 +106,7 @@ def vm_spec(vm: VM, ds: Datastore | None) -> VmSpec:
                 readonly=(disk.get("READONLY") or "NO").upper() in ("YES", "TRUE"),
             )
         )
-    serial = vm.template.get("SERIAL_FILE") or ""
+    serial = vm.template.get("SERIAL_FILE") or vm.user_template.get("SERIAL_FILE") or ""
     return VmSpec(
         vm_id=vm.id,
         name=f"one-{vm.id}",

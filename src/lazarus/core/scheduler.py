@@ -57,12 +57,10 @@ class _Room:
 def candidates(vms: Iterable[VM]) -> list[VM]:
     chosen = []
     for vm in vms:
-        if vm.state is VmState.PENDING:
-            chosen.append(vm)
-        elif vm.resched and (
+        if vm.state is VmState.PENDING or (vm.resched and (
             vm.state is VmState.POWEROFF
             or (vm.state is VmState.ACTIVE and vm.lcm_state in (LcmState.RUNNING, LcmState.UNKNOWN))
-        ):
+        )):
             chosen.append(vm)
     chosen.sort(key=lambda vm: (-vm.ha_priority, vm.id))
     return chosen

@@ -17,7 +17,7 @@ class Settings:
     missing_vm_state: str = "POWEROFF"  # VMs the hypervisor no longer lists: POWEROFF | UNKNOWN
     # scheduler
     sched_interval: float = 2.0
-    live_rescheds: int = 0  # 1: resched RUNNING VMs with live migration (OpenNebula's LIVE_RESCHEDS)
+    live_rescheds: int = 0  # 1: resched RUNNING VMs live (OpenNebula's LIVE_RESCHEDS)
     sched_policy: str = "striping"  # packing | striping | load (OpenNebula default: striping)
     max_actions_per_host: int = 8
     max_actions_per_cycle: int = 200

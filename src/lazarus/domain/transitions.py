@@ -18,7 +18,7 @@ The tables are rendered into docs/state-machines.md by `lazarus docs state-table
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from .errors import ActionError
 from .states import HostState, LcmState, RecoverOp, VmState, vm_state_name
@@ -26,7 +26,7 @@ from .states import HostState, LcmState, RecoverOp, VmState, vm_state_name
 # --------------------------------------------------------------------------------- hosts
 
 
-class HostEvent(str, Enum):
+class HostEvent(StrEnum):
     ENABLE = "enable"
     DISABLE = "disable"
     OFFLINE = "offline"
@@ -34,7 +34,9 @@ class HostEvent(str, Enum):
     MONITOR_FAIL = "monitor_fail"
 
 
-_LIVE = (HostState.INIT, HostState.MONITORED, HostState.ERROR, HostState.DISABLED, HostState.OFFLINE)
+_LIVE = (
+    HostState.INIT, HostState.MONITORED, HostState.ERROR, HostState.DISABLED, HostState.OFFLINE
+)
 
 HOST_TABLE: dict[tuple[HostState, HostEvent], HostState] = {}
 for _s in _LIVE:
@@ -93,7 +95,10 @@ VM_ACTIONS: dict[str, dict[Pair, Pair]] = {
         _st(VmState.PENDING): _st(VmState.DONE),
         _st(VmState.HOLD): _st(VmState.DONE),
     },
-    "poweroff": {RUNNING: _ac(LcmState.SHUTDOWN_POWEROFF), UNKNOWN: _ac(LcmState.SHUTDOWN_POWEROFF)},
+    "poweroff": {
+        RUNNING: _ac(LcmState.SHUTDOWN_POWEROFF),
+        UNKNOWN: _ac(LcmState.SHUTDOWN_POWEROFF),
+    },
     "suspend": {RUNNING: _ac(LcmState.SAVE_SUSPEND)},
     "resume": {
         _st(VmState.POWEROFF): _ac(LcmState.BOOT_POWEROFF),
@@ -149,7 +154,7 @@ def apply_migrate(state: VmState, lcm: LcmState, live: bool) -> Pair:
     return MIGRATE_FROM[key]
 
 
-class Op(str, Enum):
+class Op(StrEnum):
     """Driver operations a transient state needs. Where: on the VM's current placement
     (`host`), or the previous one (`prev`) during a migration."""
 

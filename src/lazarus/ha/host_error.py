@@ -97,7 +97,9 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
     for flag, value in opts:
         if flag in modes:
             if options.mode and options.mode != modes[flag]:
-                raise UsageError(f"only one mode may be given (got {options.mode} and {modes[flag]})")
+                raise UsageError(
+                    f"only one mode may be given (got {options.mode} and {modes[flag]})"
+                )
             options.mode = modes[flag]
         elif flag in ("-f", "--force"):
             options.force = True
@@ -408,7 +410,7 @@ class HostErrorRun:
                     self.log(f"Skipping VM {vm_id} deployed on non-shared datastore {ds_id}")
                     return True
                 if state is VmState.SUSPENDED:
-                    self.log(f"Skipping VM {vm_id}: SUSPENDED VMs cannot be rescheduled (use -r -f)")
+                    self.log(f"Skipping VM {vm_id}: SUSPENDED VMs cannot be rescheduled; use -r -f")
                     return True
                 self.api.call("one.vm.action", "resched", vm_id)
                 self.log(f"resched {vm_id}")

@@ -9,14 +9,14 @@ nothing else. A driver never decides anything: the core says what to do and wher
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from lazarus.domain.entities import Host
 from lazarus.domain.template import Template
 
 
-class DomainState(str, Enum):
+class DomainState(StrEnum):
     """What a hypervisor reports for one domain, mapped to OpenNebula's VM report states."""
 
     RUNNING = "RUNNING"
