@@ -11,7 +11,6 @@ tests can assert that a dead host was never contacted.
 from __future__ import annotations
 
 import inspect
-
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 

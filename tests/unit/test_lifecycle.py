@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers.core import Harness
 
+from helpers.core import Harness
 from lazarus.core.controller import Controller
 from lazarus.domain.errors import ActionError, AllocateError, NoExistsError
 from lazarus.domain.states import HistoryAction, LcmState, RecoverOp, VmState

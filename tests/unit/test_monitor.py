@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers.core import Harness
 
+from helpers.core import Harness
 from lazarus.core.settings import Settings
 from lazarus.domain.states import HostState, LcmState, VmState
 
