@@ -178,6 +178,7 @@ def test_success_is_true_value_zero(server: XmlRpcServer, client: Client) -> Non
     assert client.call("one.system.version") == "7.0.0"
     assert client.call("one.vm.info", 5) == "<VM><ID>5</ID><DECRYPT>0</DECRYPT></VM>"
     assert client.call("one.vm.info", 5, True) == "<VM><ID>5</ID><DECRYPT>1</DECRYPT></VM>"
+    assert client.call("one.vm.info", Color.RED) == "<VM><ID>3</ID><DECRYPT>0</DECRYPT></VM>"
 
 
 def test_handler_sees_context_and_defaults(client: Client) -> None:

@@ -88,12 +88,6 @@ class UnknownApiError(ApiError):
         self.remote_code = remote_code
 
 
-def _normalize(param: object) -> object:
-    if isinstance(param, int) and not isinstance(param, bool):
-        return int(param)  # IntEnum -> int
-    return param
-
-
 def raise_for_result(method: str, result: Any) -> Any:
     """The value of an OpenNebula result array, or the matching ApiError raised."""
     if not isinstance(result, list) or len(result) < 2 or not isinstance(result[0], bool):
@@ -139,7 +133,7 @@ class Client:
 
     def call(self, method: str, *params: object) -> Any:
         """Call `method(session, *params)`; returns the value or raises (see module doc)."""
-        body = dumps_call(method, [self._session, *map(_normalize, params)])
+        body = dumps_call(method, [self._session, *params])  # IntEnum goes out as int
         with self._lock:
             status, reason, data = self._post(body)
         if status != 200:
