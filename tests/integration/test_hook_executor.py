@@ -1,0 +1,144 @@
+"""SubprocessHookExecutor with real processes: argv vs stdin, hooks directory, `..` refusal,
+missing commands, TIMEOUT killing the whole process group, output caps and the environment.
+
+Real processes need a real event loop (asyncio.run); the only wall-clock wait is the timeout
+test's TIMEOUT (0.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from lazarus.domain.hooks import ExecutionResult
+from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
+from lazarus.ports.hooks import HookRequest
+
+
+def script(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for an init that does not reap counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def run(executor: SubprocessHookExecutor, **kw: object) -> ExecutionResult:
+    request = HookRequest(hook_id=1, **kw)  # type: ignore[arg-type]
+    return asyncio.run(executor.run(request))
+
+
+@pytest.fixture
+def hooks_dir(tmp_path: Path) -> Path:
+    base = tmp_path / "hooks"
+    script(base / "ft" / "echo_args", 'printf "argc=%s" "$#"; for a; do printf " [%s]" "$a"; done\n'
+           'printf "\\nstdin=%s" "$(cat)"; echo "err" >&2; exit 3\n')
+    return base
+
+
+def test_arguments_on_the_command_line(hooks_dir: Path) -> None:
+    ex = SubprocessHookExecutor(hooks_dir)
+    result = run(ex, command="ft/echo_args", arguments="QUJD -m  -p 5")
+    assert result.stdout == b"argc=4 [QUJD] [-m] [-p] [5]\nstdin="
+    assert (result.stderr, result.code) == (b"err\n", 3)
+    assert result.command == "ft/echo_args QUJD -m  -p 5"
+
+
+def test_arguments_on_stdin(hooks_dir: Path) -> None:
+    ex = SubprocessHookExecutor(hooks_dir)
+    result = run(ex, command="ft/echo_args", arguments="QUJD -m -p 5", stdin=True)
+    assert result.stdout == b"argc=0\nstdin=QUJD -m -p 5"
+
+
+def test_no_shell_is_involved(hooks_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    ex = SubprocessHookExecutor(hooks_dir)
+    result = run(ex, command="ft/echo_args", arguments=f";touch {marker} $(id) `id`")
+    assert not marker.exists()
+    assert b"[;touch]" in result.stdout and b"[$(id)]" in result.stdout
+
+
+def test_absolute_command_runs_as_is(hooks_dir: Path) -> None:
+    ex = SubprocessHookExecutor(hooks_dir)
+    result = run(ex, command=str(hooks_dir / "ft" / "echo_args"), arguments="x")
+    assert result.stdout.startswith(b"argc=1 [x]")
+
+
+@pytest.mark.parametrize("command", ["../outside", "ft/../../outside", ".."])
+def test_commands_leaving_the_hooks_directory_are_refused(
+    hooks_dir: Path, tmp_path: Path, command: str
+) -> None:
+    marker = tmp_path / "ran"
+    script(tmp_path / "outside", f"touch {marker}\n")
+    result = run(SubprocessHookExecutor(hooks_dir), command=command, arguments="")
+    assert result.code == 255 and result.stderr.startswith(b"Internal error")
+    assert b"leaves the hooks directory" in result.stderr and not marker.exists()
+
+
+def test_missing_and_unexecutable_commands_give_internal_error(hooks_dir: Path) -> None:
+    ex = SubprocessHookExecutor(hooks_dir)
+    missing = run(ex, command="ft/nope", arguments="a")
+    assert missing.code == 255
+    assert missing.stderr.startswith(b"Internal error: No such file or directory")
+    (hooks_dir / "plain").write_text("not executable")
+    denied = run(ex, command="plain", arguments="")
+    assert denied.code == 255 and b"Permission denied" in denied.stderr
+
+
+def test_timeout_kills_the_whole_process_group(hooks_dir: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script(hooks_dir / "slow", f"sleep 60 & echo $! > {pidfile}\nwait\n")
+    ex = SubprocessHookExecutor(hooks_dir, kill_grace=1.0)
+    result = run(ex, command="slow", arguments="", timeout=0.5)
+    assert result.code == 255 and result.stderr == b"Timeout executing slow\n"
+    assert not alive(int(pidfile.read_text()))  # the background child died with its group
+
+
+def test_timeout_escalates_to_sigkill(hooks_dir: Path, tmp_path: Path) -> None:
+    script(hooks_dir / "stubborn", "trap '' TERM\nwhile :; do sleep 0.1; done\n")
+    ex = SubprocessHookExecutor(hooks_dir, kill_grace=0.3)
+    result = run(ex, command="stubborn", arguments="", timeout=0.3)
+    assert result.code == 255 and b"Timeout executing" in result.stderr
+
+
+def test_output_is_capped(hooks_dir: Path) -> None:
+    script(hooks_dir / "chatty", "head -c 300000 /dev/zero; head -c 5000 /dev/zero >&2\n")
+    ex = SubprocessHookExecutor(hooks_dir, output_limit=1000)
+    result = run(ex, command="chatty", arguments="")
+    assert (len(result.stdout), len(result.stderr), result.code) == (1000, 1000, 0)
+
+
+def test_environment_carries_callback_and_execution_id(hooks_dir: Path) -> None:
+    script(hooks_dir / "env", 'echo "$ONE_XMLRPC|$ONE_AUTH|$LAZARUS_XMLRPC|$LAZARUS_AUTH|'
+           '$LAZARUS_HOOK_EXECUTION"\n')
+    ex = SubprocessHookExecutor(hooks_dir)
+    ex.callback("http://127.0.0.1:1/RPC2", "/tmp/auth")
+    result = run(ex, command="env", arguments="", env={"LAZARUS_HOOK_EXECUTION": "1:7"})
+    assert result.stdout == b"http://127.0.0.1:1/RPC2|/tmp/auth|http://127.0.0.1:1/RPC2|/tmp/auth|1:7\n"
+
+
+def test_signal_exit_is_128_plus_signal(hooks_dir: Path) -> None:
+    script(hooks_dir / "selfkill", "kill -TERM $$\n")
+    result = run(SubprocessHookExecutor(hooks_dir), command="selfkill", arguments="")
+    assert result.code == 128 + signal.SIGTERM
+
+
+def test_remote_argv_quotes_for_the_remote_shell(hooks_dir: Path) -> None:
+    ex = SubprocessHookExecutor(hooks_dir, remote_dir="/var/tmp/h/", ssh=["ssh", "-p", "22"])
+    argv = ex.argv(HookRequest(1, "ft/x", "a;b $(c)", remote_host="node1"))
+    assert argv == ["ssh", "-p", "22", "-n", "node1", "/var/tmp/h/ft/x 'a;b' '$(c)'"]
+    stdin = ex.argv(HookRequest(1, "/abs/x", "QQ==", stdin=True, remote_host="node1"))
+    assert stdin == ["ssh", "-p", "22", "node1", "/abs/x"]
+    with pytest.raises(ValueError):
+        ex.argv(HookRequest(1, "../x", "", remote_host="node1"))
