@@ -97,7 +97,7 @@ def test_no_event_lost_none_run_twice_except_interrupted(tmp_path: Path) -> None
         starts = collections.Counter(
             line.split()[0] for line in runs.read_text().splitlines()
         )
-        for (hook_id, event_id), job_id in job_of.items():
+        for (hook_id, _event), job_id in job_of.items():
             key = f"{hook_id}:{job_id}"
             # one start, plus at most one per interruption (a kill before the command
             # started leaves an interrupted record without a start)
