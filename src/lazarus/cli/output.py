@@ -19,6 +19,7 @@ from xml.etree.ElementTree import Element
 import click
 from defusedxml import ElementTree as SafeET
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -97,22 +98,31 @@ def template_lines(elem: Element | None) -> list[str]:
     return lines
 
 
-def console() -> Console:
+def console(width: int | None = None) -> Console:
     """A console on stdout; no colour, markup or highlighting when stdout is not a terminal."""
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[object]],
                 right: Iterable[str] = ()) -> None:
-    """A borderless table like OpenNebula's list commands (header row, aligned columns)."""
+    """A borderless table like OpenNebula's list commands (header row, aligned columns).
+
+    Never truncated: a table wider than the terminal gets the width it needs (the terminal
+    wraps the lines), so no column is ever dropped or cut, on a tty or in a pipe."""
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     right_set = set(right)
     for name in columns:
-        table.add_column(name, justify="right" if name in right_set else "left",
-                         no_wrap=True, overflow="ignore")
+        table.add_column(name, justify="right" if name in right_set else "left", no_wrap=True)
     for row in rows:
         table.add_row(*(Text(str(cell)) for cell in row))
-    console().print(table)
+    out = console()
+    needed = Measurement.get(out, out.options.update_width(10_000), table).maximum
+    if needed > out.width:
+        out = console(needed)
+    with out.capture() as capture:
+        out.print(table)
+    for line in capture.get().splitlines():
+        click.echo(line.rstrip())
 
 
 def print_section(title: str) -> None:
