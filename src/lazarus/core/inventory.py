@@ -102,6 +102,9 @@ class Inventory:
                 keep = [(k, v) for k, v in host.template.items if k == "ERROR"]
                 host.template = Template(keep + list(template.items))
             t.store.save_host(host)
+            names = ", ".join(dict.fromkeys(name for name, _ in template.items)) or "nothing"
+            t.note(host.subject, f"template updated ({'append' if append else 'replace'}: {names})",
+                   "api")
         return host_id
 
     def rename_host(self, host_id: int, name: str) -> int:

@@ -84,6 +84,14 @@ class Tx:
         )
         return True
 
+    def vm_flag(self, vm: VM, name: str, value: int, reason: str) -> None:
+        """A flag change that is not a state change (RESCHED): saved and recorded."""
+        self.store.save_vm(vm)
+        self._record(
+            Event(kind="flag", line=f"{vm.subject}: {name}={value} ({reason})", obj="VM",
+                  obj_id=vm.id, state=vm.state.name, lcm_state=vm.lcm_state.name)
+        )
+
     def note(self, subject: str, text: str, kind: str = "log") -> None:
         """A non-state fact worth keeping (e.g. 'cleanup skipped: host in ERROR')."""
         self._record(Event(kind=kind, line=f"{subject}: {text}"))

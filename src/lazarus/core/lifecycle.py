@@ -142,8 +142,7 @@ class Lifecycle:
             target = apply_action(name, vm.state, vm.lcm_state)
             if name in ("resched", "unresched"):
                 vm.resched = name == "resched"
-                t.store.save_vm(vm)
-                t.note(vm.subject, f"RESCHED={int(vm.resched)} ({name} requested)")
+                t.vm_flag(vm, "RESCHED", int(vm.resched), f"{name} requested")
                 return vm_id
             if name.startswith("reboot"):
                 t.note(vm.subject, f"{name} requested")

@@ -71,6 +71,14 @@ class Monitor:
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._wakers: dict[int, asyncio.Event] = {}
         self._changed: dict[int, int] = {}  # vm id -> id of its latest state event
+        self._last_event = 0
+        # Fast path: a probe identical to the last applied one, on a host none of whose VMs
+        # changed since, writes nothing (at most every PERSIST_INTERVAL the timestamp is
+        # refreshed). With 2,000 hosts probed every 5 s this spares 400 writes a second.
+        self._signature: dict[int, tuple[object, ...]] = {}
+        self._vm_host: dict[int, int] = {}
+        self._dirty: set[int] = set()
+        self._persisted: dict[int, float] = {}
         journal.listeners.append(self._on_events)
 
     # ----------------------------------------------------------------------- service
@@ -105,10 +113,20 @@ class Monitor:
 
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
+            self._last_event = max(self._last_event, event.id)
             if event.obj == "VM":
                 self._changed[event.obj_id] = event.id
-            elif event.obj == "HOST" and event.state in ("OFFLINE", "INIT", "MONITORED"):
-                self.wake(event.obj_id)
+                host_id = self._vm_host.get(event.obj_id)
+                if host_id is not None:
+                    self._dirty.add(host_id)
+            elif event.obj == "HOST":
+                self._dirty.add(event.obj_id)
+                if event.state in ("OFFLINE", "INIT", "MONITORED"):
+                    self.wake(event.obj_id)
+            elif event.line.startswith("host/"):  # e.g. "host/3 n3: template updated"
+                head = event.line[5:].split(" ", 1)[0]
+                if head.isdigit():
+                    self._dirty.add(int(head))
 
     async def _host_loop(self, host_id: int) -> None:
         waker = self._wakers[host_id]
@@ -134,7 +152,7 @@ class Monitor:
     async def probe_once(self, host: Host) -> bool:
         """Probe a host and apply the result. True when the probe succeeded."""
         driver = self.drivers.get(host.vm_mad)
-        cursor = max(self._changed.values(), default=0)
+        cursor = self._last_event
         if driver is None:
             self._failed(host.id, f"no driver for VM_MAD {host.vm_mad!r}")
             return False
@@ -150,7 +168,20 @@ class Monitor:
             log.exception("%s: probe crashed", host.subject)
             self._failed(host.id, f"internal error: {exc}")
             return False
+        signature = _signature(probe)
+        now = self.clock.monotonic()
+        if (
+            host.state is HostState.MONITORED
+            and self.failures.get(host.id, 0) == 0
+            and host.id not in self._dirty
+            and self._signature.get(host.id) == signature
+            and now - self._persisted.get(host.id, -1e18) < self.settings.persist_interval
+        ):
+            return True
+        self._dirty.discard(host.id)
         stale = self._succeeded(host.id, probe, cursor)
+        self._signature[host.id] = signature
+        self._persisted[host.id] = now
         for deploy_id in stale:
             await self._cleanup_stale(host.id, deploy_id)
         return True
@@ -236,6 +267,8 @@ class Monitor:
             for vm in t.store.vms(host_id=host.id)
             if vm.state in (VmState.ACTIVE, VmState.POWEROFF, VmState.SUSPENDED)
         }
+        for vm_id in placed:
+            self._vm_host[vm_id] = host.id
         for vm in placed.values():
             if self._changed.get(vm.id, 0) > cursor:
                 continue  # changed while the probe ran: the probe may be older
@@ -290,3 +323,14 @@ class Monitor:
             outcome = f"cleanup failed: {exc or 'timeout'}"
         with self.journal.tx() as t:
             t.note(host.subject, f"stale domain {deploy_id}: {outcome}")
+
+
+def _signature(probe: HostProbe) -> tuple[object, ...]:
+    return (
+        probe.total_cpu,
+        probe.total_mem,
+        probe.used_cpu // 100,  # whole cores: small jitter alone is not worth a write
+        probe.used_mem // (64 * 1024),
+        tuple(sorted((d.deploy_id, d.state.value) for d in probe.domains)),
+        tuple(sorted(probe.info.items())),
+    )
