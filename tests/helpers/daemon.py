@@ -174,9 +174,12 @@ class Daemon:
         return self.start()
 
     def _join_reader(self) -> None:
+        """After the process ended: the reader sees EOF; then the pipe is closed."""
         if self._reader is not None:
             self._reader.join(STOP_TIMEOUT)
             self._reader = None
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
     def close(self) -> None:
         """Always safe: ends the process (TERM, then KILL) and its process group."""
@@ -194,8 +197,6 @@ class Daemon:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if proc.stdout is not None:
-            proc.stdout.close()
         self._join_reader()
 
     def __enter__(self) -> Daemon:

@@ -310,3 +310,23 @@ def test_unknown_simulated_host(daemon: Daemon) -> None:
     assert one_error_line(done) == (
         "lazarus: [lazarus.sim.power] Error getting simulated host [no-such-host]."
     )
+
+
+# ------------------------------------------------------------------------ restarts
+def test_daemon_survives_sigkill_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The fixture's restart path: SIGKILL, start again on the same data dir, same state and
+    credentials; SIGTERM is an orderly stop with exit code 0."""
+    with Daemon(tmp_path / "data") as own:
+        own.start()
+        session = own.session()
+        cli(own, "host", "create", "keep", "--vm-mad", "sim")
+        vm_id = cli(own, "vm", "create", "-", "--hold",
+                    stdin=VM_TEMPLATE.format(name="kept")).stdout.split()[-1]
+        first_pid = own.pid
+        own.restart(crash=True)
+        assert own.pid != first_pid and own.session() == session
+        assert [h["NAME"] for h in cli_json(own, "host", "list")] == ["keep"]
+        assert cli_json(own, "vm", "show", vm_id)["STAT"] == "hold"
+        assert own.stop() == 0
+        done = shell(own, "host", "list")
+        assert done.returncode == 1 and "cannot reach the Lazarus daemon" in done.stderr
