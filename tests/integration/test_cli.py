@@ -174,10 +174,10 @@ def test_hosts_and_vms_through_the_cli(daemon: Daemon, tmp_path: Path) -> None:
 def test_host_failure_and_recover_through_the_cli(daemon: Daemon) -> None:
     """Power a simulated host off: it goes ERROR, its VMs UNKNOWN; recover --recreate puts
     them back through the scheduler on the surviving hosts."""
-    cli(daemon, "host", "create", "cli-f1", "--vm-mad", "sim")
-    cli(daemon, "host", "create", "cli-f2", "--vm-mad", "sim")
+    for name in ("cli-f1", "cli-f2", "cli-f3"):  # self-contained: xdist may run it alone
+        cli(daemon, "host", "create", name, "--vm-mad", "sim")
     hosts = {h["NAME"]: h for h in cli_json(daemon, "host", "list")}
-    f1, f2 = hosts["cli-f1"]["ID"], hosts["cli-f2"]["ID"]
+    f1, f2, f3 = (hosts[f"cli-f{i}"]["ID"] for i in (1, 2, 3))
     wait_for("new hosts MONITORED", lambda: all(
         h["STAT"] == "on" for h in cli_json(daemon, "host", "list")))
     vm_id = int(cli(daemon, "vm", "create", "-", "--hold",
@@ -195,6 +195,7 @@ def test_host_failure_and_recover_through_the_cli(daemon: Daemon) -> None:
     cli(daemon, "vm", "recover", str(vm_id), "--recreate")
     moved = wait_vm(daemon, vm_id, "runn")
     assert moved["HOST_ID"] not in (f1, f2)
+    assert f3 in {h["ID"] for h in cli_json(daemon, "host", "list")}
     cli(daemon, "host", "enable", str(f2))
     cli(daemon, "sim", "power", "cli-f1", "on")
     wait_for("host back", lambda: cli_json(daemon, "host", "show", str(f1))["STAT"] == "on")
