@@ -89,6 +89,26 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
     raise SystemExit(code)
 
 
+@lazarus.command()
+@click.option("--lab/--sim", "use_lab", default=None,
+              help="Real qemu hosts in network namespaces (root) or the simulated cluster "
+                   "[default: the lab when it can run here, else the simulated cluster].")
+@click.option("--keep", is_flag=True, help="Keep the demo's data directory.")
+def demo(use_lab: bool | None, keep: bool) -> None:
+    """Show a host failure and the recovery of its VMs, end to end, in under a minute.
+
+    Starts a controller on embedded defaults, creates the shipped error_hook with
+    `lazarus hook create`, runs VMs, powers one host off and prints the timeline: host
+    ERROR, hook started, fence confirmed, each VM RUNNING on another host.
+
+    \b
+    Example: lazarus demo --sim
+    """
+    from lazarus.app import demo as demo_app
+
+    raise SystemExit(demo_app.main(use_lab, keep))
+
+
 for _group in (host, vm, datastore, sim):
     lazarus.add_command(_group)
 
