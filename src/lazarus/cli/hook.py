@@ -98,7 +98,11 @@ def _b64_field(value: str) -> str:
 @click.group()
 def hook() -> None:
     """State and API hooks: commands run when a host or VM changes state, or after an API
-    call (OpenNebula's onehook)."""
+    call (OpenNebula's onehook).
+
+    \b
+    Example: lazarus hook create share/examples/host_hooks/error_hook
+    """
 
 
 @hook.command()
