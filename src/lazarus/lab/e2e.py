@@ -1,0 +1,358 @@
+"""`LabCluster`: a lab of real hosts run by a real `lazarus serve`, for end-to-end scenarios.
+
+Used by the tier-2 tests (tests/lab/test_e2e_*.py), `lazarus lab check` (cli/lab.py), the
+failover benchmark (bench/rto.py) and the lab demo (lab/demo.py). It composes what exists:
+
+    with LabCluster(Path("/tmp/e2e"), hosts=3, fence="redfish") as cl:
+        ids = cl.create_vms(4)                 # tiny guests, scheduled by the controller
+        ids += cl.create_vms(2, host="hv2")    # or put on one host (held, then deployed)
+        cl.wait_running(ids)
+        cl.lab.power_off("hv2")                # or cl.bmc_power_off("hv2"), cl.lab.fail(...)
+        cl.wait_running(ids, not_on="hv2")
+
+Bring-up: `Lab.up` (hosts hv1.., libvirtd each), `Lab.start_bmcs` (Redfish and/or IPMI; the
+chassis power watcher lives in *this* process and calls Lab.power_off/power_on), then the
+daemon as a subprocess (`python -m lazarus.cli.main serve --port 0`, data dir
+<root>/controller, settings through LAZARUS_<NAME> variables), then through the API: each host
+(one.host.allocate with VM_MAD kvm, one.host.update with LIBVIRT_URI, MIGRATE_URI and the
+FENCE vector), a SYSTEM_DS with SHARED=YES and BASE_PATH = the lab's shared datastore (which
+holds the tiny guest image), and the HOST/ERROR hook running ft/host_error. `close()` (also
+on any failure during bring-up) stops the watchers and the daemon (its whole process group:
+hook commands and fence agents included) and brings the lab down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from lazarus.api.client import Client
+from lazarus.domain.template import Template, Vector
+from lazarus.lab.guest import read_serial
+from lazarus.lab.lab import Lab, LabStatus
+from lazarus.lab.observe import ApiWatch, HostView, VmView, parse_hosts, parse_vms
+from lazarus.lab.proc import LabError, mounts_under
+
+READY_TIMEOUT = 60.0
+LISTEN_RE = re.compile(r"^Lazarus controller listening on (\S+)")
+AUTH_RE = re.compile(r"^oneadmin credentials: (\S+)")
+DATASTORE_NAME = "lab_shared"
+HOOK_NAME = "host_error"
+DEFAULT_HOOK_ARGS = "$TEMPLATE -m -p 2"
+VM_MEMORY_MIB = 16
+VM_CPU = "0.05"
+
+
+class ControllerProcess:
+    """One `lazarus serve` subprocess with its data in `data_dir`; `close()` always ends it."""
+
+    def __init__(self, data_dir: Path, settings: Mapping[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.settings = dict(settings or {})
+        self.url = ""
+        self.auth_file = data_dir / "one_auth"
+        self.log_path = data_dir / "daemon.log"
+        self.process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def env(self) -> dict[str, str]:
+        """What a client of this daemon needs (CLI, hook commands, pyone)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAZARUS_", "ONE_"))}
+        env.update(LAZARUS_DATA_DIR=str(self.data_dir), LAZARUS_AUTH=str(self.auth_file))
+        if self.url:
+            env["LAZARUS_XMLRPC"] = self.url
+        return env
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env = self.env()
+        env.update({f"LAZARUS_{k.upper()}": str(v) for k, v in self.settings.items()})
+        with self.log_path.open("a", encoding="utf-8") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lazarus.cli.main", "serve", "--port", "0",
+                 "--listen", "127.0.0.1", "--data-dir", str(self.data_dir)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
+                env=env, start_new_session=True,
+            )  # fmt: skip
+        found: dict[str, str] = {}
+        ready = threading.Event()
+        stdout = self.process.stdout
+        assert stdout is not None
+
+        def read() -> None:
+            for line in stdout:
+                for key, pattern in (("url", LISTEN_RE), ("auth", AUTH_RE)):
+                    match = pattern.match(line)
+                    if match:
+                        found[key] = match.group(1)
+                if len(found) == 2:
+                    ready.set()
+            ready.set()
+
+        self._reader = threading.Thread(target=read, name="controller-stdout", daemon=True)
+        self._reader.start()
+        if not ready.wait(READY_TIMEOUT) or len(found) < 2:
+            self.close()
+            raise LabError(f"lazarus serve did not get ready; see {self.log_path}")
+        self.url, self.auth_file = found["url"], Path(found["auth"])
+
+    def session(self) -> str:
+        return self.auth_file.read_text(encoding="utf-8").strip()
+
+    def client(self, timeout: float = 30.0) -> Client:
+        return Client(self.url, self.session(), timeout=timeout)
+
+    def close(self) -> None:
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(15)
+        try:  # hook commands and fence agents run in the daemon's session
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if self._reader is not None:
+            self._reader.join(5)
+        self.process = None
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float, period: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(period)
+
+
+class LabCluster:
+    """A lab (hosts + BMCs) under a real controller; a context manager that always cleans up."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        hosts: int = 3,
+        fence: str = "redfish",
+        subnet: str = "10.250.0",
+        settings: Mapping[str, str] | None = None,
+        hook_args: str | None = DEFAULT_HOOK_ARGS,
+        watch_period: float = 0.05,
+    ) -> None:
+        if fence not in ("redfish", "ipmi"):
+            raise LabError(f"fence must be redfish or ipmi, not {fence!r}")
+        self.root = Path(root).resolve()
+        self.host_count = hosts
+        self.fence = fence
+        self.lab = Lab(self.root / "lab", subnet=subnet)
+        self.controller = ControllerProcess(self.root / "controller", settings)
+        self.hook_args = hook_args
+        self.watch_period = watch_period
+        self.status: LabStatus | None = None
+        self.host_ids: dict[str, int] = {}
+        self.datastore_id = -1
+        self.hook_id = -1
+        self.watch: ApiWatch | None = None
+        self._client: Client | None = None
+        self._bmcs: object | None = None
+
+    # ------------------------------------------------------------------ bring-up
+    def __enter__(self) -> LabCluster:
+        try:
+            self.up()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        self.close()
+
+    def up(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        # A fresh controller: a database left by an earlier run would hold the old hosts.
+        shutil.rmtree(self.controller.data_dir, ignore_errors=True)
+        if not self.lab.state_file.exists() and not mounts_under(self.lab.root):
+            # and fresh hosts: a host's /var keeps the domains an earlier run defined
+            shutil.rmtree(self.lab.root, ignore_errors=True)
+        self.lab.up(self.host_count)
+        self._bmcs = self.lab.start_bmcs(redfish=self.fence == "redfish",
+                                         ipmi=self.fence == "ipmi")  # fmt: skip
+        self.status = self.lab.status()
+        self.controller.start()
+        client = self.client
+        self._register_hosts(client)
+        self._register_datastore(client)
+        if self.hook_args is not None:
+            self._register_hook(client, self.hook_args)
+        self.watch = ApiWatch(self.controller.client, period=self.watch_period).start()
+        self.wait_hosts("MONITORED", timeout=60)
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self.controller.client()
+        return self._client
+
+    def _register_hosts(self, client: Client) -> None:
+        assert self.status is not None
+        for h in self.status.hosts:
+            host_id = int(client.call("one.host.allocate", h.name, "kvm", "kvm", -1))
+            template = Template.from_dict(dict(h.template()))
+            template.add("FENCE", Vector(list(h.fence[self.fence].items())))
+            client.call("one.host.update", host_id, template.render(), 1)
+            self.host_ids[h.name] = host_id
+
+    def _register_datastore(self, client: Client) -> None:
+        assert self.status is not None
+        template = Template.from_dict({
+            "NAME": DATASTORE_NAME, "TYPE": "SYSTEM_DS", "TM_MAD": "shared", "SHARED": "YES",
+            "BASE_PATH": self.status.datastore,
+        })  # fmt: skip
+        self.datastore_id = int(client.call("one.datastore.allocate", template.render(), -1))
+
+    def _register_hook(self, client: Client, arguments: str) -> None:
+        template = Template.from_dict({
+            "NAME": HOOK_NAME, "TYPE": "state", "RESOURCE": "HOST", "STATE": "ERROR",
+            "COMMAND": "ft/host_error", "ARGUMENTS": arguments, "ARGUMENTS_STDIN": "yes",
+            "REMOTE": "no",
+        })  # fmt: skip
+        self.hook_id = int(client.call("one.hook.allocate", template.render()))
+
+    # ------------------------------------------------------------------------ VMs
+    def vm_template(self, name: str) -> str:
+        """A tiny guest on the shared datastore; its serial file is <datastore>/<name>.serial.
+
+        Paths are absolute: core/placement.py reads SCHED_DS_REQUIREMENTS from the VM's
+        TEMPLATE only, while one.vm.allocate files it under USER_TEMPLATE, so a scheduled VM
+        lands on datastore 0 (also SHARED=YES) and relative paths would resolve there.
+        """
+        assert self.status is not None
+        datastore = Path(self.status.datastore)
+        template = Template.from_dict({
+            "NAME": name, "CPU": VM_CPU, "VCPU": "1", "MEMORY": str(VM_MEMORY_MIB),
+            "SCHED_DS_REQUIREMENTS": f"ID={self.datastore_id}",
+            "SERIAL_FILE": str(datastore / f"{name}.serial"),
+        })  # fmt: skip
+        template.add("DISK", Vector([("PATH", self.status.image), ("FORMAT", "qcow2"),
+                                     ("READONLY", "YES")]))  # fmt: skip
+        return template.render()
+
+    def create_vms(self, count: int, *, host: str | None = None, prefix: str = "vm") -> list[int]:
+        """Allocate `count` tiny guests; on `host` if given (held, then deployed there)."""
+        ids = []
+        start = len(self.vms())
+        for index in range(count):
+            name = f"{prefix}{start + index}"
+            template = self.vm_template(name)
+            vm_id = int(self.client.call("one.vm.allocate", template, host is not None))
+            if host is not None:
+                self.client.call("one.vm.deploy", vm_id, self.host_ids[host], False,
+                                 self.datastore_id)  # fmt: skip
+            ids.append(vm_id)
+        return ids
+
+    def serial_path(self, vm_id: int) -> Path:
+        assert self.status is not None
+        return Path(self.status.datastore) / f"{self.vm(vm_id).name}.serial"
+
+    def counter(self, vm_id: int) -> tuple[int, int | None]:
+        """(boots, latest counter) from a VM's serial file."""
+        view = read_serial(self.serial_path(vm_id))
+        return view.boots, view.counter
+
+    # ---------------------------------------------------------------------- views
+    def vms(self) -> list[VmView]:
+        return parse_vms(self.client.call("one.vmpool.info", -2, -1, -1, -1))
+
+    def vm(self, vm_id: int) -> VmView:
+        return parse_vms(f"<VM_POOL>{self.client.call('one.vm.info', vm_id, False)}</VM_POOL>")[0]
+
+    def hosts(self) -> list[HostView]:
+        return parse_hosts(self.client.call("one.hostpool.info", -2, -1, -1))
+
+    def host_state(self, name: str) -> str:
+        return next(h.state.name for h in self.hosts() if h.name == name)
+
+    def wait_hosts(self, state: str, names: Sequence[str] | None = None,
+                   timeout: float = 60) -> None:  # fmt: skip
+        wanted = set(names or self.host_ids)
+        _wait(lambda: all(h.state.name == state for h in self.hosts() if h.name in wanted),
+              f"hosts {sorted(wanted)} {state}", timeout)  # fmt: skip
+
+    def wait_running(self, ids: Sequence[int], *, not_on: str | None = None,
+                     timeout: float = 60) -> list[VmView]:  # fmt: skip
+        """Wait until every VM in `ids` is RUNNING (and not placed on `not_on`)."""
+        wanted = set(ids)
+
+        def ok() -> bool:
+            views = [v for v in self.vms() if v.id in wanted]
+            return len(views) == len(wanted) and all(
+                v.running and (not_on is None or v.host != not_on) for v in views
+            )
+
+        _wait(ok, f"VMs {sorted(wanted)} RUNNING" + (f" off {not_on}" if not_on else ""),
+              timeout, period=0.1)  # fmt: skip
+        return [v for v in self.vms() if v.id in wanted]
+
+    def bmc_power_off(self, name: str) -> None:
+        """Chassis power off through the BMC emulator (as `ipmitool power off` would)."""
+        from lazarus.lab.bmc import BmcSet
+
+        assert isinstance(self._bmcs, BmcSet)
+        self._bmcs.power_off(name)
+
+    def bmc_power_on(self, name: str) -> None:
+        from lazarus.lab.bmc import BmcSet
+
+        assert isinstance(self._bmcs, BmcSet)
+        self._bmcs.power_on(name)
+
+    def hook_log(self) -> str:
+        """ft/host_error's log lines (its own log file in the controller's data dir)."""
+        try:
+            return (self.controller.data_dir / "log" / "host_error.log").read_text()
+        except OSError:
+            return ""
+
+    def daemon_log(self) -> str:
+        try:
+            return self.controller.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        """Watchers, client, daemon, BMCs, lab: each step runs even if another fails."""
+        steps: list[Callable[[], None]] = []
+        if self.watch is not None:
+            steps.append(self.watch.stop)
+        if self._client is not None:
+            steps.append(self._client.close)
+        steps += [self.controller.close, self.lab.down]
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # keep tearing down; report the first problem after
+                errors.append(exc)
+        self.watch, self._client, self._bmcs = None, None, None
+        if errors:
+            raise LabError(f"teardown: {errors[0]}") from errors[0]
