@@ -27,7 +27,6 @@ COMMANDS = dict(walk(lazarus, ("lazarus",)))
 
 # Gaps in modules owned elsewhere, shown as xfail until fixed (then they xpass: drop them).
 KNOWN_GAPS = {
-    "lazarus hook": "the hook group's help has no example",
     "lazarus lab up": "lab up's --hosts option has no help",
 }
 

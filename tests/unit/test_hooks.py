@@ -234,7 +234,17 @@ class HookHarness(Harness):
         return host_id
 
     def quiet(self) -> None:
-        self.wait_for(lambda: not self.store.hook_jobs() and self.fake.running == 0)
+        """Every recorded event dispatched, no job pending or running."""
+
+        def done() -> bool:
+            cursor = int(self.store.get_meta(CURSOR) or 0)
+            return (
+                not self.store.events(after_id=cursor, limit=1)
+                and not self.store.hook_jobs()
+                and self.fake.running == 0
+            )
+
+        self.wait_for(done)
 
 
 class OnLoopCall:

@@ -8,11 +8,14 @@ Each host has its own probe loop, so a slow or hung host never delays the others
     ERROR:    keep re-probing every RETRY_INTERVAL (ft/host_error counts these cycles);
               one good probe brings it back to MONITORED
 
-Every probe is bounded by PROBE_TIMEOUT. A driver that learns of a lost connection (libvirt
-close callback / keepalive) calls `wake(host_id)` for an immediate probe. Worst-case time
-from a host's death to ERROR (see docs/monitoring.md):
+Every probe is bounded by PROBE_TIMEOUT. While a host is failing, probes start every
+RETRY_INTERVAL without waiting for the previous one (a probe of a dead host may hang until its
+timeout). A driver that learns of a lost connection (libvirt close callback / keepalive; the
+simulated driver after its keepalive delay) reports it: that counts as one failed observation
+and the host is probed at once. Worst-case time from a host's death to ERROR, without such a
+report (see docs/monitoring.md):
 
-    interval + MONITOR_FAILURES * probe_timeout + (MONITOR_FAILURES - 1) * retry_interval
+    interval + (MONITOR_FAILURES - 1) * retry_interval + probe_timeout
 
 DISABLED hosts are monitored but never enter ERROR; OFFLINE hosts are not probed (reference
 3.2). The consecutive failure count is published in the host template as MONITOR_FAILURES so
@@ -35,7 +38,13 @@ from lazarus.domain.errors import DriverError
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.transitions import HostEvent, apply_host
 from lazarus.ports.clock import Clock
-from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, Hypervisor
+from lazarus.ports.hypervisor import (
+    DomainInfo,
+    DomainState,
+    HostProbe,
+    Hypervisor,
+    LossReporting,
+)
 from lazarus.ports.store import Store
 
 from .journal import Journal, Tx
@@ -84,6 +93,7 @@ class Monitor:
     # ----------------------------------------------------------------------- service
     async def run(self) -> None:
         """Keep one probe loop per monitorable host; reconcile every interval."""
+        self.attach(asyncio.get_running_loop())
         try:
             while True:
                 self.reconcile()
@@ -130,23 +140,56 @@ class Monitor:
 
     async def _host_loop(self, host_id: int) -> None:
         waker = self._wakers[host_id]
-        while True:
-            started = self.clock.monotonic()
-            try:
-                host = self.store.host(host_id)
-            except Exception:
-                return  # deleted
-            if host.state is HostState.OFFLINE:
-                return
-            await self.probe_once(host)
-            failing = self.failures.get(host_id, 0) > 0
-            delay = (
-                self.settings.retry_interval if failing else self.settings.monitoring_interval_host
-            )
-            remaining = delay - (self.clock.monotonic() - started)
-            waker.clear()
-            if remaining > 0:
-                await sleep_or_wake(self.clock, remaining, waker)
+        inflight: set[asyncio.Task[bool]] = set()
+        try:
+            while True:
+                started = self.clock.monotonic()
+                try:
+                    host = self.store.host(host_id)
+                except Exception:
+                    return  # deleted
+                if host.state is HostState.OFFLINE:
+                    return
+                if self.failures.get(host_id, 0) == 0:
+                    await self.probe_once(host)  # healthy: one probe at a time
+                elif len(inflight) < self.settings.monitor_failures:
+                    # Failing: a probe may hang until its timeout; don't wait for it before
+                    # starting the next one, so N failures take about N retry intervals.
+                    task = asyncio.ensure_future(self.probe_once(host))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                failing = self.failures.get(host_id, 0) > 0
+                delay = (
+                    self.settings.retry_interval
+                    if failing
+                    else self.settings.monitoring_interval_host
+                )
+                remaining = delay - (self.clock.monotonic() - started)
+                waker.clear()
+                if remaining > 0:
+                    await sleep_or_wake(self.clock, remaining, waker)
+        finally:
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Listen to drivers that report lost connections (from any thread)."""
+
+        def lost(name: str) -> None:
+            loop.call_soon_threadsafe(self._connection_lost, name)
+
+        for driver in {id(d): d for d in self.drivers.values()}.values():
+            if isinstance(driver, LossReporting):
+                driver.set_loss_listener(lost)
+
+    def _connection_lost(self, name: str) -> None:
+        host = self.store.host_by_name(name)
+        if host is None or host.state is HostState.OFFLINE:
+            return
+        if host.state is not HostState.ERROR:
+            self._failed(host.id, "connection to the host lost (keepalive)")
+        self.wake(host.id)
 
     # ------------------------------------------------------------------------- probe
     async def probe_once(self, host: Host) -> bool:

@@ -13,7 +13,7 @@ class Settings:
     monitoring_interval_host: float = 5.0
     monitor_failures: int = 3  # consecutive failed probes before ERROR
     retry_interval: float = 1.0  # re-probe cadence once a probe failed
-    probe_timeout: float = 3.0
+    probe_timeout: float = 2.0
     persist_interval: float = 60.0  # unchanged monitoring data is written at most this often
     missing_vm_state: str = "POWEROFF"  # VMs the hypervisor no longer lists: POWEROFF | UNKNOWN
     # scheduler

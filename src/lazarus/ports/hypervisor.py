@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from lazarus.domain.entities import Host
 from lazarus.domain.template import Template
@@ -92,3 +93,11 @@ class Hypervisor(Protocol):
     async def cleanup(self, host: Host, deploy_id: str) -> None:
         """Destroy and undefine whatever is left of the domain. Missing is fine."""
         ...
+
+
+@runtime_checkable
+class LossReporting(Protocol):
+    """Optional: a driver that learns a host's connection dropped (libvirt's close callback
+    and keepalive) reports the host's name, from any thread, so the monitor probes it now."""
+
+    def set_loss_listener(self, listener: Callable[[str], None] | None) -> None: ...

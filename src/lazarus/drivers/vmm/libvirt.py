@@ -230,6 +230,8 @@ class LibvirtHypervisor:
         # each blocked for the kernel's ~2 min SYN timeout).
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()  # guards the fields below; never held across libvirt calls
+        self._loss_listener: Callable[[str], None] | None = None
+        self._names: dict[str, str] = {}  # uri -> host name (learnt from the calls)
         self._conns: dict[str, _Conn] = {}
         self._uri_locks: dict[str, threading.Lock] = {}
         self._dead: list[_Conn] = []  # dropped, unused, to be closed by a worker (not callbacks)
@@ -244,9 +246,17 @@ class LibvirtHypervisor:
         with self._lock:
             return uri in self._conns
 
+    def set_loss_listener(self, listener: Callable[[str], None] | None) -> None:
+        """`listener(host name)` is called (from libvirt's event thread) when a host's
+        connection is closed under us: keepalive timeout, EOF, error."""
+        self._loss_listener = listener
+
     def _on_close(self, _conn: Any, _reason: int, entry: _Conn) -> None:
-        """libvirt's close callback (event loop thread): forget the connection."""
+        """libvirt's close callback (event loop thread): forget the connection, report it."""
         self._drop(entry)
+        listener, name = self._loss_listener, self._names.get(entry.uri)
+        if listener is not None and name is not None and _reason != 3:  # 3: client closed it
+            listener(name)
 
     def _drop(self, entry: _Conn) -> None:
         with self._lock:
@@ -417,6 +427,7 @@ class LibvirtHypervisor:
 
     # -- the Hypervisor port ----------------------------------------------------------------
     async def probe(self, host: Host) -> HostProbe:
+        self._names[self.uri(host)] = host.name
         return await self._call(host, "probe", _probe)
 
     async def deploy(self, host: Host, spec: VmSpec) -> str:

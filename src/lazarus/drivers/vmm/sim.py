@@ -96,6 +96,7 @@ class SimCluster:
         self.probe_delay = probe_delay
         self.unreachable_delay = unreachable_delay
         self.listener = listener
+        self.watchers: list[Listener] = []  # further listeners (drivers), after `listener`
         self.hosts: dict[str, SimHost] = {}
         self._running: dict[int, set[str]] = {}  # vm_id -> hosts where it is RUNNING
 
@@ -194,6 +195,8 @@ class SimCluster:
     def _emit(self, event: str, host: str, deploy_id: str | None = None) -> None:
         if self.listener is not None:
             self.listener(event, host, deploy_id)
+        for watcher in self.watchers:
+            watcher(event, host, deploy_id)
 
     def _set_state(self, host: SimHost, dom: SimDomain, state: DomainState, event: str) -> None:
         self._account(host, dom, -1)
@@ -233,10 +236,35 @@ class SimCluster:
 
 
 class SimHypervisor:
-    """The Hypervisor port over a SimCluster; a Host is matched by its name."""
+    """The Hypervisor port over a SimCluster; a Host is matched by its name.
 
-    def __init__(self, cluster: SimCluster) -> None:
+    Like libvirt's keepalive, it reports a host whose connection is lost (power cut, network
+    cut, hang) `keepalive_delay` seconds after it happened, to the loss listener if one is set.
+    """
+
+    def __init__(self, cluster: SimCluster, keepalive_delay: float = 3.0) -> None:
         self.cluster = cluster
+        self.keepalive_delay = keepalive_delay
+        self._loss_listener: Callable[[str], None] | None = None
+        cluster.watchers.append(self._watch)
+
+    def set_loss_listener(self, listener: Callable[[str], None] | None) -> None:
+        self._loss_listener = listener
+
+    def _watch(self, event: str, host: str, deploy_id: str | None) -> None:
+        if self._loss_listener is None or event not in ("power_off", "network_cut", "hang"):
+            return
+        loop = getattr(self.cluster.clock, "loop", None)
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+        loop.call_later(self.keepalive_delay, self._report, host)
+
+    def _report(self, host: str) -> None:
+        if self._loss_listener is not None and not self.cluster.reachable(host):
+            self._loss_listener(host)
 
     async def _gate(self, host: Host, op: str, delay: float) -> SimHost:
         """Reach the host the way a remote call would, spend `delay`, and return it."""
