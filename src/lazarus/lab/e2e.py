@@ -37,6 +37,7 @@ from types import TracebackType
 
 from lazarus.api.client import Client
 from lazarus.domain.template import Template, Vector
+from lazarus.lab import hosts
 from lazarus.lab.guest import read_serial
 from lazarus.lab.lab import Lab, LabStatus
 from lazarus.lab.observe import ApiWatch, HostView, VmView, parse_hosts, parse_vms
@@ -311,6 +312,10 @@ class LabCluster:
         _wait(ok, f"VMs {sorted(wanted)} RUNNING" + (f" off {not_on}" if not_on else ""),
               timeout, period=0.1)  # fmt: skip
         return [v for v in self.vms() if v.id in wanted]
+
+    def host_mnt(self, name: str) -> str:
+        """The host's mount namespace as /proc/PID/ns/mnt names it (see QemuProc.mnt)."""
+        return f"mnt:[{os.stat(hosts.HostPaths(self.lab.root, name).mnt_ns).st_ino}]"
 
     def bmc_power_off(self, name: str) -> None:
         """Chassis power off through the BMC emulator (as `ipmitool power off` would)."""
