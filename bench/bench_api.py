@@ -1,0 +1,395 @@
+"""API benchmark: the real daemon over real HTTP with 1,000 hosts and 10,000 VMs (not a test:
+prints figures, asserts nothing).
+
+    .venv/bin/python bench/bench_api.py [--hosts 1000] [--vms 10000] [--runs 20]
+                                        [--calls 3000] [--monitor-interval 3600] [--no-pyone]
+
+1. Fills a fresh SQLite store in a temporary data directory straight through the store (fast):
+   hosts MONITORED with capacity and monitoring, VMs in realistic states (mostly RUNNING, some
+   POWEROFF, UNDEPLOYED, HOLD, DONE) with templates (DISK, NIC, GRAPHICS, CONTEXT, OS), a user
+   template and one to three history records.
+2. Starts the daemon (app/daemon.Daemon, everything real: controller, monitor, scheduler, hooks,
+   XML-RPC server on 127.0.0.1 and a free port) in a child process, so client and server do not
+   share a GIL. Before its loops run, the child gives its simulated cluster (VM_MAD=sim) a
+   machine per host and a domain per placed VM, so the monitor finds the cluster as the store
+   says it is and changes nothing. `--monitor-interval` is the host probe interval: the default
+   (3600 s) leaves the controller idle after its first round of probes; 5 is Lazarus' default
+   and adds 200 probes/s of background work.
+3. Measures with lazarus.api.client.Client (one keep-alive connection per client) and pyone:
+   one.vmpool.info(-2,-1,-1,-1) latency (median / p95 of --runs), one.vm.info calls/s from one
+   client and from 4 threads (a client each), one.hostpool.info latency; and, in this process
+   on the same file, the server-side part (store read + render) without HTTP.
+
+Wall-clock timing is fine here: this is a benchmark, not a test. Every loop is bounded; the
+child is always terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lazarus.api.client import Client
+from lazarus.domain import xml as docs
+from lazarus.domain.entities import VM, History, Host, HostShare
+from lazarus.domain.secrets import public_host
+from lazarus.domain.states import HistoryAction, HostState, LcmState, VmState
+from lazarus.domain.template import Template
+from lazarus.store.sqlite import SqliteStore
+
+HOST_CPU = 3200  # 32 cores
+HOST_MEM_KIB = 256 * 1024 * 1024
+VM_CPU = 100
+VM_MEM_KIB = 2 * 1024 * 1024
+T0 = 1_767_225_600  # 2026-01-01
+
+TEMPLATE = """CPU = "1"
+VCPU = "2"
+MEMORY = "2048"
+DISK = [ IMAGE = "debian12", IMAGE_ID = "3", DATASTORE = "default", DATASTORE_ID = "1",
+         DISK_ID = "0", SIZE = "20480", TARGET = "vda", TYPE = "FILE", CLONE = "YES" ]
+GRAPHICS = [ TYPE = "VNC", LISTEN = "0.0.0.0" ]
+CONTEXT = [ NETWORK = "YES", SSH_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 ops@bastion" ]
+OS = [ ARCH = "x86_64", BOOT = "disk0" ]
+"""
+
+
+# -- fill --------------------------------------------------------------------------------------
+def make_host(n: int, vm_ids: list[int], running: int) -> Host:
+    used_cpu, used_mem = running * VM_CPU, running * VM_MEM_KIB
+    share = HostShare(
+        mem_usage=len(vm_ids) * VM_MEM_KIB, cpu_usage=len(vm_ids) * VM_CPU,
+        total_mem=HOST_MEM_KIB, total_cpu=HOST_CPU, max_mem=HOST_MEM_KIB, max_cpu=HOST_CPU,
+        running_vms=running, free_mem=HOST_MEM_KIB - used_mem, used_mem=used_mem,
+        free_cpu=HOST_CPU - used_cpu, used_cpu=used_cpu,
+    )  # fmt: skip
+    return Host(
+        id=-1,
+        name=f"node{n:04d}",
+        state=HostState.MONITORED,
+        prev_state=HostState.MONITORED,
+        share=share,
+        vms=vm_ids,
+        template=Template.parse(
+            f'HOSTNAME = "node{n:04d}"\nHYPERVISOR = "sim"\nARCH = "x86_64"\n'
+            f'TOTALCPU = "{HOST_CPU}"\nTOTALMEMORY = "{HOST_MEM_KIB}"\n'
+            f'FENCE_IP = "192.0.2.{n % 250 + 1}"\nHA = "YES"\n'
+        ),
+        last_monitored=float(T0),
+        monitoring={
+            "TIMESTAMP": str(T0),
+            "FREE_CPU": str(share.free_cpu),
+            "USED_CPU": str(used_cpu),
+            "FREE_MEMORY": str(share.free_mem),
+            "USED_MEMORY": str(used_mem),
+        },
+    )
+
+
+def vm_state(n: int) -> tuple[VmState, LcmState]:
+    """About 90% RUNNING; the rest POWEROFF, UNDEPLOYED, HOLD (never deployed) and DONE."""
+    if n % 50 == 3:
+        return VmState.HOLD, LcmState.LCM_INIT
+    if n % 50 == 7:
+        return VmState.DONE, LcmState.LCM_INIT
+    if n % 20 == 1:
+        return VmState.POWEROFF, LcmState.LCM_INIT
+    if n % 40 == 11:
+        return VmState.UNDEPLOYED, LcmState.LCM_INIT
+    return VmState.ACTIVE, LcmState.RUNNING
+
+
+def make_vm(n: int, hosts: int) -> VM:
+    state, lcm = vm_state(n)
+    template = Template.parse(
+        f'{TEMPLATE}NIC = [ NETWORK = "prod", NETWORK_ID = "0", NIC_ID = "0", BRIDGE = "br0",\n'
+        f'  IP = "10.{n // 62500}.{n // 250 % 250}.{n % 250 + 1}",\n'
+        f'  MAC = "02:00:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}:01" ]\n'
+        f'VMID = "{n}"\nTM_MAD_SYSTEM = "shared"\n'
+    )
+    history: list[History] = []
+    if state is not VmState.HOLD:
+        moves = n % 3 + 1  # one to three records: deployed, then migrated / recovered
+        for seq in range(moves):
+            hid = (n + seq * 7) % hosts
+            start = T0 + n + seq * 86_400
+            last = seq == moves - 1
+            history.append(History(
+                oid=n, seq=seq, hostname=f"node{hid:04d}", hid=hid, stime=start,
+                etime=0 if last and state is not VmState.DONE else start + 86_000,
+                pstime=start, petime=start + 5, rstime=start + 5,
+                retime=0 if last and state is not VmState.DONE else start + 86_000,
+                action=HistoryAction.NONE if last else HistoryAction.LIVE_MIGRATE,
+            ))  # fmt: skip
+    placed = state in (VmState.ACTIVE, VmState.POWEROFF)
+    return VM(
+        id=-1,
+        name=f"web-{n:05d}",
+        uid=n % 5,
+        uname="oneadmin" if n % 5 == 0 else f"user{n % 5}",
+        state=state,
+        lcm_state=lcm,
+        prev_state=state,
+        prev_lcm_state=lcm,
+        stime=T0 + n,
+        etime=T0 + n + 90_000 if state is VmState.DONE else 0,
+        deploy_id=f"one-{n}" if placed else "",
+        last_poll=T0 + 3600 if placed else 0,
+        template=template,
+        user_template=Template.parse(
+            f'HA = "YES"\nHA_PRIORITY = "{n % 10}"\nDESCRIPTION = "web tier {n % 16}"\n'
+            'LOGO = "images/logos/debian.png"\nLABELS = "prod,web"\n'
+        ),
+        history=history,
+        monitoring={"CPU": "2.5", "MEMORY": "1048576", "NETRX": "123456", "NETTX": "654321",
+                    "STATE": "a", "TIMESTAMP": str(T0 + 3600)} if state is VmState.ACTIVE else {},
+    )  # fmt: skip
+
+
+def fill(db: Path, hosts: int, vms: int) -> None:
+    made = [make_vm(n, hosts) for n in range(vms)]
+    on_host: dict[int, list[int]] = {}
+    running: dict[int, int] = {}
+    for n, vm in enumerate(made):
+        if vm.state in (VmState.ACTIVE, VmState.POWEROFF):
+            hid = vm.history[-1].hid
+            on_host.setdefault(hid, []).append(n)
+            running[hid] = running.get(hid, 0) + (vm.state is VmState.ACTIVE)
+    store = SqliteStore.open(db)
+    try:
+        with store.transaction() as tx:
+            for n in range(hosts):
+                tx.add_host(make_host(n, on_host.get(n, []), running.get(n, 0)))
+            for vm in made:
+                tx.add_vm(vm)
+    finally:
+        store.close()
+
+
+# -- the daemon (child process) ------------------------------------------------------------------
+def serve(data_dir: Path, monitor_interval: float) -> None:
+    """Run the real daemon; its simulated cluster mirrors the store before the loops start."""
+    from lazarus.app.daemon import Daemon
+    from lazarus.core.settings import Settings
+    from lazarus.drivers.vmm.sim import SimDomain
+    from lazarus.ports.hypervisor import DomainState
+
+    settings = Settings(
+        api_listen="127.0.0.1", api_port=0, monitoring_interval_host=monitor_interval
+    )
+
+    def ready(url: str, auth_file: Path) -> None:
+        # Runs on the loop thread after controller.start() created its tasks and before any of
+        # them ran: the first probes find every machine and domain in place.
+        store = SqliteStore.open(data_dir / "lazarus.db")
+        try:
+            sim = daemon.sim
+            for host in store.hosts():
+                sim.add_host(host.name, HOST_CPU, HOST_MEM_KIB)
+            for vm in store.vms(states=[VmState.ACTIVE, VmState.POWEROFF]):
+                dom_state = DomainState.RUNNING if vm.state is VmState.ACTIVE else (
+                    DomainState.POWEROFF)
+                machine = sim.hosts[vm.history[-1].hostname]
+                # No public "place a domain" switch exists; _add keeps the accounting right.
+                sim._add(machine, SimDomain(vm.deploy_id, vm.id, dom_state, VM_CPU,
+                                            VM_MEM_KIB), "defined")
+        finally:
+            store.close()
+        print(url, flush=True)
+        print(auth_file, flush=True)
+
+    daemon = Daemon(settings, data_dir, on_ready=ready)
+    asyncio.run(daemon.run())
+
+
+# -- measuring -----------------------------------------------------------------------------------
+def latencies(runs: int, call: Callable[[], object]) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def row(label: str, values: list[float], extra: str = "") -> None:
+    print(f"{label:<52} median {statistics.median(values) * 1e3:8.1f} ms   "
+          f"p95 {p95(values) * 1e3:8.1f} ms  {extra}")  # fmt: skip
+
+
+def rate_row(label: str, calls: int, seconds: float) -> None:
+    print(f"{label:<52} {calls / seconds:8.0f} calls/s   ({seconds * 1e6 / calls:.0f} us/call, "
+          f"{calls} calls)")  # fmt: skip
+
+
+def vm_info_rate(url: str, session: str, ids: list[int], calls: int, threads: int) -> float:
+    """Seconds for `calls` one.vm.info calls split over `threads` clients (one each)."""
+    per = calls // threads
+    clients = [Client(url, session) for _ in range(threads)]
+    try:
+        for client in clients:
+            client.call("one.vm.info", ids[0])  # connect outside the timing
+        barrier = threading.Barrier(threads + 1)
+
+        def work(k: int) -> None:
+            rng = random.Random(k)
+            client = clients[k]
+            barrier.wait()
+            for _ in range(per):
+                client.call("one.vm.info", rng.choice(ids))
+
+        workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        for worker in workers:
+            worker.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for worker in workers:
+            worker.join()
+        return time.perf_counter() - start
+    finally:
+        for client in clients:
+            client.close()
+
+
+def in_process(db: Path, runs: int, ids: list[int]) -> None:
+    """The server-side work of each call without HTTP, on the daemon's own file."""
+    store = SqliteStore.open(db)
+    try:
+        bodies = getattr(store, "vm_short_bodies", None)
+        if bodies is not None:
+            row("  vm_short_bodies() + join (cached bodies)", latencies(
+                runs, lambda: "<VM_POOL>" + "".join(bodies()) + "</VM_POOL>"))  # fmt: skip
+        row("  vms() + vm_pool_xml (decode + render)",
+            latencies(max(runs // 4, 3), lambda: docs.vm_pool_xml(store.vms())))  # fmt: skip
+        row("  hosts() + host_pool_xml", latencies(
+            runs, lambda: docs.host_pool_xml([public_host(h) for h in store.hosts()])))
+        n = 2000
+        rng = random.Random(1)
+        start = time.perf_counter()
+        for _ in range(n):
+            docs.vm_xml(store.vm(rng.choice(ids)))
+        rate_row("  vm(id) + vm_xml", n, time.perf_counter() - start)
+    finally:
+        store.close()
+
+
+def measure(args: argparse.Namespace, url: str, session: str, db: Path) -> None:
+    ids = list(range(args.vms))
+    with Client(url, session, timeout=120) as client:
+        body = client.call("one.vmpool.info", -2, -1, -1, -1)
+        count = body.count("<VM><ID>")
+        print(f"one.vmpool.info(-2,-1,-1,-1): {count} VMs, {len(body) / 1e6:.1f} MB of XML")
+        print(f"-- over HTTP ({url})")
+        row("one.vmpool.info, lazarus Client", latencies(
+            args.runs, lambda: client.call("one.vmpool.info", -2, -1, -1, -1)))
+        row("one.hostpool.info, lazarus Client", latencies(
+            args.runs, lambda: client.call("one.hostpool.info", -2, -1, -1)))
+    rate_row("one.vm.info, 1 Client (keep-alive)", args.calls,
+             vm_info_rate(url, session, ids, args.calls, 1))  # fmt: skip
+    rate_row("one.vm.info, 4 threads x 1 Client each", args.calls,
+             vm_info_rate(url, session, ids, args.calls, 4))  # fmt: skip
+    if not args.no_pyone:
+        try:
+            import pyone
+        except ImportError:
+            print("pyone not installed, skipped")
+        else:
+            one = pyone.OneServer(url, session=session, timeout=120)
+            runs = max(args.runs // 4, 3)
+            row("one.vmpool.info, pyone (binds every VM)", latencies(
+                runs, lambda: one.vmpool.info(-2, -1, -1, -1)))  # fmt: skip
+            row("one.hostpool.info, pyone", latencies(runs, lambda: one.hostpool.info()))
+            n = max(args.calls // 5, 1)
+            rng = random.Random(2)
+            start = time.perf_counter()
+            for _ in range(n):
+                one.vm.info(rng.choice(ids))
+            rate_row("one.vm.info, pyone (connection per call)", n, time.perf_counter() - start)
+    print("-- in this process, no HTTP (store read + render)")
+    in_process(db, args.runs, ids)
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+            f"SQLite {__import__('sqlite3').sqlite_version}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--vms", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=20, help="latency samples per pool call")
+    parser.add_argument("--calls", type=int, default=3000, help="one.vm.info calls per figure")
+    parser.add_argument("--monitor-interval", type=float, default=3600.0)
+    parser.add_argument("--no-pyone", action="store_true")
+    parser.add_argument("--dir", type=Path, default=None, help="where to make the data dir")
+    args = parser.parse_args()
+
+    print(machine())
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        data_dir = Path(tmp) / "data"
+        db = data_dir / "lazarus.db"
+        start = time.perf_counter()
+        fill(db, args.hosts, args.vms)
+        print(f"filled {args.hosts} hosts, {args.vms} VMs in {time.perf_counter() - start:.1f} s"
+              f" ({db.stat().st_size / 1e6:.0f} MB)")  # fmt: skip
+        log = (Path(tmp) / "daemon.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve", str(data_dir),
+             str(args.monitor_interval)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            auth_file = proc.stdout.readline().strip()
+            if not url or not auth_file:
+                log.flush()
+                print((Path(tmp) / "daemon.log").read_text(), file=sys.stderr)
+                print("the daemon did not start", file=sys.stderr)
+                return 1
+            session = Path(auth_file).read_text(encoding="utf-8").strip()
+            time.sleep(min(3.0, args.monitor_interval))  # let the first round of probes pass
+            print(f"daemon: monitor interval {args.monitor_interval:g} s")
+            measure(args, url, session, db)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve(Path(sys.argv[2]), float(sys.argv[3]))
+    else:
+        sys.exit(main())
