@@ -251,3 +251,25 @@ def rename(api: Api, host_id: int, name: str) -> None:
 
 
 __all__ = ["CliError", "host", "host_record"]
+
+
+@host.command()
+@click.argument("host_id", metavar="ID", type=int)
+@click.option("--confirm", is_flag=True,
+              help="Required: you state that the host is powered off (checked, not assumed).")
+@pass_api
+def fenced(api: Api, host_id: int, confirm: bool) -> None:
+    """Confirm by hand that a host in ERROR is powered off, when fencing could not prove it.
+
+    Like Pacemaker's manual fence confirmation: ft/host_error then treats the host as fenced
+    for its current failure (recorded with time and user in FENCE_CONFIRMED). Retry the hook
+    execution afterwards (`lazarus hook retry HOOK_ID EXEC_ID`). Confirming a host that still
+    runs VMs can start them twice: look first.
+
+    \b
+    Example: lazarus host fenced 3 --confirm
+    """
+    if not confirm:
+        raise click.UsageError("refusing without --confirm: this says the host is OFF")
+    api.call("lazarus.host.fenced", host_id)
+    click.echo(f"host {host_id}: confirmed powered off; retry the host_error hook execution")

@@ -27,6 +27,7 @@ import asyncio
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from xml.etree import ElementTree as ET
@@ -221,7 +222,9 @@ class LibvirtHypervisor:
         keepalive_count: int = 3,
         *,
         connect_timeout: float = 5.0,
+        shutdown_timeout: float = 60.0,
     ) -> None:
+        self.shutdown_timeout = shutdown_timeout
         self.keepalive_interval = keepalive_interval
         self.keepalive_count = keepalive_count
         # libvirt's open has no timeout and keepalive starts only once it returns: a TCP URI
@@ -449,6 +452,10 @@ class LibvirtHypervisor:
         return await self._call(host, "deploy", run)
 
     async def shutdown(self, host: Host, deploy_id: str, hard: bool) -> None:
+        """Destroy (hard), or ask the guest to shut down (ACPI) and wait until it has: a
+        guest that ignores ACPI fails the operation after `shutdown_timeout` (as OpenNebula's
+        SHUTDOWN_TIMEOUT), leaving the VM RUNNING; the operator then uses the -hard action."""
+
         def run(conn: Any) -> None:
             dom = _lookup(conn, deploy_id)
             if dom is None or not dom.isActive():
@@ -456,6 +463,21 @@ class LibvirtHypervisor:
             _tolerate_gone(dom.destroy if hard else dom.shutdown)
 
         await self._call(host, "shutdown", run)
+        if hard:
+            return
+
+        def active(conn: Any) -> bool:
+            dom = _lookup(conn, deploy_id)
+            return dom is not None and bool(dom.isActive())
+
+        deadline = time.monotonic() + self.shutdown_timeout
+        while await self._call(host, "shutdown-wait", active):
+            if time.monotonic() >= deadline:
+                raise TemporaryDriverError(
+                    f"{deploy_id} on {host.name} did not shut down within "
+                    f"{self.shutdown_timeout:g} s (the guest ignores ACPI?): use the -hard action"
+                )
+            await asyncio.sleep(0.25)
 
     async def suspend(self, host: Host, deploy_id: str) -> None:
         await self._call(host, "suspend", lambda conn: conn.lookupByName(deploy_id).suspend())
