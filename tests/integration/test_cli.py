@@ -331,3 +331,22 @@ def test_daemon_survives_sigkill_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert own.stop() == 0
         done = shell(own, "host", "list")
         assert done.returncode == 1 and "cannot reach the Lazarus daemon" in done.stderr
+
+
+def test_host_fenced_confirmation(daemon: Daemon) -> None:
+    """`host fenced --confirm` records the operator's word in the host's template (with the
+    user), only for a host in ERROR, and never without --confirm."""
+    cli(daemon, "host", "create", "cli-fence", "--vm-mad", "sim")
+    host_id = next(h["ID"] for h in cli_json(daemon, "host", "list") if h["NAME"] == "cli-fence")
+    wait_for("host MONITORED",
+             lambda: cli_json(daemon, "host", "show", str(host_id))["STAT"] == "on")
+    refused = cli(daemon, "host", "fenced", str(host_id), code=2)
+    assert "--confirm" in refused.stderr
+    not_error = cli(daemon, "host", "fenced", str(host_id), "--confirm", code=1)
+    assert "not ERROR" in not_error.stderr
+    cli(daemon, "sim", "power", "cli-fence", "off")
+    wait_for("host ERROR",
+             lambda: cli_json(daemon, "host", "show", str(host_id))["STAT"] == "err")
+    cli(daemon, "host", "fenced", str(host_id), "--confirm")
+    template = cli(daemon, "host", "show", str(host_id)).stdout
+    assert "FENCE_CONFIRMED" in template and "oneadmin" in template
