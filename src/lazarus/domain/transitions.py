@@ -12,7 +12,8 @@ accepts) and the life-cycle manager (what a driver operation leads to):
   reaches a stable state; a restarted controller does the same, so an interrupted step resumes.
 
 `recover_target()` implements one.vm.recover's success/failure/retry rules on the same tables.
-The tables are rendered into docs/state-machines.md by `lazarus docs state-tables`.
+The tables are rendered into docs/state-machines.md by scripts/render_state_tables.py
+(tests/unit/test_docs_state_tables.py fails when the doc is out of date).
 """
 
 from __future__ import annotations
