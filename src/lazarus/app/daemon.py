@@ -87,7 +87,13 @@ class Daemon:
         clock = SystemClock()
         store = SqliteStore.open(self.data_dir / "lazarus.db")
         self.sim = SimCluster(clock)
-        hook_executor = SubprocessHookExecutor.from_env(os.environ)
+        hook_env = dict(os.environ)
+        if self.settings.hooks_dir:
+            hook_env["LAZARUS_HOOKS_DIR"] = self.settings.hooks_dir
+        if self.settings.remote_hooks_dir:
+            hook_env["LAZARUS_REMOTE_HOOKS_DIR"] = self.settings.remote_hooks_dir
+        hook_executor = SubprocessHookExecutor.from_env(hook_env)
+        hook_executor.env["LAZARUS_DATA_DIR"] = str(self.data_dir)  # host_error's locks, logs
         controller = Controller(
             store,
             clock,

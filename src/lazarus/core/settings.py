@@ -26,6 +26,8 @@ class Settings:
     driver_timeout: float = 120.0
     cleanup_timeout: float = 10.0
     # hooks
+    hooks_dir: str = ""  # default: the package's hooks/ (ft/host_error, ft/fence_host)
+    remote_hooks_dir: str = ""  # default: /var/tmp/lazarus/hooks on the hosts
     hook_concurrency: int = 10
     hook_log_retention: int = 20
     # API
