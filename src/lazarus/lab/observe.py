@@ -7,7 +7,8 @@ RUNNING on hv1" or "were there ever two qemu processes for one VM".
 
 - `ApiWatch` polls one.hostpool.info and one.vmpool.info (default every 50 ms) and records a
   `Change` per host state, per HA incident state (HOST/TEMPLATE/HA_INCIDENT/STATE, written by
-  ft/host_error) and per VM (state, LCM state, host).
+  ft/host_error), per count of failed probes (HOST/TEMPLATE/MONITOR_FAILURES, published by the
+  monitor) and per VM (state, LCM state, host).
 - `QemuWatch` scans /proc (default every 20 ms) for qemu processes and their `-name guest=NAME`
   argument, recording for each domain name the most processes ever seen at one instant and the
   set of host mount namespaces they ran in.
@@ -33,9 +34,9 @@ from lazarus.domain.states import HostState, LcmState, VmState
 @dataclass(frozen=True)
 class Change:
     at: float  # time.monotonic()
-    kind: str  # "host" | "incident" | "vm"
+    kind: str  # "host" | "incident" | "failures" | "vm"
     oid: int
-    value: str  # host: state name; incident: its STATE; vm: "STATE/LCM"
+    value: str  # host: state name; incident: its STATE; failures: count; vm: "STATE/LCM"
     host: str = ""  # the VM's host name (vm changes)
 
 
@@ -65,6 +66,7 @@ class HostView:
     name: str
     state: HostState
     incident: str  # HA_INCIDENT/STATE or ""
+    failures: int = 0  # TEMPLATE/MONITOR_FAILURES: consecutive failed probes
 
 
 def parse_vms(xml: str) -> list[VmView]:
@@ -94,6 +96,7 @@ def parse_hosts(xml: str) -> list[HostView]:
                 name=host.findtext("NAME", ""),
                 state=HostState(int(host.findtext("STATE", "0"))),
                 incident=(incidents[-1].findtext("STATE", "") or "") if incidents else "",
+                failures=int(host.findtext("TEMPLATE/MONITOR_FAILURES", "0") or "0"),
             )
         )
     return views
@@ -144,6 +147,7 @@ class ApiWatch:
             self._note(now, "host", h.id, h.state.name)
             if h.incident:
                 self._note(now, "incident", h.id, h.incident)
+            self._note(now, "failures", h.id, str(h.failures))
         for v in vms:
             self._note(now, "vm", v.id, f"{v.state.name}/{v.lcm.name}", v.host)
 
