@@ -240,3 +240,12 @@ def test_restart_resumes_a_vm_left_in_boot() -> None:
     second.wait_for(lambda: second.state(vm_id) == RUNNING)
     assert second.sim.running_hosts(vm_id) == ["node1"]
     second.close()
+
+
+def test_a_failing_journal_listener_does_not_fail_the_committed_change(h: Harness) -> None:
+    def broken(events: object) -> None:
+        raise RuntimeError("listener bug")
+
+    h.controller.journal.listeners.append(broken)
+    vm_id = h.create_vm(hold=True)  # would raise if the listener's error escaped
+    assert h.state(vm_id) == (S.HOLD, L.LCM_INIT)

@@ -112,4 +112,7 @@ class Journal:
             log.info(event.line)
         if t.events:
             for listener in self.listeners:
-                listener(t.events)
+                try:
+                    listener(t.events)
+                except Exception:  # the change is committed: a listener bug must not undo
+                    log.exception("journal listener %r failed", listener)  # the caller's success
