@@ -11,6 +11,10 @@ Prints one line per agent run and a summary line, never a password. Options tune
         [--total-timeout 60] [--agent-path DIR[:DIR...]] < host.b64
 
 Agents are looked up in --agent-path (also $LAZARUS_FENCE_PATH), then the system dirs.
+The policy defaults can also come from the environment (the hook runner passes the daemon's
+environment through, so tests and operators can bound the fence without editing the hook):
+$LAZARUS_FENCE_ATTEMPTS, $LAZARUS_FENCE_TIMEOUT, $LAZARUS_FENCE_BACKOFF and
+$LAZARUS_FENCE_TOTAL_TIMEOUT; a flag given on the command line wins.
 """
 
 from __future__ import annotations
@@ -62,13 +66,28 @@ def _vector(element: Element) -> Vector:
     return Vector([(child.tag.upper(), (child.text or "").strip()) for child in element])
 
 
+def _env_number(name: str, default: float) -> float:
+    """$LAZARUS_FENCE_<name> as a number, else the default (a bad value is an error)."""
+    raw = os.environ.get(f"LAZARUS_FENCE_{name}", "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        print(f"fence_host: error: LAZARUS_FENCE_{name} must be a number, not {raw!r}",
+              file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fence_host", description=__doc__.split("\n")[0])
     defaults = FencePolicy()
-    parser.add_argument("--attempts", type=int, default=defaults.attempts)
-    parser.add_argument("--timeout", type=float, default=defaults.timeout)
-    parser.add_argument("--backoff", type=float, default=defaults.backoff)
-    parser.add_argument("--total-timeout", type=float, default=defaults.total_timeout)
+    parser.add_argument("--attempts", type=int,
+                        default=int(_env_number("ATTEMPTS", defaults.attempts)))
+    parser.add_argument("--timeout", type=float, default=_env_number("TIMEOUT", defaults.timeout))
+    parser.add_argument("--backoff", type=float, default=_env_number("BACKOFF", defaults.backoff))
+    parser.add_argument("--total-timeout", type=float,
+                        default=_env_number("TOTAL_TIMEOUT", defaults.total_timeout))
     parser.add_argument("--agent-path", action="append", default=[])
     return parser.parse_args(argv)
 
