@@ -198,12 +198,16 @@ def serve(data_dir: Path, monitor_interval: float) -> None:
             for host in store.hosts():
                 sim.add_host(host.name, HOST_CPU, HOST_MEM_KIB)
             for vm in store.vms(states=[VmState.ACTIVE, VmState.POWEROFF]):
-                dom_state = DomainState.RUNNING if vm.state is VmState.ACTIVE else (
-                    DomainState.POWEROFF)
+                dom_state = (
+                    DomainState.RUNNING if vm.state is VmState.ACTIVE else (DomainState.POWEROFF)
+                )
                 machine = sim.hosts[vm.history[-1].hostname]
                 # No public "place a domain" switch exists; _add keeps the accounting right.
-                sim._add(machine, SimDomain(vm.deploy_id, vm.id, dom_state, VM_CPU,
-                                            VM_MEM_KIB), "defined")
+                sim._add(
+                    machine,
+                    SimDomain(vm.deploy_id, vm.id, dom_state, VM_CPU, VM_MEM_KIB),
+                    "defined",
+                )
         finally:
             store.close()
         print(url, flush=True)
@@ -277,8 +281,10 @@ def in_process(db: Path, runs: int, ids: list[int]) -> None:
                 runs, lambda: "<VM_POOL>" + "".join(bodies()) + "</VM_POOL>"))  # fmt: skip
         row("  vms() + vm_pool_xml (decode + render)",
             latencies(max(runs // 4, 3), lambda: docs.vm_pool_xml(store.vms())))  # fmt: skip
-        row("  hosts() + host_pool_xml", latencies(
-            runs, lambda: docs.host_pool_xml([public_host(h) for h in store.hosts()])))
+        row(
+            "  hosts() + host_pool_xml",
+            latencies(runs, lambda: docs.host_pool_xml([public_host(h) for h in store.hosts()])),
+        )
         n = 2000
         rng = random.Random(1)
         start = time.perf_counter()
@@ -296,10 +302,14 @@ def measure(args: argparse.Namespace, url: str, session: str, db: Path) -> None:
         count = body.count("<VM><ID>")
         print(f"one.vmpool.info(-2,-1,-1,-1): {count} VMs, {len(body) / 1e6:.1f} MB of XML")
         print(f"-- over HTTP ({url})")
-        row("one.vmpool.info, lazarus Client", latencies(
-            args.runs, lambda: client.call("one.vmpool.info", -2, -1, -1, -1)))
-        row("one.hostpool.info, lazarus Client", latencies(
-            args.runs, lambda: client.call("one.hostpool.info", -2, -1, -1)))
+        row(
+            "one.vmpool.info, lazarus Client",
+            latencies(args.runs, lambda: client.call("one.vmpool.info", -2, -1, -1, -1)),
+        )
+        row(
+            "one.hostpool.info, lazarus Client",
+            latencies(args.runs, lambda: client.call("one.hostpool.info", -2, -1, -1)),
+        )
     rate_row("one.vm.info, 1 Client (keep-alive)", args.calls,
              vm_info_rate(url, session, ids, args.calls, 1))  # fmt: skip
     rate_row("one.vm.info, 4 threads x 1 Client each", args.calls,

@@ -13,9 +13,11 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import lazarus
 from lazarus.domain.entities import (
     VM,
     Cluster,
@@ -29,7 +31,9 @@ from lazarus.domain.entities import (
 from lazarus.domain.errors import AllocateError, ErrorCode, InternalError, NoExistsError
 from lazarus.domain.states import HistoryAction, HostState, LcmState, VmState
 from lazarus.domain.template import Template, Vector
-from lazarus.ports.store import Store
+from lazarus.domain.xml import vm_short_xml
+from lazarus.ports.store import Store, StoreReader
+from lazarus.store import codec, rendered
 from lazarus.store.migrations import MIGRATIONS, Migration
 from lazarus.store.sqlite import SqliteStore
 
@@ -731,3 +735,156 @@ def test_misnumbered_migrations_are_refused(tmp_path: Path) -> None:
     wrong = (*MIGRATIONS, Migration(len(MIGRATIONS) + 2, "gap", "SELECT 1;"))
     with pytest.raises(ValueError, match="expected"):
         SqliteStore.open(tmp_path / "x.db", schema=wrong)
+
+
+# -- cached short bodies (vm_short_bodies, store/rendered.py) -------------------------------------
+def short_bodies_of(reader: StoreReader, **kwargs: Any) -> list[str]:
+    """What vm_short_bodies must return: vm_short_xml of what vms() returns."""
+    return [vm_short_xml(vm) for vm in reader.vms(**kwargs)]
+
+
+def odd_vm() -> VM:
+    vm = full_vm(name="a&b <c> ]]> \x01 \r é")
+    vm.user_template = Template.parse('HA = "YES"\nLABELS = "x]]>y"\nDESCRIPTION = "gone"\n')
+    vm.monitoring = {"CPU": "1", "STATE": "<a>", "NETRX": "5"}
+    return vm
+
+
+def test_vm_short_bodies_follow_every_write(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_vm(full_vm())
+        tx.add_vm(VM(id=-1, name="bare"))
+        tx.add_vm(odd_vm())
+        assert tx.vm_short_bodies() == short_bodies_of(tx)  # the tx sees its own writes
+    assert store.vm_short_bodies() == short_bodies_of(store)
+    assert "<ID>2</ID>" in store.vm_short_bodies()[2]  # rendered with the allocated id
+    changes: list[Callable[[VM], None]] = [
+        lambda vm: setattr(vm, "lcm_state", LcmState.UNKNOWN),
+        lambda vm: vm.history.append(full_history(len(vm.history), 7)),
+        lambda vm: vm.template.set("MEMORY", "4096"),
+        lambda vm: vm.user_template.set("HA", "NO"),
+        lambda vm: setattr(vm, "name", "renamed & <moved>"),
+        lambda vm: vm.monitoring.update({"CPU": "99.5"}),
+        lambda vm: setattr(vm, "state", VmState.DONE),
+    ]
+    for change in changes:
+        for vm_id in range(3):
+            with store.transaction() as tx:
+                vm = tx.vm(vm_id)
+                change(vm)
+                tx.save_vm(vm)
+            assert store.vm_short_bodies(include_done=True) == short_bodies_of(
+                store, include_done=True
+            )
+    assert store.vm_short_bodies() == []  # all DONE now
+
+
+def test_vm_short_bodies_are_rolled_back_with_the_vm(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_vm(full_vm())
+    before = store.vm_short_bodies()
+    with pytest.raises(Boom), store.transaction() as tx:
+        vm = tx.vm(0)
+        vm.name = "never"
+        tx.save_vm(vm)
+        tx.add_vm(full_vm())
+        raise Boom
+    assert store.vm_short_bodies() == before == short_bodies_of(store)
+
+
+def test_vm_short_bodies_take_the_vms_filters(populated: Store) -> None:
+    filters: list[dict[str, Any]] = [
+        {},
+        {"include_done": True},
+        {"states": [VmState.ACTIVE]},
+        {"states": [VmState.PENDING], "include_done": True},
+        {"states": []},
+        {"host_id": 0},
+        {"host_id": 0, "include_done": True},
+        {"owner": 1},
+        {"owner": 0, "states": [VmState.ACTIVE]},
+        {"start": 1, "end": 4},
+        {"start": 5, "end": 4},
+        {"limit": 2},
+        {"limit": 0},
+        {"start": 2, "limit": 2, "include_done": True},
+    ]
+    for kwargs in filters:
+        assert populated.vm_short_bodies(**kwargs) == short_bodies_of(populated, **kwargs), kwargs
+    with pytest.raises(ValueError, match="limit"):
+        populated.vm_short_bodies(limit=-1)
+
+
+def _raw(db_path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        for sql, params in statements:
+            raw.execute(sql, params)
+    finally:
+        raw.close()
+
+
+def test_missing_short_bodies_are_rendered_on_read_and_filled_on_open(db_path: Path) -> None:
+    opened = SqliteStore.open(db_path)
+    try:
+        with opened.transaction() as tx:
+            tx.add_vm(full_vm())
+            tx.add_vm(odd_vm())
+        _raw(db_path, ("UPDATE vms SET short_xml = NULL WHERE id = 1", ()))
+        assert opened.vm_short_bodies() == short_bodies_of(opened)  # rendered from the body
+    finally:
+        opened.close()
+    # Same renderer: open fills only the missing rows (a wrong one shows it was not redone).
+    _raw(db_path, ("UPDATE vms SET short_xml = 'kept' WHERE id = 0", ()))
+    opened = SqliteStore.open(db_path)
+    try:
+        assert opened.vm_short_bodies() == ["kept", vm_short_xml(opened.vm(1))]
+    finally:
+        opened.close()
+
+
+def test_a_changed_renderer_re_renders_every_body(db_path: Path) -> None:
+    opened = SqliteStore.open(db_path)
+    try:
+        with opened.transaction() as tx:
+            tx.add_vm(full_vm())
+        assert opened.get_meta(rendered.FINGERPRINT_KEY) == rendered.fingerprint()
+    finally:
+        opened.close()
+    _raw(
+        db_path,
+        ("UPDATE vms SET short_xml = 'stale'", ()),
+        ("UPDATE meta SET value = 'older' WHERE key = ?", (rendered.FINGERPRINT_KEY,)),
+    )
+    opened = SqliteStore.open(db_path)
+    try:
+        assert opened.vm_short_bodies() == short_bodies_of(opened)
+        assert opened.get_meta(rendered.FINGERPRINT_KEY) == rendered.fingerprint()
+    finally:
+        opened.close()
+
+
+def test_a_database_from_before_migration_3_gets_its_bodies(db_path: Path) -> None:
+    before = [m for m in MIGRATIONS if m.number < 3]
+    SqliteStore.open(db_path, schema=before).close()
+    vm = odd_vm()
+    _raw(
+        db_path,
+        (
+            "INSERT INTO vms (id, state, lcm_state, host_id, owner, body) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (4, int(vm.state), int(vm.lcm_state), vm.host_id, vm.uid, codec.encode_vm(vm)),
+        ),
+    )
+    opened = SqliteStore.open(db_path)
+    try:
+        vm.id = 4
+        assert opened.vm(4) == vm
+        assert opened.vm_short_bodies() == [vm_short_xml(vm)]
+    finally:
+        opened.close()
+
+
+def test_renderer_fingerprint_is_stable_and_names_the_version() -> None:
+    assert rendered.fingerprint() == rendered.fingerprint()
+    assert rendered.fingerprint().startswith(f"{lazarus.__version__}:")

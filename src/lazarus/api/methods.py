@@ -20,7 +20,6 @@ from defusedxml import ElementTree as SafeET
 from lazarus import ONE_VERSION
 from lazarus.core.controller import Controller
 from lazarus.domain import xml as docs
-from lazarus.domain.entities import VM
 from lazarus.domain.errors import (
     AllocateError,
     InternalError,
@@ -111,13 +110,18 @@ class Api:
         return self.run(lambda: self.c.inventory.confirm_fenced(host_id, user))
 
     # -------------------------------------------------------------------------- VMs
-    def _pool(self, filter_flag: int, start: int, end: int, state: int) -> list[VM]:
+    def _pool(
+        self, fetch: Callable[..., list[T]], filter_flag: int, start: int, end: int, state: int
+    ) -> list[T]:
+        """`fetch` (store.vms or store.vm_short_bodies) with one.vmpool.info's filters:
+        filter_flag >= 0 is an owner; state -2 is any state with DONE, -1 any but DONE;
+        end < -1 pages (start = offset, -end = page size), else start/end is an id range."""
         if state < -2 or state > max(VmState):
             raise RpcApiError("Incorrect state filter")
         owner = filter_flag if filter_flag >= 0 else None
         paged = end < -1
         states = None if state < 0 else [VmState(state)]
-        vms = self.store.vms(
+        found = fetch(
             states=states,
             include_done=state == -2,
             owner=owner,
@@ -126,18 +130,20 @@ class Api:
         )
         if paged:
             offset = max(start, 0)
-            vms = vms[offset : offset - end]
-        return vms
+            found = found[offset : offset - end]
+        return found
 
     def vmpool_info(
         self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str = ""
     ) -> str:
-        return docs.vm_pool_xml(self._pool(flt, start, end, state))
+        # The store keeps each VM's short body rendered: the pool is a join, no JSON decoding.
+        bodies = self._pool(self.store.vm_short_bodies, flt, start, end, state)
+        return "<VM_POOL>" + "".join(bodies) + "</VM_POOL>"
 
     def vmpool_infoextended(
         self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str = ""
     ) -> str:
-        return docs.vm_pool_extended_xml(self._pool(flt, start, end, state))
+        return docs.vm_pool_extended_xml(self._pool(self.store.vms, flt, start, end, state))
 
     def vm_info(self, ctx: CallContext, vm_id: int, decrypt: bool = False) -> str:
         return docs.vm_xml(self.store.vm(vm_id))

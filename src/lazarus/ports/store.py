@@ -51,6 +51,23 @@ class StoreReader(Protocol):
         is on that host; `start`/`end`: inclusive id range (-1 = open); `limit`: page size."""
         ...
 
+    def vm_short_bodies(
+        self,
+        *,
+        states: Iterable[VmState] | None = None,
+        host_id: int | None = None,
+        include_done: bool = False,
+        owner: int | None = None,
+        start: int = -1,
+        end: int = -1,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The short VM bodies of one.vmpool.info (exactly `domain.xml.vm_short_xml(vm)`) of
+        the VMs `vms()` returns with the same filters, in the same order. Stores keep them
+        rendered next to each VM, as OpenNebula keeps its XML bodies, so a pool of 10,000 VMs
+        is a string join rather than 10,000 decodes and renders."""
+        ...
+
     def datastore(self, ds_id: int) -> Datastore: ...
 
     def datastores(self) -> list[Datastore]: ...

@@ -83,6 +83,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(2, "hooks", HOOKS_SCHEMA),  # store/hooks.py
+    # The rendered short body of each VM (store/rendered.py). Rows from before this migration
+    # hold NULL until SqliteStore.open fills them (rendered.refresh): SQL cannot render them.
+    Migration(3, "vm short bodies", "ALTER TABLE vms ADD COLUMN short_xml TEXT;"),
 )
 
 _TABLE = """

@@ -23,7 +23,8 @@ threads at once (one.vm.info at >1,000 calls/s).
   writes. Inside a transaction, read through `tx`: that behaves the same on both.
 
 Schema: store/migrations.py (numbered, recorded in `schema_migrations`). Each object is a row
-of the columns the queries filter on plus a JSON body (store/codec.py). Ids come from the
+of the columns the queries filter on plus a JSON body (store/codec.py); a VM row also keeps its
+rendered short XML body (store/rendered.py), which one.vmpool.info concatenates. Ids come from the
 `counters` table (start at 0 per kind, never reused, rolled back with the transaction).
 Unknown ids raise NoExistsError with OpenNebula's text; other sqlite3 errors become
 InternalError (chained), so nothing above sees a sqlite3 exception.
@@ -54,7 +55,7 @@ from lazarus.domain.entities import VM, Cluster, Datastore, Event, Host, User
 from lazarus.domain.errors import AllocateError, InternalError, NoExistsError
 from lazarus.domain.states import VmState
 
-from . import codec, migrations
+from . import codec, migrations, rendered
 from .hooks import HookQueries, HookWrites
 
 _Row = tuple[Any, ...]
@@ -73,6 +74,55 @@ def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[_Row
 
 def _missing(what: str, obj_id: int) -> NoExistsError:
     return NoExistsError(f"Error getting {what} [{obj_id}].", obj_id)
+
+
+def _vm_query(
+    columns: str,
+    states: Iterable[VmState] | None,
+    host_id: int | None,
+    include_done: bool,
+    owner: int | None,
+    start: int,
+    end: int,
+    limit: int | None,
+) -> tuple[str, list[int]] | None:
+    """(sql, params) selecting `columns` of the VMs the filters pick (see StoreReader.vms),
+    ordered by id; None when nothing can match."""
+    clauses: list[str] = []
+    params: list[int] = []
+    if states is None:
+        if not include_done:
+            clauses.append(f"state <> {_DONE}")
+    else:
+        wanted = {int(s) for s in states}
+        if include_done:
+            wanted.add(_DONE)
+        if not wanted:
+            return None
+        clauses.append(f"state IN ({', '.join('?' * len(wanted))})")
+        params.extend(sorted(wanted))
+    if host_id is not None:
+        clauses.append("host_id = ?")
+        params.append(host_id)
+    if owner is not None:
+        clauses.append("owner = ?")
+        params.append(owner)
+    if start >= 0:
+        clauses.append("id >= ?")
+        params.append(start)
+    if end >= 0:
+        clauses.append("id <= ?")
+        params.append(end)
+    sql = f"SELECT {columns} FROM vms"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += " ORDER BY id"
+    if limit is not None:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
 
 
 class _Reader(HookQueries):
@@ -114,42 +164,40 @@ class _Reader(HookQueries):
     ) -> list[VM]:
         """VMs ordered by id. The states returned are `states` (all but DONE when None), plus
         DONE when `include_done`; the other filters narrow that (see the port)."""
-        clauses: list[str] = []
-        params: list[int] = []
-        if states is None:
-            if not include_done:
-                clauses.append(f"state <> {_DONE}")
-        else:
-            wanted = {int(s) for s in states}
-            if include_done:
-                wanted.add(_DONE)
-            if not wanted:
-                return []
-            clauses.append(f"state IN ({', '.join('?' * len(wanted))})")
-            params.extend(sorted(wanted))
-        if host_id is not None:
-            clauses.append("host_id = ?")
-            params.append(host_id)
-        if owner is not None:
-            clauses.append("owner = ?")
-            params.append(owner)
-        if start >= 0:
-            clauses.append("id >= ?")
-            params.append(start)
-        if end >= 0:
-            clauses.append("id <= ?")
-            params.append(end)
-        sql = "SELECT id, body FROM vms"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id"
-        if limit is not None:
-            if limit < 0:
-                raise ValueError(f"limit must be >= 0, not {limit}")
-            sql += " LIMIT ?"
-            params.append(limit)
+        query = _vm_query("id, body", states, host_id, include_done, owner, start, end, limit)
+        if query is None:
+            return []
         decode = codec.decode_vm
-        return [decode(i, b) for i, b in self._all(sql, params)]
+        return [decode(i, b) for i, b in self._all(*query)]
+
+    def vm_short_bodies(
+        self,
+        *,
+        states: Iterable[VmState] | None = None,
+        host_id: int | None = None,
+        include_done: bool = False,
+        owner: int | None = None,
+        start: int = -1,
+        end: int = -1,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The cached short bodies (store/rendered.py) of the VMs `vms()` would return, in the
+        same order, without decoding them. A row without one (not expected: `open` fills
+        them) is rendered from its JSON body, read only for that row."""
+        query = _vm_query(
+            "id, short_xml, CASE WHEN short_xml IS NULL THEN body END",
+            states, host_id, include_done, owner, start, end, limit,
+        )  # fmt: skip
+        if query is None:
+            return []
+        rows = self._all(*query)
+        bodies = [short for _, short, _ in rows]
+        if None in bodies:
+            return [
+                short if short is not None else rendered.short_xml(codec.decode_vm(i, body))
+                for i, short, body in rows
+            ]
+        return bodies
 
     def datastore(self, ds_id: int) -> Datastore:
         return codec.decode_datastore(ds_id, self._body("datastores", "datastore", ds_id))
@@ -256,24 +304,37 @@ class _SqliteTx(HookWrites, _Reader):
             raise _missing("host", host_id)
 
     # -- VMs --------------------------------------------------------------------------------
-    def _vm_row(self, vm: VM) -> tuple[int, int, int | None, int, str]:
-        return (int(vm.state), int(vm.lcm_state), vm.host_id, vm.uid, codec.encode_vm(vm))
+    def _vm_row(self, vm: VM) -> tuple[int, int, int | None, int, str, str]:
+        """The columns of a VM row; the short body is rendered here, so it is written in the
+        same statement as the JSON body and can never disagree with it."""
+        return (
+            int(vm.state),
+            int(vm.lcm_state),
+            vm.host_id,
+            vm.uid,
+            codec.encode_vm(vm),
+            rendered.short_xml(vm),
+        )
 
     def add_vm(self, vm: VM) -> VM:
         vm_id = self._next_id("vm")
-        self._write(
-            "INSERT INTO vms (state, lcm_state, host_id, owner, body, id) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (*self._vm_row(vm), vm_id),
-            self._no_unique,
-        )
-        vm.id = vm_id
+        old_id, vm.id = vm.id, vm_id  # the short body shows the id
+        try:
+            self._write(
+                "INSERT INTO vms (state, lcm_state, host_id, owner, body, short_xml, id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*self._vm_row(vm), vm_id),
+                self._no_unique,
+            )
+        except BaseException:
+            vm.id = old_id
+            raise
         return vm
 
     def save_vm(self, vm: VM) -> None:
         changed = self._write(
-            "UPDATE vms SET state = ?, lcm_state = ?, host_id = ?, owner = ?, body = ? "
-            "WHERE id = ?",
+            "UPDATE vms SET state = ?, lcm_state = ?, host_id = ?, owner = ?, body = ?, "
+            "short_xml = ? WHERE id = ?",
             (*self._vm_row(vm), vm.id),
             self._no_unique,
         )
@@ -412,6 +473,7 @@ class SqliteStore(_Reader):
             if str(mode).lower() != "wal":
                 raise InternalError(f"Cannot switch the store {target} to WAL (got {mode}).")
             migrations.apply(writer, schema)
+            rendered.refresh(writer)
         except sqlite3.Error as exc:
             writer.close()
             raise InternalError(f"Cannot open the store {target}: {exc}") from exc
@@ -428,6 +490,7 @@ class SqliteStore(_Reader):
         writer = _connect(":memory:")
         try:
             migrations.apply(writer, schema)
+            rendered.refresh(writer)
         except sqlite3.Error as exc:
             writer.close()
             raise InternalError(f"Cannot create the in-memory store: {exc}") from exc
