@@ -71,7 +71,10 @@ def system_datastore(store: StoreReader, vm: VM, host: Host, ds_id: int) -> Data
     """The system datastore for a placement: explicit id, SCHED_DS_REQUIREMENTS = "ID=n",
     or the lowest-id system datastore of the host's cluster."""
     if ds_id < 0:
-        match = _DS_REQ.match(vm.template.get("SCHED_DS_REQUIREMENTS") or "")
+        # one.vm.allocate files SCHED_* under USER_TEMPLATE (as OpenNebula does)
+        requirement = (vm.template.get("SCHED_DS_REQUIREMENTS")
+                       or vm.user_template.get("SCHED_DS_REQUIREMENTS") or "")
+        match = _DS_REQ.match(requirement)
         if match:
             ds_id = int(match.group(1))
     if ds_id >= 0:
