@@ -38,9 +38,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from lazarus.api.client import Client
+from lazarus.api.xmlrpc import dumps_response, loads_response
 from lazarus.domain import xml as docs
 from lazarus.domain.entities import VM, History, Host, HostShare
 from lazarus.domain.secrets import public_host
@@ -272,25 +274,48 @@ def vm_info_rate(url: str, session: str, ids: list[int], calls: int, threads: in
 
 
 def in_process(db: Path, runs: int, ids: list[int]) -> None:
-    """The server-side work of each call without HTTP, on the daemon's own file."""
+    """Where the time goes, without HTTP, on the daemon's own file: the handlers' store read +
+    render, then the XML-RPC serializing (server) and parsing (client) of their answers."""
     store = SqliteStore.open(db)
     try:
+        print("-- in this process, no HTTP: handler work (store read + render)")
         bodies = getattr(store, "vm_short_bodies", None)
         if bodies is not None:
             row("  vm_short_bodies() + join (cached bodies)", latencies(
                 runs, lambda: "<VM_POOL>" + "".join(bodies()) + "</VM_POOL>"))  # fmt: skip
         row("  vms() + vm_pool_xml (decode + render)",
             latencies(max(runs // 4, 3), lambda: docs.vm_pool_xml(store.vms())))  # fmt: skip
-        row(
-            "  hosts() + host_pool_xml",
-            latencies(runs, lambda: docs.host_pool_xml([public_host(h) for h in store.hosts()])),
-        )
+        row("  hosts() + host_pool_xml", latencies(
+            runs, lambda: docs.host_pool_xml([public_host(h) for h in store.hosts()])))  # fmt: skip
         n = 2000
         rng = random.Random(1)
         start = time.perf_counter()
         for _ in range(n):
             docs.vm_xml(store.vm(rng.choice(ids)))
         rate_row("  vm(id) + vm_xml", n, time.perf_counter() - start)
+
+        print("-- in this process, no HTTP: XML-RPC answer serialized (server) / parsed (client)")
+        pool = docs.vm_pool_xml(store.vms())
+        hostpool = docs.host_pool_xml([public_host(h) for h in store.hosts()])
+        one = docs.vm_xml(store.vm(ids[len(ids) // 2]))
+        for label, text, count in (
+            ("vmpool.info", pool, max(runs // 4, 3)),
+            ("hostpool.info", hostpool, runs),
+        ):
+            serialize = partial(dumps_response, [True, text, 0])
+            wire = serialize()
+            row(f"  dumps_response({label})", latencies(count, serialize),
+                f"{len(wire) / 1e6:.1f} MB")  # fmt: skip
+            row(f"  loads_response({label})", latencies(count, partial(loads_response, wire)))
+        wire = dumps_response([True, one, 0])
+        for label, action in (
+            ("  dumps_response(vm.info)", lambda: dumps_response([True, one, 0])),
+            ("  loads_response(vm.info)", lambda: loads_response(wire)),
+        ):
+            start = time.perf_counter()
+            for _ in range(n):
+                action()
+            rate_row(label, n, time.perf_counter() - start)
     finally:
         store.close()
 
@@ -331,7 +356,6 @@ def measure(args: argparse.Namespace, url: str, session: str, db: Path) -> None:
             for _ in range(n):
                 one.vm.info(rng.choice(ids))
             rate_row("one.vm.info, pyone (connection per call)", n, time.perf_counter() - start)
-    print("-- in this process, no HTTP (store read + render)")
     in_process(db, args.runs, ids)
 
 
