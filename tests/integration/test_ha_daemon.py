@@ -453,3 +453,115 @@ def test_fence_failure_agent_hangs(make_cluster: Callable[..., Cluster], tmp_pat
         c, 'FENCE = [ AGENT = "fence_hang", PLUG = "node1" ]', "-r")
     assert "fence_hang" in failed["stdout"] and "timeout" in failed["stdout"]
     assert time.monotonic() - started < DEADLINE  # the fence was bounded, not 300 s
+
+
+# ----------------------------------------------------------------- controller killed mid-way
+FENCE_KILL = """#!/bin/sh
+# fence_kill: the "power switch" of a test-only libvirtd host; PLUG is the daemon's pid.
+# off: SIGKILL it; status: rc 2 (OFF) once the process is gone or a zombie, else 0 (ON).
+action=; plug=
+while IFS='=' read -r key value; do
+    case "$key" in action) action=$value;; plug|port) plug=$value;; esac
+done
+state=$(cut -d' ' -f3 /proc/"$plug"/stat 2>/dev/null)
+case "$action" in
+    off) kill -CONT "$plug" 2>/dev/null; kill -KILL "$plug" 2>/dev/null; exit 0;;
+    status|monitor) if [ -z "$state" ] || [ "$state" = Z ]; then exit 2; fi; exit 0;;
+    *) exit 0;;
+esac
+"""
+
+
+class LibvirtTruth:
+    """Where each VM's domain is active, from the test-only libvirtd daemons themselves.
+
+    A SIGSTOPped daemon cannot answer: its last listing stands (its guests are frozen, not
+    gone: they would run again on SIGCONT). A killed daemon runs nothing."""
+
+    def __init__(self, daemons: dict[str, Any]) -> None:
+        self.daemons = daemons
+        self.last: dict[str, set[str]] = {}
+        self.lock = threading.Lock()
+
+    def refresh(self) -> dict[str, set[str]]:
+        with self.lock:
+            for name, daemon in self.daemons.items():
+                if daemon.proc is None or daemon.proc.poll() is not None:
+                    self.last[name] = set()
+                elif not daemon.stopped:
+                    self.last[name] = {d.name() for d in daemon.keeper.listAllDomains()
+                                       if d.isActive()}
+            return {k: set(v) for k, v in self.last.items()}
+
+    def where(self, vm_id: int) -> list[str]:
+        return sorted(n for n, doms in self.refresh().items() if f"one-{vm_id}" in doms)
+
+
+@pytest.mark.root
+def test_controller_killed_during_recovery_handles_every_vm_once(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    """Hosts are test-only libvirtd daemons (they outlive the controller, unlike the
+    in-process simulated cluster); fence_kill is their power switch. hv1 hangs (SIGSTOP: its
+    guests frozen, not gone), host_error -r fences it (SIGKILL) and the controller is
+    SIGKILLed as soon as the incident says FENCED; after the restart the interrupted
+    execution is re-run: every VM ends RUNNING once, on hv2, never on two hosts."""
+    from helpers.libvirtd import Libvirtd, require_libvirtd
+
+    require_libvirtd()
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "fence_kill").write_text(FENCE_KILL)
+    (agents / "fence_kill").chmod(0o755)
+    daemons = {"hv1": Libvirtd(tmp_path / "hv1"), "hv2": Libvirtd(tmp_path / "hv2")}
+    try:
+        for daemon in daemons.values():
+            daemon.start()
+        c = make_cluster({**FENCE_ENV, "FENCE_PATH": f"{agents}:{FT}"})
+        ids = {}
+        for name, daemon in daemons.items():
+            ids[name] = int(c.call("one.host.allocate", name, "kvm", "kvm", -1))
+            c.call("one.host.update", ids[name],
+                   f'LIBVIRT_URI = "{daemon.uri}"\nLIBVIRT_DOMAIN_TYPE = "test"\n'
+                   f'FENCE = [ AGENT = "fence_kill", PLUG = "{daemon.pid}" ]', 1)
+            wait_for(f"{name} MONITORED", lambda i=ids[name]: c.host_state(i) == MONITORED)
+        vms = [int(c.call("one.vm.allocate", f'NAME = "k{i}"\nCPU = 1\nMEMORY = 64', True))
+               for i in range(3)]
+        for vm in vms:
+            c.call("one.vm.deploy", vm, ids["hv1"], False, -1)
+        wait_for("the VMs RUNNING on hv1", lambda: c.running_on(vms, ids["hv1"]))
+        truth = LibvirtTruth(daemons)
+        assert all(truth.where(vm) == ["hv1"] for vm in vms)
+        c.create_hook("$TEMPLATE -r -p 0")
+
+        violations: list[str] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.05):
+                for vm in vms:
+                    where = truth.where(vm)
+                    if len(where) > 1:
+                        violations.append(f"VM {vm} on {where}")
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        daemons["hv1"].stop()  # hung: guests frozen, the controller cannot reach it
+        wait_for("the incident FENCED", lambda: c.incident(ids["hv1"]).get("STATE") in
+                 ("FENCED", "RECOVERING", "DONE"))
+        c.daemon.kill()
+        c.daemon.start()
+        done = wait_for("a successful (re-)run", lambda: [
+            r for r in c.records() if r["code"] == "0"])
+        wait_for("the VMs RUNNING on hv2", lambda: c.running_on(vms, ids["hv2"]))
+        stop.set()
+        watcher.join(10)
+        assert violations == []
+        assert len(done) == 1, c.records()
+        assert c.incident(ids["hv1"])["STATE"] == "DONE"
+        for vm in vms:
+            assert truth.where(vm) == ["hv2"]
+            assert c.vm(vm).hosts.count(ids["hv2"]) == 1  # placed once, not twice
+    finally:
+        for daemon in daemons.values():
+            daemon.close()
