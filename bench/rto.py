@@ -42,6 +42,7 @@ VICTIM = "hv2"
 PHASES = ("probe", "detect", "hook", "fenced", "placed", "running")
 ONE_INTERVAL = 180.0  # MONITORING_INTERVAL_HOST in OpenNebula's monitord.conf
 ONE_PAUSE = 5  # -p 5 in OpenNebula's documented error hook
+BATCH = 5  # VMs deployed on the victim at a time while setting up a run
 
 
 @dataclass
@@ -94,8 +95,13 @@ def measure(watch: ApiWatch, host_id: int, vms: list[int],
 
 
 def one_run(cl: LabCluster, k: int, rep: int, fault_kind: str) -> Run:
-    ids = cl.create_vms(k, host=VICTIM, prefix=f"k{k}r{rep}-")
-    cl.wait_running(ids, timeout=180)
+    # In batches: 30 deploys at once starve the host's probes (they queue behind the deploys
+    # on the driver's one-call-per-connection lock), and the healthy host goes to ERROR.
+    ids: list[int] = []
+    while len(ids) < k:
+        batch = cl.create_vms(min(BATCH, k - len(ids)), host=VICTIM, prefix=f"k{k}r{rep}-")
+        cl.wait_running(batch, timeout=120)
+        ids += batch
     deadline = time.monotonic() + 30
     while any(cl.counter(v)[0] < 1 for v in ids) and time.monotonic() < deadline:
         time.sleep(0.1)
