@@ -411,6 +411,14 @@ def main() -> int:
             time.sleep(min(3.0, args.monitor_interval))  # let the first round of probes pass
             print(f"daemon: monitor interval {args.monitor_interval:g} s")
             measure(args, url, session, db)
+            check = SqliteStore.open(db)
+            try:  # the daemon should have found the cluster as the store says it is
+                changes = check.events(limit=1_000_000, kind="state")
+            finally:
+                check.close()
+            print(f"controller: {len(changes)} state changes during the run (0 expected)")
+            for event in changes[:5]:
+                print(f"  {event.line}")
         finally:
             proc.terminate()
             try:
