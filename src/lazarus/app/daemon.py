@@ -107,7 +107,7 @@ class Daemon:
         runtime.bind()
         registry = Registry()
         Api(controller, runtime.call).register(registry)
-        SimApi(self.sim, controller, runtime.call).register(registry)
+        SimApi(self.sim, controller, runtime.call, self.data_dir / "sim.json").register(registry)
         observer = None
         if controller.hooks is not None:
             hook_api = HookApi(controller.hooks, store, store, runtime.call)

@@ -153,9 +153,8 @@ def _story(client: Client, env: dict[str, str], out: Callable[[str], None]) -> i
         client.call("one.host.update", host_id, fence, 1)
     out(f"  hosts {', '.join(HOSTS)} created (VM_MAD sim, FENCE agent fence_sim)")
     for index in range(VMS):
-        client.call(
-            "one.vm.allocate", f'NAME = "web-{index}"\nCPU = 1\nMEMORY = 1024\nHA_PRIORITY = {index % 3}'
-        )
+        template = f'NAME = "web-{index}"\nCPU = 1\nMEMORY = 1024\nHA_PRIORITY = {index % 3}'
+        client.call("one.vm.allocate", template)
     out(f"  {VMS} VMs created; waiting for the scheduler to run them ...")
     if not _wait(lambda: all(s == "runn" for s, _ in _vms(client).values()), 30):
         out("VMs did not start in time")
@@ -190,7 +189,8 @@ def _watch(client: Client, timeline: Timeline, victim: str, moving: list[int]) -
         host = _xml(client.call("one.host.info", victim_id))
         state = HostState(int(host.findtext("STATE", "0")))
         if state is HostState.ERROR:
-            timeline.mark("error", f"host {victim} -> ERROR ({host.findtext('TEMPLATE/MONITOR_FAILURES') or '?'} failed probes)")
+            probes = host.findtext("TEMPLATE/MONITOR_FAILURES") or "?"
+            timeline.mark("error", f"host {victim} -> ERROR ({probes} failed probes)")
         incident = host.find("TEMPLATE/HA_INCIDENT")
         if incident is not None:
             timeline.mark("hook", "hook host_error started (incident opened)")

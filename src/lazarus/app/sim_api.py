@@ -9,6 +9,9 @@ Like every method, these need an authenticated session.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from lazarus.api.methods import Runner, direct
 from lazarus.api.xmlrpc import CallContext, Registry
 from lazarus.core.controller import Controller
@@ -21,11 +24,36 @@ DEFAULT_MEMORY_KIB = 16 * 1024 * 1024
 
 
 class SimApi:
-    def __init__(self, sim: SimCluster, controller: Controller, run: Runner = direct) -> None:
+    def __init__(
+        self,
+        sim: SimCluster,
+        controller: Controller,
+        run: Runner = direct,
+        state_file: Path | None = None,
+    ) -> None:
         self.sim = sim
         self.controller = controller
         self.run = run
+        self.state_file = state_file
         controller.inventory.on_host_created.append(self._provision)
+        if state_file is not None:
+            self._load(state_file)
+            sim.watchers.append(lambda *_: self._save())
+        for host in controller.store.hosts():  # hosts older than the state file
+            self._provision(host)
+
+    def _load(self, path: Path) -> None:
+        """Simulated machines outlive the controller, like real ones: their state (power,
+        network, running domains) is kept in the data directory across daemon restarts."""
+        if path.exists():
+            self.sim.restore(json.loads(path.read_text()))
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.sim.snapshot()))
+        tmp.replace(self.state_file)
 
     def _provision(self, host: Host) -> None:
         if host.vm_mad == "sim" and host.name not in self.sim.hosts:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lazarus.domain.entities import Host
 from lazarus.domain.errors import PermanentDriverError, TemporaryDriverError
@@ -190,6 +191,38 @@ class SimCluster:
     def reachable(self, name: str) -> bool:
         host = self.host(name)
         return host.powered and host.network and not host.hung
+
+    # -- persistence ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, object]:
+        """The ground truth as plain data (hosts, switches, domains), for saving."""
+        return {
+            "hosts": [
+                {
+                    "name": h.name, "cpu": h.cpu, "memory_kib": h.memory_kib,
+                    "powered": h.powered, "network": h.network, "hung": h.hung,
+                    "domains": [
+                        [d.deploy_id, d.vm_id, d.state.value, d.cpu, d.memory_kib]
+                        for d in h.domains.values()
+                    ],
+                }
+                for h in self.hosts.values()
+            ]
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Load a snapshot into an empty cluster; derived counters are recomputed."""
+        if self.hosts:
+            raise ValueError("restore needs an empty sim cluster")
+        for item in data.get("hosts", []):
+            host = self.hosts[item["name"]] = SimHost(
+                item["name"], int(item["cpu"]), int(item["memory_kib"]),
+                powered=bool(item["powered"]), network=bool(item["network"]),
+                hung=bool(item["hung"]),
+            )
+            for deploy_id, vm_id, state, cpu, mem in item.get("domains", []):
+                dom = SimDomain(deploy_id, vm_id, DomainState(state), int(cpu), int(mem))
+                host.domains[deploy_id] = dom
+                self._account(host, dom, +1)
 
     # -- changes used by the driver ---------------------------------------------------------
     def _emit(self, event: str, host: str, deploy_id: str | None = None) -> None:
