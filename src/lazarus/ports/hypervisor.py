@@ -8,9 +8,9 @@ nothing else. A driver never decides anything: the core says what to do and wher
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from lazarus.domain.entities import Host
