@@ -8,17 +8,20 @@ prints figures, asserts nothing).
    hosts MONITORED with capacity and monitoring, VMs in realistic states (mostly RUNNING, some
    POWEROFF, UNDEPLOYED, HOLD, DONE) with templates (DISK, NIC, GRAPHICS, CONTEXT, OS), a user
    template and one to three history records.
-2. Starts the daemon (app/daemon.Daemon, everything real: controller, monitor, scheduler, hooks,
-   XML-RPC server on 127.0.0.1 and a free port) in a child process, so client and server do not
-   share a GIL. Before its loops run, the child gives its simulated cluster (VM_MAD=sim) a
-   machine per host and a domain per placed VM, so the monitor finds the cluster as the store
-   says it is and changes nothing. `--monitor-interval` is the host probe interval: the default
-   (3600 s) leaves the controller idle after its first round of probes; 5 is Lazarus' default
-   and adds 200 probes/s of background work.
+2. Writes the simulated machines (VM_MAD=sim) as the store says they are into sim.json in the
+   data directory (a machine per host, a domain per placed VM: the daemon keeps its simulated
+   machines there across restarts), then starts the real `lazarus serve` (controller, monitor,
+   scheduler, hooks, XML-RPC server on 127.0.0.1 and a free port) as a child process, so client
+   and server do not share a GIL. The monitor finds the cluster as the store says it is and
+   changes nothing (the run ends by counting the state changes it made: 0 expected).
+   `--monitor-interval` is the host probe interval: the default (3600 s) leaves the controller
+   idle after its first round of probes; 5 is Lazarus' default and adds 200 probes/s of
+   background work.
 3. Measures with lazarus.api.client.Client (one keep-alive connection per client) and pyone:
    one.vmpool.info(-2,-1,-1,-1) latency (median / p95 of --runs), one.vm.info calls/s from one
    client and from 4 threads (a client each), one.hostpool.info latency; and, in this process
-   on the same file, the server-side part (store read + render) without HTTP.
+   on the same file, where the time goes without HTTP: the handlers' work (store read +
+   render) and the XML-RPC serializing / parsing of their answers.
 
 Wall-clock timing is fine here: this is a benchmark, not a test. Every loop is bounded; the
 child is always terminated.
@@ -27,7 +30,7 @@ child is always terminated.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import platform
 import random
@@ -40,6 +43,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 from lazarus.api.client import Client
 from lazarus.api.xmlrpc import dumps_response, loads_response
@@ -48,7 +52,13 @@ from lazarus.domain.entities import VM, History, Host, HostShare
 from lazarus.domain.secrets import public_host
 from lazarus.domain.states import HistoryAction, HostState, LcmState, VmState
 from lazarus.domain.template import Template
+from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.vmm.sim import SimCluster
+from lazarus.ports.hypervisor import DomainState
 from lazarus.store.sqlite import SqliteStore
+
+LISTENING = "Lazarus controller listening on "  # the daemon's ready lines (app/daemon.py)
+CREDENTIALS = "oneadmin credentials: "
 
 HOST_CPU = 3200  # 32 cores
 HOST_MEM_KIB = 256 * 1024 * 1024
@@ -180,43 +190,55 @@ def fill(db: Path, hosts: int, vms: int) -> None:
 
 
 # -- the daemon (child process) ------------------------------------------------------------------
-def serve(data_dir: Path, monitor_interval: float) -> None:
-    """Run the real daemon; its simulated cluster mirrors the store before the loops start."""
-    from lazarus.app.daemon import Daemon
-    from lazarus.core.settings import Settings
-    from lazarus.drivers.vmm.sim import SimDomain
-    from lazarus.ports.hypervisor import DomainState
+def write_sim_state(data_dir: Path, db: Path) -> None:
+    """The simulated machines (VM_MAD=sim) as the store says they are: a machine per host, a
+    domain per placed VM. The daemon loads them from sim.json in its data directory (simulated
+    machines outlive the controller, app/sim_api.py), so its first probes change nothing."""
+    store = SqliteStore.open(db)
+    try:
+        placed: dict[str, list[list[object]]] = {h.name: [] for h in store.hosts()}
+        for vm in store.vms(states=[VmState.ACTIVE, VmState.POWEROFF]):
+            state = DomainState.RUNNING if vm.state is VmState.ACTIVE else DomainState.POWEROFF
+            placed[vm.history[-1].hostname].append(
+                [vm.deploy_id, vm.id, state.value, VM_CPU, VM_MEM_KIB]
+            )
+    finally:
+        store.close()
+    hosts = [
+        {"name": name, "cpu": HOST_CPU, "memory_kib": HOST_MEM_KIB, "powered": True,
+         "network": True, "hung": False, "domains": domains}
+        for name, domains in placed.items()
+    ]  # fmt: skip
+    sim = SimCluster(SystemClock())
+    sim.restore({"hosts": hosts})  # checks the shape; snapshot() is what the daemon reads
+    (data_dir / "sim.json").write_text(json.dumps(sim.snapshot()))
 
-    settings = Settings(
-        api_listen="127.0.0.1", api_port=0, monitoring_interval_host=monitor_interval
-    )
 
-    def ready(url: str, auth_file: Path) -> None:
-        # Runs on the loop thread after controller.start() created its tasks and before any of
-        # them ran: the first probes find every machine and domain in place.
-        store = SqliteStore.open(data_dir / "lazarus.db")
-        try:
-            sim = daemon.sim
-            for host in store.hosts():
-                sim.add_host(host.name, HOST_CPU, HOST_MEM_KIB)
-            for vm in store.vms(states=[VmState.ACTIVE, VmState.POWEROFF]):
-                dom_state = (
-                    DomainState.RUNNING if vm.state is VmState.ACTIVE else (DomainState.POWEROFF)
-                )
-                machine = sim.hosts[vm.history[-1].hostname]
-                # No public "place a domain" switch exists; _add keeps the accounting right.
-                sim._add(
-                    machine,
-                    SimDomain(vm.deploy_id, vm.id, dom_state, VM_CPU, VM_MEM_KIB),
-                    "defined",
-                )
-        finally:
-            store.close()
-        print(url, flush=True)
-        print(auth_file, flush=True)
+def start_daemon(data_dir: Path, monitor_interval: float, log: IO[str]) -> subprocess.Popen[str]:
+    """`lazarus serve` on 127.0.0.1 and a free port, settings from the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAZARUS_", "ONE_"))}
+    env["LAZARUS_DATA_DIR"] = str(data_dir)
+    env["LAZARUS_MONITORING_INTERVAL_HOST"] = f"{monitor_interval:g}"
+    return subprocess.Popen(
+        [sys.executable, "-m", "lazarus.cli.main", "serve", "--port", "0",
+         "--listen", "127.0.0.1"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
 
-    daemon = Daemon(settings, data_dir, on_ready=ready)
-    asyncio.run(daemon.run())
+
+def wait_ready(proc: subprocess.Popen[str]) -> tuple[str, Path] | None:
+    """(url, auth file) from the daemon's two ready lines; None if it ended first."""
+    assert proc.stdout is not None
+    url = auth_file = None
+    for line in proc.stdout:
+        if line.startswith(LISTENING):
+            url = line[len(LISTENING) :].split()[0]
+        elif line.startswith(CREDENTIALS):
+            auth_file = Path(line[len(CREDENTIALS) :].split()[0])
+        if url and auth_file:
+            return url, auth_file
+    return None
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -391,25 +413,20 @@ def main() -> int:
         fill(db, args.hosts, args.vms)
         print(f"filled {args.hosts} hosts, {args.vms} VMs in {time.perf_counter() - start:.1f} s"
               f" ({db.stat().st_size / 1e6:.0f} MB)")  # fmt: skip
-        log = (Path(tmp) / "daemon.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", str(data_dir),
-             str(args.monitor_interval)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
-            start_new_session=True,
-        )  # fmt: skip
+        write_sim_state(data_dir, db)
+        log_path = Path(tmp) / "daemon.log"
+        with log_path.open("w") as log:
+            proc = start_daemon(data_dir, args.monitor_interval, log)
         try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().strip()
-            auth_file = proc.stdout.readline().strip()
-            if not url or not auth_file:
-                log.flush()
-                print((Path(tmp) / "daemon.log").read_text(), file=sys.stderr)
+            ready = wait_ready(proc)
+            if ready is None:
+                print(log_path.read_text(), file=sys.stderr)
                 print("the daemon did not start", file=sys.stderr)
                 return 1
-            session = Path(auth_file).read_text(encoding="utf-8").strip()
+            url, auth_file = ready
+            session = auth_file.read_text(encoding="utf-8").strip()
             time.sleep(min(3.0, args.monitor_interval))  # let the first round of probes pass
-            print(f"daemon: monitor interval {args.monitor_interval:g} s")
+            print(f"daemon: lazarus serve, monitor interval {args.monitor_interval:g} s")
             measure(args, url, session, db)
             check = SqliteStore.open(db)
             try:  # the daemon should have found the cluster as the store says it is
@@ -426,12 +443,10 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            log.close()
+            if proc.stdout is not None:
+                proc.stdout.close()
     return 0
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--serve"]:
-        serve(Path(sys.argv[2]), float(sys.argv[3]))
-    else:
-        sys.exit(main())
+    sys.exit(main())
