@@ -28,6 +28,7 @@ import re
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 from xml.etree import ElementTree as ET
@@ -190,6 +191,9 @@ def _is_code(exc: Exception, *names: str) -> bool:
     return any(code == getattr(lv, name) for name in names)
 
 
+MONITOR_LANE = "monitor"
+
+
 class _Conn:
     """A cached connection and the number of calls using it right now.
 
@@ -198,10 +202,11 @@ class _Conn:
     use-after-free in libvirt (it segfaulted the hung-daemon test before this existed).
     """
 
-    __slots__ = ("call_lock", "closed", "conn", "dropped", "uri", "users")
+    __slots__ = ("call_lock", "closed", "conn", "dropped", "key", "uri", "users")
 
-    def __init__(self, uri: str, conn: Any) -> None:
-        self.uri = uri
+    def __init__(self, key: tuple[str, str], conn: Any) -> None:
+        self.key = key
+        self.uri = key[0]
         self.conn = conn
         self.users = 0
         self.dropped = False
@@ -214,7 +219,13 @@ class _Conn:
 
 
 class LibvirtHypervisor:
-    """The Hypervisor port over libvirt-python, one cached connection per URI."""
+    """The Hypervisor port over libvirt-python, cached connections per URI and lane.
+
+    Lanes: probes have a connection of their own ("monitor"), so a burst of deploys can never
+    delay them into false probe timeouts (that once got a healthy, busy host fenced); other
+    operations spread over `op_lanes` connections by domain name, so deploys to one host run
+    in parallel while two operations on one domain stay in order.
+    """
 
     def __init__(
         self,
@@ -223,7 +234,9 @@ class LibvirtHypervisor:
         *,
         connect_timeout: float = 5.0,
         shutdown_timeout: float = 60.0,
+        op_lanes: int = 4,
     ) -> None:
+        self.op_lanes = max(1, op_lanes)
         self.shutdown_timeout = shutdown_timeout
         self.keepalive_interval = keepalive_interval
         self.keepalive_count = keepalive_count
@@ -235,8 +248,8 @@ class LibvirtHypervisor:
         self._lock = threading.Lock()  # guards the fields below; never held across libvirt calls
         self._loss_listener: Callable[[str], None] | None = None
         self._names: dict[str, str] = {}  # uri -> host name (learnt from the calls)
-        self._conns: dict[str, _Conn] = {}
-        self._uri_locks: dict[str, threading.Lock] = {}
+        self._conns: dict[tuple[str, str], _Conn] = {}
+        self._uri_locks: dict[tuple[str, str], threading.Lock] = {}
         self._dead: list[_Conn] = []  # dropped, unused, to be closed by a worker (not callbacks)
 
     # -- connections ------------------------------------------------------------------------
@@ -247,7 +260,7 @@ class LibvirtHypervisor:
     def is_connected(self, uri: str) -> bool:
         """True while a live connection to `uri` is cached (the close callback clears it)."""
         with self._lock:
-            return uri in self._conns
+            return any(key[0] == uri for key in self._conns)
 
     def set_loss_listener(self, listener: Callable[[str], None] | None) -> None:
         """`listener(host name)` is called (from libvirt's event thread) when a host's
@@ -258,13 +271,14 @@ class LibvirtHypervisor:
         """libvirt's close callback (event loop thread): forget the connection, report it."""
         self._drop(entry)
         listener, name = self._loss_listener, self._names.get(entry.uri)
-        if listener is not None and name is not None and _reason != 3:  # 3: client closed it
+        monitor = entry.key[1] == MONITOR_LANE
+        if listener is not None and name is not None and monitor and _reason != 3:  # 3: we closed
             listener(name)
 
     def _drop(self, entry: _Conn) -> None:
         with self._lock:
-            if self._conns.get(entry.uri) is entry:
-                del self._conns[entry.uri]
+            if self._conns.get(entry.key) is entry:
+                del self._conns[entry.key]
             if not entry.dropped:
                 entry.dropped = True
                 if entry.users == 0:
@@ -315,13 +329,14 @@ class LibvirtHypervisor:
                 raise
         return conn
 
-    def _acquire(self, uri: str) -> _Conn:
-        """The cached connection to `uri` (opened if needed), counted as in use."""
+    def _acquire(self, uri: str, lane: str) -> _Conn:
+        """The cached connection to `uri` in `lane` (opened if needed), counted as in use."""
         lv = _libvirt()
         self._reap()
+        key = (uri, lane)
         with self._lock:
-            entry = self._conns.get(uri)
-            uri_lock = self._uri_locks.setdefault(uri, threading.Lock())
+            entry = self._conns.get(key)
+            uri_lock = self._uri_locks.setdefault(key, threading.Lock())
             if entry is not None:
                 entry.users += 1
         if entry is not None:
@@ -334,19 +349,19 @@ class LibvirtHypervisor:
             raise TemporaryDriverError(f"still connecting to {uri}")
         try:
             with self._lock:
-                entry = self._conns.get(uri)
+                entry = self._conns.get(key)
                 if entry is not None:
                     entry.users += 1
                     return entry
             conn = self._open(uri)
-            entry = _Conn(uri, conn)
+            entry = _Conn(key, conn)
             try:
                 conn.registerCloseCallback(self._on_close, entry)
             except lv.libvirtError:
                 pass
             with self._lock:
                 entry.users += 1
-                self._conns[uri] = entry
+                self._conns[key] = entry
             return entry
         finally:
             uri_lock.release()
@@ -360,7 +375,7 @@ class LibvirtHypervisor:
         self._reap()
 
     # -- running calls ----------------------------------------------------------------------
-    def _blocking_private(self, uri: str, what: str, fn: Callable[[Any], T]) -> T:
+    def _blocking_private(self, uri: str, what: str, fn: Callable[[Any], T], lane: str) -> T:
         """Run fn on a connection of its own (long calls such as migrations must not hold
         up probes queued on the shared connection)."""
         lv = _libvirt()
@@ -378,11 +393,11 @@ class LibvirtHypervisor:
             except lv.libvirtError:
                 pass
 
-    def _blocking(self, uri: str, what: str, fn: Callable[[Any], T]) -> T:
+    def _blocking(self, uri: str, what: str, fn: Callable[[Any], T], lane: str) -> T:
         lv = _libvirt()
         entry = None
         try:
-            entry = self._acquire(uri)
+            entry = self._acquire(uri, lane)
             with entry.call_lock:
                 if entry.dropped:
                     lost = f"{what} on {uri}: connection lost (host dead or hung)"
@@ -398,10 +413,20 @@ class LibvirtHypervisor:
                 self._release(entry)
 
     async def _call(
-        self, host: Host, what: str, fn: Callable[[Any], T], private: bool = False
+        self,
+        host: Host,
+        what: str,
+        fn: Callable[[Any], T],
+        private: bool = False,
+        domain: str = "",
     ) -> T:
-        """Run fn(connection) in a daemon thread; a hung host never blocks loop or exit."""
+        """Run fn(connection) in a daemon thread; a hung host never blocks loop or exit.
+        Probes use the monitor lane; an operation the lane of its domain (see the class)."""
         uri = self.uri(host)
+        lane = MONITOR_LANE
+        # test:///file.xml keeps private state per connection: one connection for everything.
+        if domain and not uri.startswith("test:"):
+            lane = f"op{zlib.crc32(domain.encode()) % self.op_lanes}"
         blocking = self._blocking_private if private else self._blocking
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -416,7 +441,7 @@ class LibvirtHypervisor:
 
         def work() -> None:
             try:
-                result: T | None = blocking(uri, f"{what} {host.name}", fn)
+                result: T | None = blocking(uri, f"{what} {host.name}", fn, lane)
                 error: BaseException | None = None
             except BaseException as exc:  # delivered to the awaiting coroutine
                 result, error = None, exc
@@ -449,7 +474,7 @@ class LibvirtHypervisor:
             dom.create()
             return str(dom.name())
 
-        return await self._call(host, "deploy", run)
+        return await self._call(host, "deploy", run, domain=spec.name)
 
     async def shutdown(self, host: Host, deploy_id: str, hard: bool) -> None:
         """Destroy (hard), or ask the guest to shut down (ACPI) and wait until it has: a
@@ -462,7 +487,7 @@ class LibvirtHypervisor:
                 return
             _tolerate_gone(dom.destroy if hard else dom.shutdown)
 
-        await self._call(host, "shutdown", run)
+        await self._call(host, "shutdown", run, domain=deploy_id)
         if hard:
             return
 
@@ -471,7 +496,7 @@ class LibvirtHypervisor:
             return dom is not None and bool(dom.isActive())
 
         deadline = time.monotonic() + self.shutdown_timeout
-        while await self._call(host, "shutdown-wait", active):
+        while await self._call(host, "shutdown-wait", active, domain=deploy_id):
             if time.monotonic() >= deadline:
                 raise TemporaryDriverError(
                     f"{deploy_id} on {host.name} did not shut down within "
@@ -480,10 +505,14 @@ class LibvirtHypervisor:
             await asyncio.sleep(0.25)
 
     async def suspend(self, host: Host, deploy_id: str) -> None:
-        await self._call(host, "suspend", lambda conn: conn.lookupByName(deploy_id).suspend())
+        await self._call(
+            host, "suspend", lambda conn: conn.lookupByName(deploy_id).suspend(), domain=deploy_id
+        )
 
     async def resume(self, host: Host, deploy_id: str) -> None:
-        await self._call(host, "resume", lambda conn: conn.lookupByName(deploy_id).resume())
+        await self._call(
+            host, "resume", lambda conn: conn.lookupByName(deploy_id).resume(), domain=deploy_id
+        )
 
     async def cleanup(self, host: Host, deploy_id: str) -> None:
         def run(conn: Any) -> None:
@@ -501,7 +530,7 @@ class LibvirtHypervisor:
                     raise
                 _tolerate_gone(dom.undefine)
 
-        await self._call(host, "cleanup", run)
+        await self._call(host, "cleanup", run, domain=deploy_id)
 
     async def migrate(self, source: Host, target: Host, deploy_id: str, spec: VmSpec) -> str:
         """Live peer-to-peer migration; the source daemon connects to the target's URI."""
@@ -525,7 +554,9 @@ class LibvirtHypervisor:
             conn.lookupByName(deploy_id).migrateToURI3(target_uri, params, flags)
             return deploy_id
 
-        return await self._call(source, f"migrate to {target.name}", run, private=True)
+        return await self._call(
+            source, f"migrate to {target.name}", run, private=True, domain=deploy_id
+        )
 
 
 def _lookup(conn: Any, name: str) -> Any:
