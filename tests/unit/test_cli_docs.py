@@ -25,18 +25,8 @@ def walk(command: click.Command, path: tuple[str, ...]) -> Iterator[tuple[str, c
 
 COMMANDS = dict(walk(lazarus, ("lazarus",)))
 
-# Gaps in modules owned elsewhere, shown as xfail until fixed (then they xpass: drop them).
-KNOWN_GAPS = {
-    "lazarus lab up": "lab up's --hosts option has no help",
-}
-
-
-def _style_cases() -> list[object]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=False))
-        if name in KNOWN_GAPS else name
-        for name in sorted(COMMANDS)
-    ]
+def _style_cases() -> list[str]:
+    return sorted(COMMANDS)
 
 
 def test_the_tree_has_the_client_groups() -> None:

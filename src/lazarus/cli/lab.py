@@ -77,7 +77,8 @@ def lab() -> None:
 
 
 @lab.command()
-@click.option("--hosts", "count", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--hosts", "count", type=click.IntRange(1, 9), default=3, show_default=True,
+              help="How many hosts (each a namespace with its own libvirtd).")
 @click.option(
     "--subnet",
     default=DEFAULT_SUBNET,
