@@ -1,0 +1,293 @@
+"""Invariant oracles, checked at every virtual instant against the simulated ground truth.
+
+Fed by the World's observers (SimCluster listener, journal listener, fence runner, host_error
+runs, scenario faults). Each violation names its oracle:
+
+    split_brain     a VM's domain RUNNING on two hosts at once
+    unfenced_start  a VM started on another host while its old host, unreachable, still had
+                    power since the VM last started there, with no operator confirmation
+                    (lazarus.host.fenced) and no -u for that host
+    recovery        an HA VM that was RUNNING on a host that then failed (and went to ERROR)
+                    is not RUNNING, on exactly one host, `recovery_deadline` seconds after
+                    the fault; excused when recovery is not owed (delete mode, -m on a
+                    non-shared datastore, the fence failed, a mass failure, no capacity, the
+                    VM crashed or an operator acted on it, its new host failed too)
+    mass_fence      a fence device told "off" while more than the mass-failure share of the
+                    cluster's hosts are in ERROR
+    fence_rate      more than `max_fences_per_host_hour` fences of one host within an hour
+    hook_lost       a HOST => ERROR event that got no host_error execution (checked at the end)
+
+Used by sim/runner.py; the runner also checks the scenario's final-state expectations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lazarus.domain.entities import Event
+from lazarus.domain.errors import NoExistsError
+from lazarus.domain.hooks import RUNNING as JOB_RUNNING
+from lazarus.domain.states import HostState, LcmState, VmState
+from lazarus.ha.host_error import Options, UsageError, parse_args
+from lazarus.ports.fence import AgentResult
+
+from . import scenario as sc
+from .world import World
+
+FAILURES = ("power_off", "network_cut", "hang")
+_STARTS = ("started", "resumed", "migrated_in")
+_WAITING = {LcmState.UNKNOWN, LcmState.LCM_INIT, LcmState.PROLOG, LcmState.BOOT,
+            LcmState.PROLOG_MIGRATE_UNKNOWN}
+
+
+@dataclass(frozen=True)
+class Violation:
+    oracle: str
+    at: float  # virtual seconds since the scenario's time zero
+    message: str
+
+    def line(self) -> str:
+        return f"[{self.oracle}] t={self.at:.1f}: {self.message}"
+
+
+def hook_options(arguments: str) -> Options:
+    """The host_error options of the scenario's hook (defaults when they do not parse)."""
+    try:
+        return parse_args(["x", *arguments.replace("$TEMPLATE", "").split()])[1]
+    except UsageError:
+        return Options()
+
+
+@dataclass
+class _Owed:
+    host: str
+    host_id: int
+    fault: str
+    t0: float  # monotonic
+    vms: list[int]
+    extended: bool = False
+
+
+@dataclass
+class Oracles:
+    world: World
+    violations: list[Violation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        w = self.world
+        s = w.scenario
+        self.options = hook_options(s.hook_arguments)
+        self.max_fences = s.expect.max_fences_per_host_hour
+        self.last_start: dict[int, tuple[str, float]] = {}  # vm -> (host, when)
+        self.power_lost: dict[str, float] = {}  # host -> last power_off instant
+        self.cleared: dict[str, str] = {}  # host -> why a start elsewhere is allowed
+        self.fences: dict[str, list[float]] = {}
+        self.fence_failed: dict[str, float] = {}  # host -> last failed fence
+        self.error_events: list[tuple[int, int]] = []  # (event id, host id)
+        self.entered_error: dict[int, list[float]] = {}
+        self.executed: set[int] = set()  # event ids host_error ran for
+        self.mass_at: list[float] = []  # instants the ERROR share exceeded the guard
+        self.crashed_vms: set[str] = set()
+        self.touched_vms: set[str] = set()
+        self.owed: list[_Owed] = []
+        w.observers.sim.append(self.on_sim)
+        w.observers.journal.append(self.on_journal)
+        w.observers.fence.append(self.on_agent)
+        w.observers.fenced.append(self.on_fenced)
+        w.observers.runs.append(self)
+        w.observers.faults.append(self.on_fault)
+
+    def flag(self, oracle: str, message: str) -> None:
+        self.violations.append(Violation(oracle, round(self.world.now(), 3), message))
+
+    # -- ground truth ----------------------------------------------------------------------------
+    def on_sim(self, event: str, host: str, deploy_id: str | None) -> None:
+        now = self.world.clock.monotonic()
+        if event == "power_off":
+            self.power_lost[host] = now
+            return
+        if event not in _STARTS or deploy_id is None or not deploy_id.startswith("one-"):
+            return
+        vm_id = int(deploy_id[4:])
+        cluster = self.world.cluster
+        running = cluster.running_hosts(vm_id)
+        if len(running) > 1:
+            self.flag("split_brain", f"vm {vm_id} runs on {', '.join(running)}")
+        previous = self.last_start.get(vm_id)
+        if previous is not None and previous[0] != host and event != "migrated_in":
+            old, since = previous
+            old_host = cluster.host(old)
+            powered_since = old_host.powered and self.power_lost.get(old, -1.0) < since
+            if not cluster.reachable(old) and powered_since and old not in self.cleared:
+                self.flag(
+                    "unfenced_start",
+                    f"vm {vm_id} started on {host} while {old} (unreachable) was never "
+                    "powered off since the VM started there",
+                )
+        self.last_start[vm_id] = (host, now)
+
+    # -- the controller's record -----------------------------------------------------------------
+    def on_journal(self, events: list[Event]) -> None:
+        store = self.world.store
+        for event in events:
+            if event.kind == "state" and event.obj == "HOST":
+                name = store.host(event.obj_id).name
+                if event.state == "ERROR":
+                    self.error_events.append((event.id, event.obj_id))
+                    self.entered_error.setdefault(event.obj_id, []).append(
+                        self.world.clock.monotonic())
+                elif event.state == "MONITORED":
+                    self.cleared.pop(name, None)
+                self._mass_share()
+            elif "confirmed the host is powered off" in event.line:
+                name = event.line.split(":", 1)[0].split(" ", 1)[-1]
+                self.cleared[name] = "confirmed by an operator"
+
+    def _error_share(self) -> float:
+        hosts = [h for h in self.world.store.hosts() if h.state is not HostState.OFFLINE]
+        failed = sum(1 for h in hosts if h.state is HostState.ERROR)
+        return failed / len(hosts) if hosts else 0.0
+
+    def _mass_share(self) -> None:
+        if self._error_share() > self.options.mass_failure_share:
+            self.mass_at.append(self.world.clock.monotonic())
+
+    # -- fencing and host_error ------------------------------------------------------------------
+    def on_agent(self, plug: str, action: str, result: AgentResult) -> None:
+        if action != "off-start" or self.options.ignore_mass_failure:
+            return
+        share = self._error_share()
+        if share > self.options.mass_failure_share:
+            self.flag("mass_fence", f"fence off for {plug} while {share:.0%} of the hosts are "
+                                    f"in ERROR (guard {self.options.mass_failure_share:.0%})")
+
+    def on_fenced(self, host: str, ok: bool, output: str) -> None:
+        now = self.world.clock.monotonic()
+        if not ok:
+            self.fence_failed[host] = now
+        times = [t for t in self.fences.get(host, []) if t > now - 3600.0] + [now]
+        self.fences[host] = times
+        if len(times) > self.max_fences:
+            self.flag("fence_rate", f"{host} fenced {len(times)} times within an hour "
+                                    f"(at most {self.max_fences})")
+
+    def hook_started(self, host_id: int, options: Options, event_id: int) -> None:
+        self.executed.add(event_id)
+        if not options.fencing:
+            self.cleared[self.world.store.host(host_id).name] = "-u (no fencing)"
+
+    def hook_line(self, host_id: int, line: str) -> None:
+        pass
+
+    def hook_finished(self, host_id: int, code: int, lines: list[str]) -> None:
+        pass
+
+    # -- recovery deadlines ----------------------------------------------------------------------
+    def on_fault(self, e: sc.Event) -> None:
+        if e.action == "vm_crash":
+            self.crashed_vms.add(e.vm)
+        for p in e.params:
+            if isinstance(p, str) and p.startswith("vm:"):
+                self.touched_vms.add(p[3:])
+        host = e.host
+        if e.action == "partition" and "controller" in e.parties:
+            host = next((p for p in e.parties if p != "controller"), "")
+        elif e.action not in FAILURES:
+            return
+        deadline = self.world.scenario.expect.recovery_deadline
+        if not deadline or not self.world.scenario.hook or self.options.mode == "delete":
+            return
+        try:
+            host_id = self.world.host_id(host)
+        except sc.ScenarioError:
+            return
+        vms = [
+            vm.id for vm in self.world.store.vms(host_id=host_id, states=[VmState.ACTIVE])
+            if vm.lcm_state is LcmState.RUNNING and vm.host_id == host_id
+            and (vm.user_template.get("HA") or "").upper() not in ("NO", "FALSE", "0", "OFF")
+        ]
+        if not vms:
+            return
+        owed = _Owed(host, host_id, e.action, self.world.clock.monotonic(), vms)
+        self.owed.append(owed)
+        self.world.loop.call_later(deadline, self._check, owed)
+
+    def _check(self, owed: _Owed) -> None:
+        w = self.world
+        now = w.clock.monotonic()
+        if not owed.extended and (w.down or any(c[0] >= owed.t0 for c in w.crashes)):
+            owed.extended = True  # a restart costs a detection cycle: one more deadline
+            w.loop.call_later(w.scenario.expect.recovery_deadline, self._check, owed)
+            return
+        if w.down:
+            return
+        if not any(t >= owed.t0 for t in self.entered_error.get(owed.host_id, [])):
+            return  # never in ERROR: no HA incident (a blip, a power cycle before detection)
+        for vm_id in owed.vms:
+            why = self._unrecovered(owed, vm_id, now)
+            if why:
+                self.flag("recovery", f"vm {vm_id} {why} {now - owed.t0:.0f} s after "
+                                      f"{owed.fault} {owed.host}")
+
+    def _unrecovered(self, owed: _Owed, vm_id: int, now: float) -> str:
+        """'' when the VM is fine or excused, else what is wrong with it."""
+        w = self.world
+        try:
+            vm = w.store.vm(vm_id)
+        except NoExistsError:
+            return ""
+        running = w.cluster.running_hosts(vm_id)
+        if (vm.state, vm.lcm_state) == (VmState.ACTIVE, LcmState.RUNNING) and len(running) == 1:
+            return ""
+        if vm.name in self.crashed_vms or vm.name in self.touched_vms:
+            return ""
+        if self.fence_failed.get(owed.host, -1.0) >= owed.t0 or any(
+            t >= owed.t0 for t in self.mass_at
+        ):
+            return ""
+        if self.options.mode == "migrate" and vm.last is not None:
+            ds = w.store.datastore(vm.last.ds_id)
+            if (ds.template.get("SHARED") or "").upper() != "YES":
+                return ""
+        if vm.state is VmState.POWEROFF and self.power_lost.get(owed.host, -1.0) >= owed.t0:
+            return ""  # died with the power and the host came back before recovery
+        current = vm.host_id
+        if current is not None and current != owed.host_id:
+            host = w.store.host(current)
+            if host.state is not HostState.MONITORED or not w.cluster.reachable(host.name):
+                return ""  # its new host failed too: that failure's own deadline covers it
+        waiting = vm.state is VmState.PENDING or (
+            vm.state is VmState.ACTIVE and vm.lcm_state in _WAITING)
+        if waiting and not self._capacity_for(vm.memory * 1024, vm.cpu, owed.host):
+            return ""
+        state = f"{vm.state.name}/{vm.lcm_state.name}"
+        return f"is {state} (running on {running or 'no host'})"
+
+    def _capacity_for(self, memory_kib: int, cpu: int, failed: str) -> bool:
+        for host in self.world.store.hosts():
+            if host.name == failed or host.state is not HostState.MONITORED:
+                continue
+            sim = self.world.cluster.hosts.get(host.name)
+            if sim is None or not self.world.cluster.reachable(host.name):
+                continue
+            if sim.memory_kib - sim.used_mem >= memory_kib and sim.cpu - sim.used_cpu >= cpu:
+                return True
+        return False
+
+    # -- at the end ------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Checks that need the whole run: every HOST => ERROR event got an execution."""
+        w = self.world
+        hooks = w.store.hooks()
+        if not hooks:
+            return
+        since = min(h.since_event for h in hooks)
+        jobs = {j.event_id for j in w.store.hook_jobs()}
+        running = {j.event_id for j in w.store.hook_jobs(JOB_RUNNING)}
+        cursor = int(w.store.get_meta("hooks.cursor") or 0)
+        for event_id, host_id in self.error_events:
+            if event_id <= since or event_id > cursor:
+                continue
+            if event_id not in self.executed and event_id not in jobs | running:
+                self.flag("hook_lost", f"HOST => ERROR event {event_id} of host {host_id} got "
+                                       "no host_error execution")
