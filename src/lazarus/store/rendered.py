@@ -14,6 +14,9 @@ and `memory()` after the migrations, re-renders every row when the fingerprint d
 release, a changed renderer, a database from before migration 3) and otherwise only rows that
 have no body (an open with nothing to do is one read, ~15 ms at 10,000 VMs, and takes no
 write lock). Re-rendering 10,000 VMs takes about 1.3 s on a loaded 2-core box, once.
+Within one release, a renderer change that none of the samples shows would go unnoticed: when
+changing vm_short_xml, make `_samples()` show it (the contract tests compare every cached body
+with a fresh render, so such a change fails them only on stores that outlive a test).
 
 Users: store/sqlite.py only.
 """
