@@ -90,6 +90,10 @@ class Oracles:
         self.crashed_vms: set[str] = set()
         self.touched_vms: set[str] = set()
         self.owed: list[_Owed] = []
+        for name, host in w.cluster.hosts.items():  # what already runs when the oracles start
+            for dom in host.domains.values():
+                if dom.vm_id is not None and name in w.cluster.running_hosts(dom.vm_id):
+                    self.last_start[dom.vm_id] = (name, w.clock.monotonic())
         w.observers.sim.append(self.on_sim)
         w.observers.journal.append(self.on_journal)
         w.observers.fence.append(self.on_agent)
@@ -237,8 +241,8 @@ class Oracles:
         except NoExistsError:
             return ""
         running = w.cluster.running_hosts(vm_id)
-        if (vm.state, vm.lcm_state) == (VmState.ACTIVE, LcmState.RUNNING) and len(running) == 1:
-            return ""
+        if (vm.state, vm.lcm_state) == (VmState.ACTIVE, LcmState.RUNNING) and running:
+            return ""  # (running twice is split_brain's to report)
         if vm.name in self.crashed_vms or vm.name in self.touched_vms:
             return ""
         if self.fence_failed.get(owed.host, -1.0) >= owed.t0 or any(
