@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from .context import Api, pass_api
+from .simcmd import fuzz, run
 
 
 @click.group()
@@ -60,3 +61,8 @@ def hang(api: Api, host_name: str, action: str) -> None:
     """
     api.call("lazarus.sim.hang", host_name, action == "on")
     click.echo(f"{host_name}: {'hung' if action == 'on' else 'answering'}")
+
+
+# The in-process simulator (cli/simcmd.py): no daemon needed.
+sim.add_command(run)
+sim.add_command(fuzz)
