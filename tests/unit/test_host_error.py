@@ -315,3 +315,14 @@ def test_options_like_opennebula() -> None:
     assert (options.mode, options.force, options.pause, options.fencing) == (
         "recreate", True, 5, False)
     assert parse_args(["x", "--migrate", "--pause=0"])[1].pause == 0
+
+
+def test_mass_failure_override_on_the_host_lets_a_retry_proceed(c: Cluster) -> None:
+    ids = vms_on(c, "node1", 1)
+    c.fail("node1")
+    c.fail("node2")
+    assert c.hook("node1", "-m", "-p", "0") == EXIT_ERROR
+    assert any("HA_IGNORE_MASS_FAILURE" in line for line in c.lines)
+    c.api.call("one.host.update", c.h.host_id("node1"), "HA_IGNORE_MASS_FAILURE = YES", 1)
+    assert c.hook("node1", "-m", "-p", "0") == EXIT_OK  # the same arguments, as a retry
+    c.h.wait_for(lambda: c.h.state(ids[0]) == RUNNING)

@@ -51,8 +51,9 @@ def test_power_off_gives_error_within_the_bound_and_only_running_vms_go_unknown(
     s = h.settings
     bound = (
         s.monitoring_interval_host
-        + (s.monitor_failures - 1) * s.retry_interval
         + s.probe_timeout
+        + max(s.probe_timeout, s.retry_interval)
+        + (s.monitor_failures - 2) * s.retry_interval
     )
     assert took <= bound
     assert h.state(running) == (S.ACTIVE, L.UNKNOWN)

@@ -182,6 +182,9 @@ class XmlRpcParseError(ValueError):
 def _unmarshal(body: bytes, max_depth: int) -> _LimitedUnmarshaller:
     target = _LimitedUnmarshaller(max_depth)
     parser = DefusedExpatParser(target, forbid_dtd=True)
+    # One data callback per text run, not one per entity reference (&lt; ...): a 14 MB
+    # vmpool body escaped inside <string> is millions of them otherwise.
+    parser._parser.buffer_text = True  # type: ignore[attr-defined]  # ExpatParser internals
     try:
         parser.feed(body)
         parser.close()
@@ -225,7 +228,8 @@ _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\
 
 
 def _escape(text: str) -> str:
-    if _INVALID_XML_CHARS.search(text):
+    # printable ASCII (the usual case) holds none of them: two C-level checks, no regex scan
+    if not (text.isascii() and text.isprintable()) and _INVALID_XML_CHARS.search(text):
         text = _INVALID_XML_CHARS.sub("\ufffd", text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

@@ -260,7 +260,7 @@ for _name, _summary, _hard in (
     ("poweroff", "Power a VM off; it keeps its host (POWEROFF).", True),
     ("suspend", "Suspend a running VM, keeping its state on the host (SUSPENDED).", False),
     ("resume", "Resume a suspended, stopped, powered-off or undeployed VM.", False),
-    ("stop", "Stop a VM, saving its state to the datastore (STOPPED).", False),
+    ("stop", "Stop a VM: the guest is powered off and its host freed (STOPPED).", False),
     ("undeploy", "Shut a VM down and release its host, keeping its disks (UNDEPLOYED).", True),
     ("hold", "Hold a PENDING VM: the scheduler will not place it.", False),
     ("release", "Release a held VM back to PENDING.", False),

@@ -13,9 +13,10 @@ RETRY_INTERVAL without waiting for the previous one (a probe of a dead host may 
 timeout). A driver that learns of a lost connection (libvirt close callback / keepalive; the
 simulated driver after its keepalive delay) reports it: that counts as one failed observation
 and the host is probed at once. Worst-case time from a host's death to ERROR, without such a
-report (see docs/monitoring.md):
+report, when its probes hang until the timeout (derived and measured in docs/monitoring.md):
 
-    interval + (MONITOR_FAILURES - 1) * retry_interval + probe_timeout
+    interval + probe_timeout + max(probe_timeout, retry_interval)
+             + (MONITOR_FAILURES - 2) * retry_interval
 
 DISABLED hosts are monitored but never enter ERROR; OFFLINE hosts are not probed (reference
 3.2). The consecutive failure count is published in the host template as MONITOR_FAILURES so

@@ -12,7 +12,7 @@ class Settings:
     # monitoring (issue: OpenNebula's default interval is 180 s; ours is 5 s)
     monitoring_interval_host: float = 5.0
     monitor_failures: int = 3  # consecutive failed probes before ERROR
-    retry_interval: float = 1.0  # re-probe cadence once a probe failed
+    retry_interval: float = 0.5  # re-probe cadence once a probe failed
     probe_timeout: float = 2.0
     persist_interval: float = 60.0  # unchanged monitoring data is written at most this often
     missing_vm_state: str = "POWEROFF"  # VMs the hypervisor no longer lists: POWEROFF | UNKNOWN

@@ -276,6 +276,10 @@ class HostErrorRun:
     def _mass_failure(self, host: _Host) -> str:
         if self.options.ignore_mass_failure:
             return ""
+        override = (host.template.get("HA_IGNORE_MASS_FAILURE") or "").strip().upper()
+        if override in ("YES", "TRUE", "1"):
+            self.log("Mass-failure guard overridden by HA_IGNORE_MASS_FAILURE on the host.")
+            return ""
         share = self.options.mass_failure_share
         root = SafeET.fromstring(self.api.call("one.hostpool.info"))
         peers = [
@@ -289,8 +293,10 @@ class HostErrorRun:
             return (
                 f"Mass failure: {failed} of {len(peers)} hosts in cluster {host.cluster_id} are "
                 f"in ERROR (more than {share:.0%}). The controller is more likely cut off than "
-                "the hosts dead: not fencing, not moving VMs. If they really are down, run the "
-                "hook again with --ignore-mass-failure (e.g. `lazarus hook retry`)."
+                "the hosts dead: not fencing, not moving VMs. If they really are down, set "
+                f"HA_IGNORE_MASS_FAILURE = YES on host {host.id} (`lazarus host update "
+                f"{host.id} FILE --append`) and retry this hook execution (`lazarus hook "
+                "retry`); or run it with --ignore-mass-failure."
             )
         return ""
 
