@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import IO
 
 from lazarus.api.client import Client
-from lazarus.api.xmlrpc import dumps_response, loads_response
+from lazarus.api.wire import dumps_response, loads_response
 from lazarus.domain import xml as docs
 from lazarus.domain.entities import VM, History, Host, HostShare
 from lazarus.domain.secrets import public_host

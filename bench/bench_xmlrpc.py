@@ -23,7 +23,8 @@ from pathlib import Path
 
 from lazarus.api.auth import Authenticator, hash_password
 from lazarus.api.client import Client
-from lazarus.api.xmlrpc import CallContext, Dispatcher, Registry, XmlRpcServer, dumps_call
+from lazarus.api.wire import dumps_call
+from lazarus.api.xmlrpc import CallContext, Dispatcher, Registry, XmlRpcServer
 from lazarus.domain.entities import User
 
 SESSION = "oneadmin:bench"

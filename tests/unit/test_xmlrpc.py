@@ -17,6 +17,7 @@ import pytest
 
 from lazarus.api.auth import Authenticator, hash_password
 from lazarus.api.client import Client, RpcFaultError, TransportError, UnknownApiError
+from lazarus.api.wire import dumps_call
 from lazarus.api.xmlrpc import (
     CallContext,
     Dispatcher,
@@ -24,7 +25,6 @@ from lazarus.api.xmlrpc import (
     Registry,
     UnknownMethod,
     XmlRpcServer,
-    dumps_call,
 )
 from lazarus.domain.entities import User
 from lazarus.domain.errors import (

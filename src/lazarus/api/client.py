@@ -48,7 +48,7 @@ from lazarus.domain.errors import (
 )
 
 from . import auth, defaults
-from .xmlrpc import XmlRpcParseError, dumps_call, loads_response
+from .wire import XmlRpcParseError, dumps_call, loads_response
 
 _BY_CODE: dict[int, type[ApiError]] = {
     cls.code: cls
