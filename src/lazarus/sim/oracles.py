@@ -245,6 +245,11 @@ class Oracles:
             return ""  # (running twice is split_brain's to report)
         if vm.name in self.crashed_vms or vm.name in self.touched_vms:
             return ""
+        started = self.last_start.get(vm_id)
+        if started is not None and started[0] != owed.host and (
+            self.power_lost.get(started[0], -1.0) >= started[1]
+        ):
+            return ""  # recovered, then its new host lost power: a new failure
         if self.fence_failed.get(owed.host, -1.0) >= owed.t0 or any(
             t >= owed.t0 for t in self.mass_at
         ):

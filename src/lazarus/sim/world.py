@@ -371,6 +371,11 @@ class World:
         async def stop() -> None:
             if not self.down:
                 await self.controller.stop()
+            current = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not current]
+            for task in rest:  # scheduled events, crashed generations' leftovers
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
 
         try:
             self.run(stop())
