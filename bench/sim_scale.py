@@ -21,6 +21,7 @@ import logging
 import pstats
 import time
 
+from lazarus.core.placement import open_history, reaccount
 from lazarus.domain.entities import VM
 from lazarus.domain.states import HistoryAction, LcmState, VmState
 from lazarus.domain.template import Template
@@ -28,8 +29,6 @@ from lazarus.drivers.vmm.sim import SimDomain
 from lazarus.ports.hypervisor import DomainState
 from lazarus.sim.scenario import Event, HostSpec, Scenario
 from lazarus.sim.world import World
-
-from lazarus.core.placement import open_history, reaccount  # noqa: I001  (core helpers)
 
 
 def build(hosts: int, vms: int, first_host_vms: int) -> World:
