@@ -20,7 +20,7 @@ time is late by up to ~50 ms plus one pool call):
   running  the VM is RUNNING on another host (= its total)
 
 The OpenNebula comparison is *computed* from these phases (see `openebula_estimate`). No
-assertions: prints a table and, with --markdown, the section docs/benchmarks.md holds.
+assertions: prints a table; docs/benchmarks.md records the figures with this command.
 """
 
 from __future__ import annotations
