@@ -89,6 +89,10 @@ class Monitor:
         self._vm_host: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._persisted: dict[int, float] = {}
+        # Each probe loop keeps its host's record and re-reads it only after the journal
+        # said the host changed (state, template, placements): no decode per probe.
+        self._cached: dict[int, Host] = {}
+        self._stale: set[int] = set()
         journal.listeners.append(self._on_events)
 
     # ----------------------------------------------------------------------- service
@@ -132,12 +136,14 @@ class Monitor:
                     self._dirty.add(host_id)
             elif event.obj == "HOST":
                 self._dirty.add(event.obj_id)
+                self._stale.add(event.obj_id)
                 if event.state in ("OFFLINE", "INIT", "MONITORED"):
                     self.wake(event.obj_id)
             elif event.line.startswith("host/"):  # e.g. "host/3 n3: template updated"
                 head = event.line[5:].split(" ", 1)[0]
                 if head.isdigit():
                     self._dirty.add(int(head))
+                    self._stale.add(int(head))
 
     async def _host_loop(self, host_id: int) -> None:
         waker = self._wakers[host_id]
@@ -145,10 +151,14 @@ class Monitor:
         try:
             while True:
                 started = self.clock.monotonic()
-                try:
-                    host = self.store.host(host_id)
-                except Exception:
-                    return  # deleted
+                host = self._cached.get(host_id)
+                if host is None or host_id in self._stale:
+                    try:
+                        host = self.store.host(host_id)
+                    except Exception:
+                        return  # deleted
+                    self._cached[host_id] = host
+                    self._stale.discard(host_id)
                 if host.state is HostState.OFFLINE:
                     return
                 if self.failures.get(host_id, 0) == 0:
@@ -201,7 +211,8 @@ class Monitor:
             self._failed(host.id, f"no driver for VM_MAD {host.vm_mad!r}")
             return False
         try:
-            probe = await asyncio.wait_for(driver.probe(host), self.settings.probe_timeout)
+            async with asyncio.timeout(self.settings.probe_timeout):  # no extra task
+                probe = await driver.probe(host)
         except TimeoutError:
             self._failed(host.id, f"probe timed out after {self.settings.probe_timeout:g} s")
             return False

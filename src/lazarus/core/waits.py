@@ -8,15 +8,16 @@ from lazarus.ports.clock import Clock
 
 
 async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> bool:
-    """Sleep `seconds` of clock time, returning early (True) when `wake` is set."""
+    """Sleep `seconds`, returning early (True) when `wake` is set.
+
+    The timeout runs on the event loop's time, which is the clock's time for both clock
+    adapters (SystemClock sleeps with asyncio; the simulator's loop *is* its virtual clock),
+    so no task or second timer is needed: this is on the monitor's per-probe hot path."""
     if wake.is_set():
         return True
-    sleeper = asyncio.ensure_future(clock.sleep(seconds))
-    woken = asyncio.ensure_future(wake.wait())
     try:
-        await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sleeper, woken):
-            task.cancel()
-        await asyncio.gather(sleeper, woken, return_exceptions=True)
-    return wake.is_set()
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+    except TimeoutError:
+        return False
+    return True

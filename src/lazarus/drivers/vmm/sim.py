@@ -67,6 +67,13 @@ class SimHost:
     used_mem: int = 0  # of RUNNING and SUSPENDED domains (their memory stays allocated)
     failures: dict[str, bool] = field(default_factory=dict)  # op -> permanent
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    infos: tuple[DomainInfo, ...] | None = None  # the probe's view, rebuilt after a change
+
+
+def _infos(host: SimHost) -> tuple[DomainInfo, ...]:
+    if host.infos is None:
+        host.infos = tuple(dom.info() for dom in host.domains.values())
+    return host.infos
 
 
 def deploy_id_for(vm_id: int) -> str:
@@ -238,6 +245,7 @@ class SimCluster:
         self._emit(event, host.name, dom.deploy_id)
 
     def _account(self, host: SimHost, dom: SimDomain, sign: int) -> None:
+        host.infos = None
         if dom.state is DomainState.RUNNING:
             host.used_cpu += sign * dom.cpu
             if dom.vm_id is not None:
@@ -344,7 +352,7 @@ class SimHypervisor:
             total_mem=sim.memory_kib,
             used_cpu=sim.used_cpu,
             used_mem=sim.used_mem,
-            domains=tuple(dom.info() for dom in sim.domains.values()),
+            domains=_infos(sim),
             info={"HOSTNAME": sim.name, "HYPERVISOR": "sim", "ARCH": "x86_64"},
         )
 
