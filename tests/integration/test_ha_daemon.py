@@ -32,9 +32,10 @@ from defusedxml import ElementTree as SafeET
 from conftest import require_root
 from helpers.daemon import FAST_SETTINGS, Daemon
 from lazarus.cli.main import lazarus
+from lazarus.ha.examples import ERROR_HOOK as SHIPPED_ERROR_HOOK
 
 REPO = Path(__file__).resolve().parents[2]
-ERROR_HOOK = REPO / "share" / "examples" / "host_hooks" / "error_hook"
+ERROR_HOOK = SHIPPED_ERROR_HOOK
 FT = REPO / "src" / "lazarus" / "hooks" / "ft"
 DEADLINE = 40.0
 

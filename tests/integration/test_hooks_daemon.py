@@ -26,9 +26,10 @@ from defusedxml import ElementTree as SafeET
 from helpers.daemon import FAST_SETTINGS, Daemon, running_daemon
 from lazarus.cli.main import lazarus
 from lazarus.domain.errors import AllocateError
+from lazarus.ha.examples import ERROR_HOOK as SHIPPED_ERROR_HOOK
 
 REPO = Path(__file__).resolve().parents[2]
-ERROR_HOOK = REPO / "share" / "examples" / "host_hooks" / "error_hook"
+ERROR_HOOK = SHIPPED_ERROR_HOOK
 DEADLINE = 30.0
 
 RECORDER = """#!/bin/sh

@@ -38,17 +38,9 @@ from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.template import Template
 from lazarus.domain.xml.hooks import call_info_xml, hook_pool_xml, hook_xml
 from lazarus.drivers.hooks.fake import FakeHookExecutor
+from lazarus.ha.examples import error_hook_text
 
-ERROR_HOOK = """
-NAME = host_error
-TYPE = state
-RESOURCE = HOST
-STATE = ERROR
-COMMAND = "ft/host_error"
-ARGUMENTS = "$TEMPLATE -m -p 5"
-ARGUMENTS_STDIN = yes
-REMOTE = no
-"""
+ERROR_HOOK = error_hook_text()  # the shipped file
 NS = "http://opennebula.org/XMLSchema"
 T = TypeVar("T")
 

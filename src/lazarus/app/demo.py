@@ -30,19 +30,10 @@ from defusedxml import ElementTree as SafeET
 from lazarus.api.auth import read_auth_file
 from lazarus.api.client import Client
 from lazarus.domain.states import HostState, LcmState, VmState, vm_state_label
+from lazarus.ha.examples import ERROR_HOOK
 
 PACKAGE = Path(__file__).resolve().parent.parent
 HOOKS_FT = PACKAGE / "hooks" / "ft"
-REPO_EXAMPLE = PACKAGE.parent.parent / "share" / "examples" / "host_hooks" / "error_hook"
-EMBEDDED_ERROR_HOOK = """NAME = host_error
-TYPE = state
-RESOURCE = HOST
-STATE = ERROR
-COMMAND = "ft/host_error"
-ARGUMENTS = "$TEMPLATE -m -p 5"
-ARGUMENTS_STDIN = yes
-REMOTE = no
-"""
 HOSTS = ("node1", "node2", "node3")
 VMS = 6
 
@@ -135,10 +126,7 @@ def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False) -> int:
 
 
 def _story(client: Client, env: dict[str, str], out: Callable[[str], None]) -> int:
-    hook_file = REPO_EXAMPLE
-    if not hook_file.exists():
-        hook_file = Path(env["LAZARUS_DATA_DIR"]) / "error_hook"
-        hook_file.write_text(EMBEDDED_ERROR_HOOK)
+    hook_file = ERROR_HOOK
     created = subprocess.run(
         [sys.executable, "-m", "lazarus", "hook", "create", str(hook_file)],
         env=env, capture_output=True, text=True, check=False,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 from lazarus.api.auth import Authenticator, hash_password
@@ -37,6 +36,7 @@ from lazarus.domain.template import Template
 from lazarus.drivers.clock import VirtualClock, VirtualEventLoop
 from lazarus.drivers.fence.sim import SimAgentRunner, SimFault
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor, deploy_id_for
+from lazarus.ha.examples import error_hook_text
 from lazarus.ha.fencers import agent_fencer
 from lazarus.ha.host_error import Fencer
 from lazarus.ha.incident import MemoryLock
@@ -47,18 +47,6 @@ from . import scenario as sc
 from .hostexec import HostErrorExecutor, RunObserver
 
 PASSWORD = "sim"  # the in-process oneadmin; never leaves the process
-SHARE = Path(__file__).resolve().parents[3] / "share"
-ERROR_HOOK = SHARE / "examples" / "host_hooks" / "error_hook"
-# The shipped error_hook's attributes, used when the source tree's share/ is not installed.
-ERROR_HOOK_FALLBACK = """NAME = host_error
-TYPE = state
-RESOURCE = HOST
-STATE = ERROR
-COMMAND = "ft/host_error"
-ARGUMENTS = "$TEMPLATE -m -p 5"
-ARGUMENTS_STDIN = yes
-REMOTE = no
-"""
 FAULTS = {
     "none": SimFault(),
     "unreachable": SimFault(unreachable=True),
@@ -257,11 +245,7 @@ class World:
         self.t0 = self.clock.monotonic()
 
     def _register_hook(self) -> None:
-        try:
-            text = ERROR_HOOK.read_text(encoding="utf-8")
-        except OSError:
-            text = ERROR_HOOK_FALLBACK
-        template = Template.parse(text)
+        template = Template.parse(error_hook_text())
         template.set("ARGUMENTS", self.scenario.hook_arguments)
         if self.scenario.hook_timeout:
             template.set("TIMEOUT", str(int(self.scenario.hook_timeout)))
