@@ -326,3 +326,26 @@ def test_mass_failure_override_on_the_host_lets_a_retry_proceed(c: Cluster) -> N
     c.api.call("one.host.update", c.h.host_id("node1"), "HA_IGNORE_MASS_FAILURE = YES", 1)
     assert c.hook("node1", "-m", "-p", "0") == EXIT_OK  # the same arguments, as a retry
     c.h.wait_for(lambda: c.h.state(ids[0]) == RUNNING)
+
+
+def test_a_flapping_host_is_not_fenced_more_than_the_limit_per_hour(c: Cluster) -> None:
+    vm = c.h.running_vm("flap", host="node1")
+    node1 = c.h.host_id("node1")
+    for episode in range(3):
+        c.fail("node1")
+        assert c.hook("node1", "-m", "-p", "0") == EXIT_OK, episode
+        c.h.wait_for(lambda: c.h.state(vm) == RUNNING)
+        c.h.sim.power_on("node1")
+        c.h.wait_for(lambda: c.h.host(node1).state is HostState.MONITORED)
+        c.h.lc.migrate(vm, node1, True)  # back to node1 for the next episode
+        c.h.wait_for(lambda: c.h.vm(vm).host_id == node1 and c.h.state(vm) == RUNNING)
+        c.h.advance(60)
+    fences = len([call for call in c.runner.calls if call == ("off", "node1")])
+    c.fail("node1")
+    assert c.hook("node1", "-m", "-p", "0") == EXIT_ERROR
+    assert len([call for call in c.runner.calls if call == ("off", "node1")]) == fences
+    assert c.h.state(vm) == (S.ACTIVE, L.UNKNOWN)  # untouched
+    assert any("fenced 3 times in the last hour" in line for line in c.lines)
+    c.h.advance(3600)  # an hour later the limit has room again: a retry proceeds
+    assert c.hook("node1", "-m", "-p", "0") == EXIT_OK
+    c.h.wait_for(lambda: c.h.state(vm) == RUNNING)

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from lazarus.domain.entities import VM, Event, Host
-from lazarus.domain.errors import DriverError
+from lazarus.domain.errors import DriverError, NoExistsError
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.transitions import HostEvent, apply_host
 from lazarus.ports.clock import Clock
@@ -93,6 +93,7 @@ class Monitor:
         # said the host changed (state, template, placements): no decode per probe.
         self._cached: dict[int, Host] = {}
         self._stale: set[int] = set()
+        self._cleaning: set[tuple[int, str]] = set()  # stale domains being removed now
         journal.listeners.append(self._on_events)
 
     # ----------------------------------------------------------------------- service
@@ -237,8 +238,8 @@ class Monitor:
         stale = self._succeeded(host.id, probe, cursor)
         self._signature[host.id] = signature
         self._persisted[host.id] = now
-        for deploy_id in stale:
-            await self._cleanup_stale(host.id, deploy_id)
+        for vm_id, deploy_id in stale:
+            await self._cleanup_stale(host.id, vm_id, deploy_id)
         return True
 
     def _failed(self, host_id: int, message: str) -> None:
@@ -267,10 +268,12 @@ class Monitor:
                     vm.resched = False
                     t.vm_state(vm, (VmState.ACTIVE, LcmState.UNKNOWN), f"{host.subject} in ERROR")
 
-    def _succeeded(self, host_id: int, probe: HostProbe, cursor: int) -> list[str]:
+    def _succeeded(
+        self, host_id: int, probe: HostProbe, cursor: int
+    ) -> list[tuple[int, str]]:
         """Apply a good probe; return deploy ids of stale domains to clean up."""
         self.failures[host_id] = 0
-        stale: list[str] = []
+        stale: list[tuple[int, str]] = []
         with self.journal.tx() as t:
             try:
                 host = t.store.host(host_id)
@@ -315,7 +318,7 @@ class Monitor:
 
     def _sync_vms(
         self, t: Tx, host: Host, domains: tuple[DomainInfo, ...], cursor: int
-    ) -> list[str]:
+    ) -> list[tuple[int, str]]:
         seen: dict[int, DomainInfo] = {d.vm_id: d for d in domains if d.vm_id is not None}
         placed = {
             vm.id: vm
@@ -331,7 +334,7 @@ class Monitor:
         stale = []
         for vm_id, dom in seen.items():
             if vm_id not in placed and not self.lifecycle.busy(vm_id):
-                stale.append(dom.deploy_id)
+                stale.append((vm_id, dom.deploy_id))
                 running = " (RUNNING!)" if dom.state is DomainState.RUNNING else ""
                 t.note(host.subject, f"stale domain {dom.deploy_id}{running}: cleaning up")
         return stale
@@ -364,7 +367,26 @@ class Monitor:
         elif dom.state is DomainState.SUSPENDED and active and lcm is L.RUNNING:
             t.vm_state(vm, (VmState.SUSPENDED, L.LCM_INIT), f"paused on {host.subject}")
 
-    async def _cleanup_stale(self, host_id: int, deploy_id: str) -> None:
+    async def _cleanup_stale(self, host_id: int, vm_id: int, deploy_id: str) -> None:
+        # Decided after the probe; look again now: the VM may have been deployed or migrated
+        # back onto this host meanwhile, and its new domain must not be destroyed.
+        try:
+            vm = self.store.vm(vm_id)
+            placed_here = vm.host_id == host_id and vm.state in (
+                VmState.ACTIVE, VmState.POWEROFF, VmState.SUSPENDED
+            )
+        except NoExistsError:
+            placed_here = False
+        key = (host_id, deploy_id)
+        if placed_here or self.lifecycle.busy(vm_id) or key in self._cleaning:
+            return
+        self._cleaning.add(key)
+        try:
+            await self._cleanup(host_id, deploy_id)
+        finally:
+            self._cleaning.discard(key)
+
+    async def _cleanup(self, host_id: int, deploy_id: str) -> None:
         host = self.store.host(host_id)
         driver = self.drivers.get(host.vm_mad)
         if driver is None:

@@ -22,7 +22,9 @@ What it fixes over the original, each with a test (tests/unit/test_host_error.py
   ERROR) stops it
   before fencing: the controller is more likely cut off than the hosts dead;
 - fencing must prove the host off (or an operator must confirm it with `lazarus host fenced
-  ID --confirm`) before any VM is touched;
+  ID --confirm`) before any VM is touched; a host fenced --max-fences-per-hour times (3) in
+  the last hour is flapping and is not fenced again without an operator (HA_FENCES keeps the
+  times in its template);
 - VMs with HA = "NO" are skipped, HA_PRIORITY (higher first) orders the work, every action's
   result is checked, and the exit code is 0 only if every selected VM was handled.
 
@@ -56,6 +58,7 @@ EXIT_FAILED = 1  # some selected VM was not handled
 EXIT_ERROR = 255  # refused to act (bad input, fence failed, mass failure, API error)
 
 FENCE_CONFIRMED = "FENCE_CONFIRMED"
+FENCE_HISTORY = "HA_FENCES"  # times of this host's recent fences (seconds since the epoch)
 
 
 class Api(Protocol):
@@ -78,6 +81,7 @@ class Options:
     fencing: bool = True
     ignore_mass_failure: bool = False
     mass_failure_share: float = 0.5
+    max_fences_per_hour: int = 3  # 0: no limit
 
 
 def parse_args(argv: list[str]) -> tuple[str, Options]:
@@ -87,7 +91,7 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
             argv,
             "mrdfp:u",
             ["migrate", "recreate", "delete", "force", "pause=", "no-fencing",
-             "ignore-mass-failure", "mass-failure-share="],
+             "ignore-mass-failure", "mass-failure-share=", "max-fences-per-hour="],
         )
     except getopt.GetoptError as exc:
         raise UsageError(str(exc)) from None
@@ -107,6 +111,10 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
             options.fencing = False
         elif flag == "--ignore-mass-failure":
             options.ignore_mass_failure = True
+        elif flag == "--max-fences-per-hour":
+            if not value.isdigit():
+                raise UsageError(f"--max-fences-per-hour needs a whole number, not {value!r}")
+            options.max_fences_per_hour = int(value)
         elif flag == "--mass-failure-share":
             try:
                 options.mass_failure_share = float(value)
@@ -248,9 +256,12 @@ class HostErrorRun:
             xml=xml,
         )
 
-    def _save(self, incident: Incident) -> None:
+    def _save(self, incident: Incident, extra: Template | None = None) -> None:
         incident.updated = int(self.clock.now())
-        self.api.call("one.host.update", self.host_id, incident.to_template().render(), 1)
+        template = incident.to_template()
+        if extra is not None:
+            template.items.extend(extra.items)
+        self.api.call("one.host.update", self.host_id, template.render(), 1)
 
     async def _wait(self, host: _Host, interval: float, incident: Incident) -> bool:
         """True when the host came back during the -p wait."""
@@ -318,6 +329,23 @@ class HostErrorRun:
                 incident.state = "FENCED"
                 self._save(incident)
                 return EXIT_OK
+        now = int(self.clock.now())
+        recent = [
+            int(t) for t in (host.template.get(FENCE_HISTORY) or "").split()
+            if t.isdigit() and now - int(t) < 3600
+        ]
+        limit = self.options.max_fences_per_hour
+        if limit and len(recent) >= limit:
+            incident.state = "FENCE_FAILED"
+            incident.fence = f"refused: fenced {len(recent)} times in the last hour"
+            self._save(incident)
+            return self.fail(
+                f"Host {self.host_id} was fenced {len(recent)} times in the last hour (limit "
+                f"{limit}): it is flapping, and power-cycling it again will not help; no VM was "
+                "touched. Find out why it fails; when it is off, run `lazarus host fenced "
+                f"{self.host_id} --confirm` and retry this hook execution (or raise "
+                "--max-fences-per-hour)."
+            )
         self.log("Fencing enabled")
         ok, output = await self.fencer(host.xml)
         for line in output.splitlines():
@@ -335,7 +363,8 @@ class HostErrorRun:
         self.log("Fencing success")
         incident.fence = (output.strip().splitlines() or ["ok"])[-1][:200]
         incident.state = "FENCED"
-        self._save(incident)
+        history = " ".join(map(str, [*recent, now]))
+        self._save(incident, Template([(FENCE_HISTORY, history)]))
         return EXIT_OK
 
     def _recover_vms(self, host: _Host, incident: Incident) -> int:

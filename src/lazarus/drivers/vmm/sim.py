@@ -70,6 +70,11 @@ class SimHost:
     infos: tuple[DomainInfo, ...] | None = None  # the probe's view, rebuilt after a change
 
 
+def _active(host: SimHost, deploy_id: str) -> bool:
+    dom = host.domains.get(deploy_id)
+    return dom is not None and dom.state is not DomainState.POWEROFF
+
+
 def _infos(host: SimHost) -> tuple[DomainInfo, ...]:
     if host.infos is None:
         host.infos = tuple(dom.info() for dom in host.domains.values())
@@ -403,7 +408,7 @@ class SimHypervisor:
         if dom.state is not DomainState.RUNNING:
             raise PermanentDriverError(f"{source.name}: domain {deploy_id} is not running")
         dst = await self._reach(target.name)
-        if deploy_id in dst.domains:
+        if _active(dst, deploy_id):  # an inactive leftover definition is taken over (libvirt)
             raise PermanentDriverError(f"{target.name}: domain {deploy_id} already exists")
         if dst.used_mem + dom.memory_kib > dst.memory_kib:
             raise PermanentDriverError(f"{target.name}: cannot allocate memory for {deploy_id}")
@@ -411,8 +416,11 @@ class SimHypervisor:
         src = await self._reach(source.name, in_flight=True)
         dst = await self._reach(target.name, in_flight=True)
         dom = self._domain(src, deploy_id)
-        if dom.state is not DomainState.RUNNING or deploy_id in dst.domains:
+        if dom.state is not DomainState.RUNNING or _active(dst, deploy_id):
             raise PermanentDriverError(f"{source.name}: migration of {deploy_id} aborted")
+        leftover = dst.domains.get(deploy_id)
+        if leftover is not None:
+            self.cluster._remove(dst, leftover, "undefined")
         self.cluster._remove(src, dom, "migrated_out")
         moved = SimDomain(deploy_id, dom.vm_id, DomainState.RUNNING, dom.cpu, dom.memory_kib)
         self.cluster._add(dst, moved, "migrated_in")
