@@ -168,3 +168,14 @@ def _tpl(text: str):  # type: ignore[no-untyped-def]
     from lazarus.domain.template import Template
 
     return Template.parse(text)
+
+
+def test_unchanged_host_still_gets_its_monitoring_timestamp_refreshed(h: Harness) -> None:
+    node1 = h.host_id("node1")
+    first = int(h.host(node1).monitoring["TIMESTAMP"])
+    writes = len(h.store.events())
+    h.advance(h.settings.persist_interval + 2 * h.settings.monitoring_interval_host)
+    later = h.host(node1)
+    assert int(later.monitoring["TIMESTAMP"]) > first
+    assert later.state is H.MONITORED
+    assert len(h.store.events()) == writes  # refreshing the timestamp is not an event

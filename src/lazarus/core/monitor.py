@@ -94,6 +94,8 @@ class Monitor:
         self._cached: dict[int, Host] = {}
         self._stale: set[int] = set()
         self._cleaning: set[tuple[int, str]] = set()  # stale domains being removed now
+        # the last probe's domain view and its sorted key
+        self._domains: dict[int, tuple[tuple[DomainInfo, ...], tuple[object, ...]]] = {}
         journal.listeners.append(self._on_events)
 
     # ----------------------------------------------------------------------- service
@@ -224,15 +226,24 @@ class Monitor:
             log.exception("%s: probe crashed", host.subject)
             self._failed(host.id, f"internal error: {exc}")
             return False
-        signature = _signature(probe)
+        previous = self._signature.get(host.id)
+        seen = self._domains.get(host.id)
+        if seen is not None and seen[0] is probe.domains:
+            domains_key = seen[1]  # the driver handed back the very same view: no re-sort
+        else:
+            domains_key = tuple(sorted((d.deploy_id, d.state.value) for d in probe.domains))
+            self._domains[host.id] = (probe.domains, domains_key)
+        signature = _signature(probe, domains_key)
         now = self.clock.monotonic()
         if (
             host.state is HostState.MONITORED
             and self.failures.get(host.id, 0) == 0
             and host.id not in self._dirty
-            and self._signature.get(host.id) == signature
-            and now - self._persisted.get(host.id, -1e18) < self.settings.persist_interval
+            and previous == signature
         ):
+            if now - self._persisted.get(host.id, -1e18) >= self.settings.persist_interval:
+                self._touch(host.id)  # nothing changed: only the monitoring timestamp
+                self._persisted[host.id] = now
             return True
         self._dirty.discard(host.id)
         stale = self._succeeded(host.id, probe, cursor)
@@ -267,6 +278,18 @@ class Monitor:
                 if vm.lcm_state is LcmState.RUNNING:
                     vm.resched = False
                     t.vm_state(vm, (VmState.ACTIVE, LcmState.UNKNOWN), f"{host.subject} in ERROR")
+
+    def _touch(self, host_id: int) -> None:
+        """Refresh the monitoring timestamp of a host whose probe changed nothing."""
+        with self.journal.tx() as t:
+            try:
+                host = t.store.host(host_id)
+            except NoExistsError:
+                return
+            now = self.clock.now()
+            host.last_monitored = now
+            host.monitoring["TIMESTAMP"] = str(int(now))
+            t.store.save_host(host)
 
     def _succeeded(
         self, host_id: int, probe: HostProbe, cursor: int
@@ -402,12 +425,12 @@ class Monitor:
             t.note(host.subject, f"stale domain {deploy_id}: {outcome}")
 
 
-def _signature(probe: HostProbe) -> tuple[object, ...]:
+def _signature(probe: HostProbe, domains_key: tuple[object, ...]) -> tuple[object, ...]:
     return (
         probe.total_cpu,
         probe.total_mem,
         probe.used_cpu // 100,  # whole cores: small jitter alone is not worth a write
         probe.used_mem // (64 * 1024),
-        tuple(sorted((d.deploy_id, d.state.value) for d in probe.domains)),
+        domains_key,
         tuple(sorted(probe.info.items())),
     )
