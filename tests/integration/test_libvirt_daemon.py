@@ -76,6 +76,7 @@ def test_hung_daemon_times_out_keepalive_drops_it_and_it_recovers(daemon: Libvir
 
     async def main() -> None:
         await asyncio.wait_for(hv.deploy(host, spec), 5)
+        await asyncio.wait_for(hv.probe(host), 5)  # the probes' own connection is open
         daemon.stop()
         with pytest.raises(TimeoutError):  # the caller's own deadline
             await asyncio.wait_for(hv.probe(host), 0.5)
