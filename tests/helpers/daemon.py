@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 import subprocess
 import sys
 import threading
@@ -159,9 +160,15 @@ class Daemon:
             try:
                 self.process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGUSR2)  # the daemon logs its asyncio tasks
+                time.sleep(0.5)
+                self.process.send_signal(signal.SIGUSR1)  # and every thread's stack
+                time.sleep(0.5)
                 self.process.kill()
                 self.process.wait(STOP_TIMEOUT)
-                raise DaemonError("the daemon ignored SIGTERM") from None
+                raise DaemonError(
+                    f"the daemon ignored SIGTERM; its log:\n{self.tail(120)}"
+                ) from None
         self._join_reader()
         return self.process.returncode
 

@@ -11,7 +11,9 @@ $ONE_AUTH or the default path.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import importlib.util
+import io
 import logging
 import os
 import signal
@@ -84,6 +86,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)  # `kill -USR2`: every task's stack
         clock = SystemClock()
         store = SqliteStore.open(self.data_dir / "lazarus.db")
         self.sim = SimCluster(clock)
@@ -136,7 +139,17 @@ class Daemon:
             store.close()
 
 
+def _dump_tasks() -> None:
+    """Log every pending asyncio task with its coroutine stack (a diagnostic for operators)."""
+    for task in asyncio.all_tasks():
+        out = io.StringIO()
+        task.print_stack(file=out)
+        log.warning("task %s:\n%s", task.get_name(), out.getvalue())
+
+
 def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> int:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: for a daemon that seems stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname).1s %(name)s: %(message)s",

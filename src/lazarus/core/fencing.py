@@ -25,7 +25,6 @@ carry redacted agent output only (`redact`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +35,8 @@ from lazarus.domain.errors import DriverError, LazarusError, PermanentDriverErro
 from lazarus.domain.template import Template, Vector
 from lazarus.ports.clock import Clock
 from lazarus.ports.fence import RC_OK, RC_STATUS_OFF, AgentResult, FenceAgentRunner
+
+from .waits import within
 
 log = logging.getLogger("lazarus.fencing")
 
@@ -251,7 +252,7 @@ class _Fence:
         began = self.clock.monotonic()
         rc: int | None = None
         try:
-            result = await asyncio.wait_for(
+            result = await within(
                 self.runner.run(device.agent, device.agent_params(action), timeout),
                 timeout + self.policy.grace,
             )

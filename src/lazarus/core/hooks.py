@@ -55,6 +55,7 @@ from lazarus.ports.hooks import HookExecutor, HookRequest, HookStore, HookTx
 from lazarus.ports.store import Store
 
 from .settings import Settings
+from .waits import within
 
 log = logging.getLogger("lazarus.hooks")
 
@@ -135,7 +136,7 @@ class HookManager:
                     pass
                 self._start_jobs()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+                    await within(self._wake.wait(), POLL_INTERVAL)
                 except TimeoutError:
                     pass
         finally:

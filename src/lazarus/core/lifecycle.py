@@ -59,6 +59,7 @@ from .placement import (
     vm_spec,
 )
 from .settings import Settings
+from .waits import within
 
 log = logging.getLogger("lazarus.lifecycle")
 
@@ -392,32 +393,32 @@ class Lifecycle:
             timeout = self.settings.driver_timeout
             if op is Op.DEPLOY:
                 ds = self.store.datastore(vm.last.ds_id) if vm.last else None
-                new_id = await asyncio.wait_for(driver.deploy(host, vm_spec(vm, ds)), timeout)
+                new_id = await within(driver.deploy(host, vm_spec(vm, ds)), timeout)
                 return Outcome(True, f"deploy ok on {host.subject}", new_id)
             if op is Op.SHUTDOWN or op is Op.SAVE:
                 if hard is None:
                     hard = vm.last is not None and vm.last.action in _HARD
-                await asyncio.wait_for(driver.shutdown(source, deploy_id, hard), timeout)
+                await within(driver.shutdown(source, deploy_id, hard), timeout)
                 return Outcome(True, f"shutdown ok on {source.subject}")
             if op is Op.SUSPEND:
-                await asyncio.wait_for(driver.suspend(host, deploy_id), timeout)
+                await within(driver.suspend(host, deploy_id), timeout)
                 return Outcome(True, "suspend ok")
             if op is Op.RESUME:
-                await asyncio.wait_for(driver.resume(host, deploy_id), timeout)
+                await within(driver.resume(host, deploy_id), timeout)
                 return Outcome(True, "resume ok")
             if op is Op.EPILOG:
-                await asyncio.wait_for(driver.cleanup(host, deploy_id), timeout)
+                await within(driver.cleanup(host, deploy_id), timeout)
                 return Outcome(True, f"epilog ok on {host.subject}")
             if op is Op.LIVE_MIGRATE:
                 ds = self.store.datastore(vm.last.ds_id) if vm.last else None
-                new_id = await asyncio.wait_for(
+                new_id = await within(
                     driver.migrate(source, host, deploy_id, vm_spec(vm, ds)), timeout
                 )
                 return Outcome(True, f"live migration ok to {host.subject}", new_id)
             if op is Op.CLEANUP:
                 if host.state in (HostState.ERROR, HostState.OFFLINE):
                     return Outcome(True, f"cleanup skipped: {host.subject} is {host.state.name}")
-                await asyncio.wait_for(
+                await within(
                     driver.cleanup(host, deploy_id), self.settings.cleanup_timeout
                 )
                 return Outcome(True, f"cleanup ok on {host.subject}")

@@ -51,7 +51,7 @@ from lazarus.ports.store import Store
 from .journal import Journal, Tx
 from .lifecycle import Lifecycle
 from .settings import Settings
-from .waits import sleep_or_wake
+from .waits import sleep_or_wake, within
 
 log = logging.getLogger("lazarus.monitor")
 
@@ -415,7 +415,7 @@ class Monitor:
         if driver is None:
             return
         try:
-            await asyncio.wait_for(
+            await within(
                 driver.cleanup(host, deploy_id), self.settings.cleanup_timeout
             )
             outcome = "removed"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from lazarus.ports.clock import Clock
+
+T = TypeVar("T")
 
 
 async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> bool:
@@ -21,3 +25,11 @@ async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> bo
     except TimeoutError:
         return False
     return True
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """`asyncio.wait_for` without its inner task: on Python 3.11 a wait_for cancelled just as
+    its inner task completes can wait for that task forever (it hung the daemon's shutdown).
+    Raises TimeoutError after `seconds` of loop (= clock) time."""
+    async with asyncio.timeout(seconds):
+        return await awaitable

@@ -17,6 +17,7 @@ from pathlib import Path
 from defusedxml import ElementTree as SafeET
 
 from lazarus.core.fencing import FenceConfigError, FencePolicy, fence, parse_devices
+from lazarus.core.waits import within
 from lazarus.domain.xml import template_from_element
 from lazarus.ports.clock import Clock
 from lazarus.ports.fence import FenceAgentRunner
@@ -36,7 +37,7 @@ def script_fencer(path: Path, timeout: float = 300.0) -> Fencer:
             start_new_session=True,
         )
         try:
-            out, _ = await asyncio.wait_for(
+            out, _ = await within(
                 proc.communicate(base64.b64encode(host_xml.encode())), timeout
             )
         except TimeoutError:

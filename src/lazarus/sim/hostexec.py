@@ -13,11 +13,11 @@ fenced without calling any fence device (a deliberately broken build).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from lazarus.core.waits import within
 from lazarus.domain.hooks import ExecutionResult
 from lazarus.ha.host_error import (
     EXIT_ERROR,
@@ -99,7 +99,7 @@ class HostErrorExecutor:
                                        else -1)
         try:
             if request.timeout:
-                code = await asyncio.wait_for(run.run(), request.timeout)
+                code = await within(run.run(), request.timeout)
             else:
                 code = await run.run()
         except TimeoutError:
