@@ -69,7 +69,8 @@ class SubprocessAgentRunner:
         except OSError as exc:
             raise TemporaryDriverError(f"cannot start {path}: {exc.strerror}") from exc
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), max(0.0, timeout))
+            async with asyncio.timeout(max(0.0, timeout)):  # not wait_for: see core/waits.py
+                out, err = await proc.communicate(stdin)
         except TimeoutError:
             _kill_group(proc.pid)
             with contextlib.suppress(ProcessLookupError):

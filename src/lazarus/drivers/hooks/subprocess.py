@@ -123,9 +123,8 @@ class SubprocessHookExecutor:
             text = f"Internal error: {reason}: {argv[0]}\n"
             return ExecutionResult(shown, b"", text.encode(), INTERNAL)
         try:
-            stdout, stderr, code = await asyncio.wait_for(
-                self._communicate(proc, request), request.timeout
-            )
+            async with asyncio.timeout(request.timeout):  # not wait_for: see core/waits.py
+                stdout, stderr, code = await self._communicate(proc, request)
         except TimeoutError:
             await self._kill_group(proc)
             text = f"Timeout executing {shown}\n"
@@ -171,7 +170,8 @@ class SubprocessHookExecutor:
             except ProcessLookupError:
                 pass
             try:
-                await asyncio.wait_for(proc.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await proc.wait()
                 if sig == signal.SIGTERM:
                     self._kill_rest(proc.pid)
                 return
