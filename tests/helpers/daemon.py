@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
