@@ -21,22 +21,19 @@ interval); pass `settings={...}` to override them.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
 from lazarus.api.client import Client
+from lazarus.app.ready import ReadyReader
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-LISTEN_RE = re.compile(r"^Lazarus controller listening on (\S+)")
-AUTH_RE = re.compile(r"^oneadmin credentials: (\S+)")
 
 # Fast cadence so tests see hosts MONITORED and VMs placed within a second or two.
 FAST_SETTINGS = {
@@ -61,8 +58,7 @@ class Daemon:
         self.auth_file = data_dir / "one_auth"
         self.process: subprocess.Popen[str] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.daemon.log"
-        self._stdout_lines: list[str] = []
-        self._reader: threading.Thread | None = None
+        self._reader: ReadyReader | None = None
 
     # -------------------------------------------------------------------- environment
     def env(self) -> dict[str, str]:
@@ -102,33 +98,16 @@ class Daemon:
         return self
 
     def _wait_ready(self) -> None:
-        """Read stdout until both ready lines came; a reader thread keeps the bound."""
+        """Wait for the two ready lines; the reader keeps draining stdout afterwards."""
         assert self.process is not None and self.process.stdout is not None
-        ready = threading.Event()
-        found: dict[str, str] = {}
-        stdout = self.process.stdout
-        lines = self._stdout_lines = []
-
-        def read() -> None:
-            for line in stdout:
-                lines.append(line)
-                for key, pattern in (("url", LISTEN_RE), ("auth", AUTH_RE)):
-                    match = pattern.match(line)
-                    if match:
-                        found[key] = match.group(1)
-                if len(found) == 2:
-                    ready.set()
-            ready.set()  # EOF: the process ended
-
-        self._reader = threading.Thread(target=read, name="daemon-stdout", daemon=True)
-        self._reader.start()
-        if not ready.wait(READY_TIMEOUT) or len(found) < 2:
+        self._reader = ReadyReader(self.process.stdout, "daemon-stdout")
+        if not self._reader.wait(READY_TIMEOUT) or self._reader.auth_file is None:
             self.close()
             raise DaemonError(f"the daemon did not get ready:\n{self.tail()}")
-        self.url, self.auth_file = found["url"], Path(found["auth"])
+        self.url, self.auth_file = self._reader.url, self._reader.auth_file
 
     def tail(self, lines: int = 40) -> str:
-        out = "".join(self._stdout_lines[-lines:])
+        out = "".join(self._reader.lines[-lines:] if self._reader else [])
         try:
             err = "".join(self.log_path.read_text(encoding="utf-8").splitlines(True)[-lines:])
         except OSError:

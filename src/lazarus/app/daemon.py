@@ -35,6 +35,7 @@ from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.store.sqlite import SqliteStore
 
+from . import ready as ready_lines
 from .runtime import Runtime
 from .sim_api import SimApi
 
@@ -157,8 +158,8 @@ def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> 
     )
 
     def ready(url: str, path: Path) -> None:
-        print(f"Lazarus controller listening on {url}", flush=True)
-        print(f"oneadmin credentials: {path} (export LAZARUS_AUTH={path})", flush=True)
+        print(ready_lines.LISTENING.format(url=url), flush=True)
+        print(ready_lines.CREDENTIALS.format(path=path), flush=True)
 
     daemon = Daemon(settings, data_dir, auth_file, on_ready=ready)
     asyncio.run(daemon.run())

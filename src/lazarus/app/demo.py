@@ -22,13 +22,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from defusedxml import ElementTree as SafeET
 
 from lazarus.api.auth import read_auth_file
 from lazarus.api.client import Client
+from lazarus.app.ready import ReadyReader
 from lazarus.domain.states import HostState, LcmState, VmState, vm_state_label
 from lazarus.ha.examples import ERROR_HOOK
 
@@ -44,7 +45,6 @@ class Daemon:
     url: str
     auth: Path
     data_dir: Path
-    log: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -65,21 +65,12 @@ def start_daemon(data_dir: Path, env: dict[str, str]) -> Daemon:
         env=env,
         start_new_session=True,
     )
-    url = auth = ""
-    deadline = time.monotonic() + 30
     assert process.stdout is not None
-    while time.monotonic() < deadline and not (url and auth):
-        line = process.stdout.readline()
-        if not line:
-            break
-        if "listening on" in line:
-            url = line.rsplit(" ", 1)[-1].strip()
-        elif "credentials:" in line:
-            auth = line.split("credentials:", 1)[1].split()[0]
-    if not (url and auth):
+    reader = ReadyReader(process.stdout, "demo-daemon")
+    if not reader.wait(30) or reader.auth_file is None:
         process.kill()
         raise RuntimeError("the Lazarus daemon did not start (see `lazarus serve` output)")
-    return Daemon(process, url, Path(auth), data_dir)
+    return Daemon(process, reader.url, reader.auth_file, data_dir)
 
 
 def _xml(text: str) -> SafeET.Element:  # type: ignore[name-defined]

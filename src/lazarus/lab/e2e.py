@@ -26,13 +26,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
 import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lazarus.api.client import Client
+from lazarus.app.ready import ReadyReader
 from lazarus.domain.template import Template, Vector
 from lazarus.lab import hosts
 from lazarus.lab.guest import read_serial
@@ -48,8 +47,6 @@ from lazarus.lab.observe import ApiWatch, HostView, VmView, parse_hosts, parse_v
 from lazarus.lab.proc import LabError, mounts_under
 
 READY_TIMEOUT = 60.0
-LISTEN_RE = re.compile(r"^Lazarus controller listening on (\S+)")
-AUTH_RE = re.compile(r"^oneadmin credentials: (\S+)")
 DATASTORE_NAME = "lab_shared"
 HOOK_NAME = "host_error"
 DEFAULT_HOOK_ARGS = "$TEMPLATE -m -p 2"
@@ -67,7 +64,7 @@ class ControllerProcess:
         self.auth_file = data_dir / "one_auth"
         self.log_path = data_dir / "daemon.log"
         self.process: subprocess.Popen[str] | None = None
-        self._reader: threading.Thread | None = None
+        self._reader: ReadyReader | None = None
 
     def env(self) -> dict[str, str]:
         """What a client of this daemon needs (CLI, hook commands, pyone)."""
@@ -88,27 +85,12 @@ class ControllerProcess:
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
                 env=env, start_new_session=True,
             )  # fmt: skip
-        found: dict[str, str] = {}
-        ready = threading.Event()
-        stdout = self.process.stdout
-        assert stdout is not None
-
-        def read() -> None:
-            for line in stdout:
-                for key, pattern in (("url", LISTEN_RE), ("auth", AUTH_RE)):
-                    match = pattern.match(line)
-                    if match:
-                        found[key] = match.group(1)
-                if len(found) == 2:
-                    ready.set()
-            ready.set()
-
-        self._reader = threading.Thread(target=read, name="controller-stdout", daemon=True)
-        self._reader.start()
-        if not ready.wait(READY_TIMEOUT) or len(found) < 2:
+        assert self.process.stdout is not None
+        self._reader = ReadyReader(self.process.stdout, "controller-stdout")
+        if not self._reader.wait(READY_TIMEOUT) or self._reader.auth_file is None:
             self.close()
             raise LabError(f"lazarus serve did not get ready; see {self.log_path}")
-        self.url, self.auth_file = found["url"], Path(found["auth"])
+        self.url, self.auth_file = self._reader.url, self._reader.auth_file
 
     def session(self) -> str:
         return self.auth_file.read_text(encoding="utf-8").strip()
