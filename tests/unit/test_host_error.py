@@ -349,3 +349,23 @@ def test_a_flapping_host_is_not_fenced_more_than_the_limit_per_hour(c: Cluster) 
     c.h.advance(3600)  # an hour later the limit has room again: a retry proceeds
     assert c.hook("node1", "-m", "-p", "0") == EXIT_OK
     c.h.wait_for(lambda: c.h.state(vm) == RUNNING)
+
+
+def test_only_the_failed_hosts_vms_are_read_never_the_whole_pool(c: Cluster) -> None:
+    # With 40,000 VMs the pool document is 24 MB; the hook reads the host's VMS list instead.
+    ids = vms_on(c, "node1", 2)
+    others = vms_on(c, "node2", 3)
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    inner = c.api.call
+
+    def recording(method: str, *params: object) -> object:
+        calls.append((method, params))
+        return inner(method, *params)
+
+    c.api.call = recording  # type: ignore[method-assign]
+    c.fail("node1")
+    assert c.hook("node1", "-m", "-p", "1") == EXIT_OK
+    c.h.wait_for(lambda: all(c.h.state(i) == RUNNING for i in ids))
+    assert not any(method == "one.vmpool.info" for method, _ in calls)
+    read = {params[0] for method, params in calls if method == "one.vm.info"}
+    assert read == set(ids) and not read & set(others)
