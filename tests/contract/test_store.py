@@ -888,3 +888,19 @@ def test_a_database_from_before_migration_3_gets_its_bodies(db_path: Path) -> No
 def test_renderer_fingerprint_is_stable_and_names_the_version() -> None:
     assert rendered.fingerprint() == rendered.fingerprint()
     assert rendered.fingerprint().startswith(f"{lazarus.__version__}:")
+
+
+def test_touch_hosts_sets_the_monitoring_time_and_nothing_else(store: Store) -> None:
+    with store.transaction() as tx:
+        host_id = tx.add_host(full_host()).id
+    before = store.host(host_id)
+    with store.transaction() as tx:
+        tx.touch_hosts([host_id, 999], 1_767_225_700.5)  # an unknown id is ignored
+    after = store.host(host_id)
+    assert after.last_monitored == 1_767_225_700.5
+    assert after.monitoring["TIMESTAMP"] == "1767225700"
+    del after.monitoring["TIMESTAMP"]
+    before.monitoring.pop("TIMESTAMP", None)
+    assert after.monitoring == before.monitoring  # the other monitoring values are kept
+    after.last_monitored = before.last_monitored
+    assert after == before

@@ -61,6 +61,7 @@ class Tx:
                 state=state.name,
                 lcm_state=lcm.name,
                 body=docs.vm_xml(vm),
+                host_id=-1 if vm.host_id is None else vm.host_id,
             )
         )
         return True

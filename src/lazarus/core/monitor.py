@@ -30,9 +30,13 @@ VM is no longer placed on is stale: it is destroyed and undefined, never started
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Coroutine, Mapping
+from contextlib import aclosing
 from datetime import UTC, datetime
+from typing import Any
 
 from lazarus.domain.entities import VM, Event, Host
 from lazarus.domain.errors import DriverError, NoExistsError
@@ -50,6 +54,7 @@ from lazarus.ports.store import Store
 
 from .journal import Journal, Tx
 from .lifecycle import Lifecycle
+from .probing import probe_round
 from .settings import Settings
 from .waits import sleep_or_wake, within
 
@@ -78,8 +83,15 @@ class Monitor:
         self.settings = settings
         self.lifecycle = lifecycle
         self.failures: dict[int, int] = {}
-        self._loops: dict[int, asyncio.Task[None]] = {}
-        self._wakers: dict[int, asyncio.Event] = {}
+        # The pacer: one heap of (due time, host id) for every monitored host, one task that
+        # sleeps until the earliest and starts a round for the hosts due then.
+        self._tracked: set[int] = set()
+        self._due: list[tuple[float, int]] = []
+        self._next: dict[int, float] = {}  # host id -> its live entry in _due
+        self._inflight: dict[int, int] = {}  # host id -> probes running now
+        self._pacer = asyncio.Event()
+        self._asleep_until = -math.inf
+        self._tasks: set[asyncio.Task[None]] = set()  # rounds and stale-domain cleanups
         self._changed: dict[int, int] = {}  # vm id -> id of its latest state event
         self._last_event = 0
         # Fast path: a probe identical to the last applied one, on a host none of whose VMs
@@ -89,8 +101,9 @@ class Monitor:
         self._vm_host: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._persisted: dict[int, float] = {}
-        # Each probe loop keeps its host's record and re-reads it only after the journal
-        # said the host changed (state, template, placements): no decode per probe.
+        self._touching: list[int] = []  # hosts whose timestamp is refreshed at the next turn
+        # The pacer keeps each host's record and re-reads it only after the journal said the
+        # host changed (state, template, placements): no decode per probe.
         self._cached: dict[int, Host] = {}
         self._stale: set[int] = set()
         self._cleaning: set[tuple[int, str]] = set()  # stale domains being removed now
@@ -100,34 +113,99 @@ class Monitor:
 
     # ----------------------------------------------------------------------- service
     async def run(self) -> None:
-        """Keep one probe loop per monitorable host; reconcile every interval."""
+        """Probe every host that is not OFFLINE whenever it is due, until cancelled."""
         self.attach(asyncio.get_running_loop())
+        for host in self.store.hosts():
+            if host.state is not HostState.OFFLINE:
+                self.wake(host.id)
         try:
             while True:
-                self.reconcile()
-                await self.clock.sleep(self.settings.monitoring_interval_host)
+                self._pacer.clear()
+                self._start_due()
+                now = self.clock.monotonic()
+                idle = now + self.settings.monitoring_interval_host
+                until = self._due[0][0] if self._due else idle
+                if until > now:
+                    self._asleep_until = until
+                    await sleep_or_wake(self.clock, until - now, self._pacer)
+                    self._asleep_until = -math.inf
         finally:
-            for task in self._loops.values():
+            for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._loops.values(), return_exceptions=True)
-            self._loops.clear()
-
-    def reconcile(self) -> None:
-        wanted = {h.id for h in self.store.hosts() if h.state is not HostState.OFFLINE}
-        for host_id in list(self._loops):
-            if host_id not in wanted or self._loops[host_id].done():
-                self._loops.pop(host_id).cancel()
-                self.failures.pop(host_id, None)
-        loop = asyncio.get_running_loop()
-        for host_id in sorted(wanted - self._loops.keys()):
-            self._wakers[host_id] = asyncio.Event()
-            self._loops[host_id] = loop.create_task(self._host_loop(host_id))
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
 
     def wake(self, host_id: int) -> None:
-        """Probe this host now (a driver saw its connection drop)."""
-        waker = self._wakers.get(host_id)
-        if waker is not None:
-            waker.set()
+        """Probe this host now (a driver saw its connection drop, or the host changed state);
+        a host not monitored yet (new, or back from OFFLINE) joins."""
+        self._tracked.add(host_id)
+        self._schedule(host_id, self.clock.monotonic())
+
+    def _schedule(self, host_id: int, when: float) -> None:
+        """Make the host due at `when` at the latest."""
+        if self._next.get(host_id, math.inf) <= when:
+            return
+        self._next[host_id] = when
+        heapq.heappush(self._due, (when, host_id))
+        if when < self._asleep_until:
+            self._pacer.set()
+
+    def _start_due(self) -> None:
+        """Start a round (per driver) for the hosts due now.
+
+        healthy:  one probe at a time; its end makes the host due again an interval after it
+                  started.
+        failing:  a new probe every RETRY_INTERVAL without waiting for the previous one (a
+                  probe of a dead host may hang until its timeout), at most MONITOR_FAILURES
+                  at once, so N failures take about N retry intervals."""
+        now = self.clock.monotonic()
+        rounds: dict[str, list[Host]] = {}
+        while self._due and self._due[0][0] <= now:
+            when, host_id = heapq.heappop(self._due)
+            if self._next.get(host_id) != when:
+                continue  # superseded by an earlier entry
+            del self._next[host_id]
+            host = self._current(host_id)
+            if host is None:
+                self._forget(host_id)
+                continue
+            running = self._inflight.get(host_id, 0)
+            if self.failures.get(host_id, 0) > 0:
+                self._schedule(host_id, now + self.settings.retry_interval)
+                if running >= self.settings.monitor_failures:
+                    continue
+            elif running:
+                continue
+            self._inflight[host_id] = running + 1
+            rounds.setdefault(host.vm_mad, []).append(host)
+        for vm_mad, hosts in rounds.items():
+            self._spawn(self._round(vm_mad, hosts, now))
+
+    def _current(self, host_id: int) -> Host | None:
+        """The host's record (cached until the journal says it changed); None: stop probing
+        it (deleted, OFFLINE, or no longer tracked)."""
+        if host_id not in self._tracked:
+            return None
+        host = self._cached.get(host_id)
+        if host is None or host_id in self._stale:
+            try:
+                host = self.store.host(host_id)
+            except NoExistsError:
+                return None
+            self._cached[host_id] = host
+            self._stale.discard(host_id)
+        return None if host.state is HostState.OFFLINE else host
+
+    def _forget(self, host_id: int) -> None:
+        self._tracked.discard(host_id)
+        for table in (self.failures, self._cached, self._signature, self._domains,
+                      self._persisted):
+            table.pop(host_id, None)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
@@ -136,7 +214,9 @@ class Monitor:
                 self._changed[event.obj_id] = event.id
                 host_id = self._vm_host.get(event.obj_id)
                 if host_id is not None:
-                    self._dirty.add(host_id)
+                    self._dirty.add(host_id)  # where it was
+                if event.host_id >= 0:
+                    self._dirty.add(event.host_id)  # where it is now (deployed, moved)
             elif event.obj == "HOST":
                 self._dirty.add(event.obj_id)
                 self._stale.add(event.obj_id)
@@ -145,47 +225,11 @@ class Monitor:
             elif event.line.startswith("host/"):  # e.g. "host/3 n3: template updated"
                 head = event.line[5:].split(" ", 1)[0]
                 if head.isdigit():
-                    self._dirty.add(int(head))
-                    self._stale.add(int(head))
-
-    async def _host_loop(self, host_id: int) -> None:
-        waker = self._wakers[host_id]
-        inflight: set[asyncio.Task[bool]] = set()
-        try:
-            while True:
-                started = self.clock.monotonic()
-                host = self._cached.get(host_id)
-                if host is None or host_id in self._stale:
-                    try:
-                        host = self.store.host(host_id)
-                    except Exception:
-                        return  # deleted
-                    self._cached[host_id] = host
-                    self._stale.discard(host_id)
-                if host.state is HostState.OFFLINE:
-                    return
-                if self.failures.get(host_id, 0) == 0:
-                    await self.probe_once(host)  # healthy: one probe at a time
-                elif len(inflight) < self.settings.monitor_failures:
-                    # Failing: a probe may hang until its timeout; don't wait for it before
-                    # starting the next one, so N failures take about N retry intervals.
-                    task = asyncio.ensure_future(self.probe_once(host))
-                    inflight.add(task)
-                    task.add_done_callback(inflight.discard)
-                failing = self.failures.get(host_id, 0) > 0
-                delay = (
-                    self.settings.retry_interval
-                    if failing
-                    else self.settings.monitoring_interval_host
-                )
-                remaining = delay - (self.clock.monotonic() - started)
-                waker.clear()
-                if remaining > 0:
-                    await sleep_or_wake(self.clock, remaining, waker)
-        finally:
-            for task in inflight:
-                task.cancel()
-            await asyncio.gather(*inflight, return_exceptions=True)
+                    host_id = int(head)
+                    self._dirty.add(host_id)
+                    self._stale.add(host_id)
+                    if host_id not in self._tracked:
+                        self.wake(host_id)  # a new host
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Listen to drivers that report lost connections (from any thread)."""
@@ -206,26 +250,57 @@ class Monitor:
         self.wake(host.id)
 
     # ------------------------------------------------------------------------- probe
-    async def probe_once(self, host: Host) -> bool:
-        """Probe a host and apply the result. True when the probe succeeded."""
-        driver = self.drivers.get(host.vm_mad)
-        cursor = self._last_event
-        if driver is None:
-            self._failed(host.id, f"no driver for VM_MAD {host.vm_mad!r}")
-            return False
+    async def _round(self, vm_mad: str, hosts: list[Host], started: float) -> None:
+        """Probe hosts due at the same instant, bounded by PROBE_TIMEOUT; each result is
+        applied as it comes."""
+        cursor = self._last_event  # VM changes after this may be newer than the probe
+        waiting = {host.id: host for host in hosts}
+        driver = self.drivers.get(vm_mad)
         try:
-            async with asyncio.timeout(self.settings.probe_timeout):  # no extra task
-                probe = await driver.probe(host)
+            if driver is None:
+                missing = DriverError(f"no driver for VM_MAD {vm_mad!r}")
+                for host in hosts:
+                    self._finish(waiting.pop(host.id), missing, cursor, started)
+                return
+            async with asyncio.timeout(self.settings.probe_timeout):
+                async with aclosing(probe_round(driver, hosts)) as results:
+                    async for host, result in results:
+                        if waiting.pop(host.id, None) is not None:
+                            self._finish(host, result, cursor, started)
         except TimeoutError:
-            self._failed(host.id, f"probe timed out after {self.settings.probe_timeout:g} s")
-            return False
-        except DriverError as exc:
-            self._failed(host.id, str(exc) or type(exc).__name__)
-            return False
-        except Exception as exc:  # a driver bug is a failed probe, not a dead monitor
-            log.exception("%s: probe crashed", host.subject)
-            self._failed(host.id, f"internal error: {exc}")
-            return False
+            late = TimeoutError(f"probe timed out after {self.settings.probe_timeout:g} s")
+            for host in list(waiting.values()):
+                self._finish(waiting.pop(host.id), late, cursor, started)
+        finally:
+            for host_id in waiting:  # cancelled: the monitor is stopping
+                self._inflight[host_id] -= 1
+
+    def _finish(
+        self, host: Host, result: HostProbe | Exception, cursor: int, started: float
+    ) -> None:
+        """Apply one probe's result and say when the host is due next."""
+        self._inflight[host.id] -= 1
+        if host.id not in self._tracked:
+            return
+        try:
+            if isinstance(result, HostProbe):
+                self._observe(host, result, cursor)
+            elif isinstance(result, DriverError | TimeoutError):
+                self._failed(host.id, str(result) or type(result).__name__)
+            else:  # a driver bug is a failed probe, not a dead monitor
+                log.error("%s: probe crashed", host.subject, exc_info=result)
+                self._failed(host.id, f"internal error: {result}")
+        except Exception:
+            log.exception("%s: applying a probe failed", host.subject)
+        if self.failures.get(host.id, 0) == 0:
+            self._schedule(host.id, started + self.settings.monitoring_interval_host)
+        else:
+            self._schedule(
+                host.id, max(started + self.settings.retry_interval, self.clock.monotonic())
+            )
+
+    def _observe(self, host: Host, probe: HostProbe, cursor: int) -> None:
+        """Apply a good probe: nothing at all when nothing changed (fast path)."""
         previous = self._signature.get(host.id)
         seen = self._domains.get(host.id)
         if seen is not None and seen[0] is probe.domains:
@@ -244,14 +319,13 @@ class Monitor:
             if now - self._persisted.get(host.id, -1e18) >= self.settings.persist_interval:
                 self._touch(host.id)  # nothing changed: only the monitoring timestamp
                 self._persisted[host.id] = now
-            return True
+            return
         self._dirty.discard(host.id)
         stale = self._succeeded(host.id, probe, cursor)
         self._signature[host.id] = signature
         self._persisted[host.id] = now
         for vm_id, deploy_id in stale:
-            await self._cleanup_stale(host.id, vm_id, deploy_id)
-        return True
+            self._spawn(self._cleanup_stale(host.id, vm_id, deploy_id))
 
     def _failed(self, host_id: int, message: str) -> None:
         count = self.failures.get(host_id, 0) + 1
@@ -280,16 +354,16 @@ class Monitor:
                     t.vm_state(vm, (VmState.ACTIVE, LcmState.UNKNOWN), f"{host.subject} in ERROR")
 
     def _touch(self, host_id: int) -> None:
-        """Refresh the monitoring timestamp of a host whose probe changed nothing."""
+        """Refresh the monitoring timestamp of a host whose probe changed nothing; the hosts
+        of one round are written together, in one transaction, right after it."""
+        if not self._touching:
+            asyncio.get_running_loop().call_soon(self._write_touches)
+        self._touching.append(host_id)
+
+    def _write_touches(self) -> None:
+        ids, self._touching = self._touching, []
         with self.journal.tx() as t:
-            try:
-                host = t.store.host(host_id)
-            except NoExistsError:
-                return
-            now = self.clock.now()
-            host.last_monitored = now
-            host.monitoring["TIMESTAMP"] = str(int(now))
-            t.store.save_host(host)
+            t.store.touch_hosts(ids, self.clock.now())
 
     def _succeeded(
         self, host_id: int, probe: HostProbe, cursor: int

@@ -187,6 +187,8 @@ class Event:
     `line` is the fixed, greppable text (e.g. "host/3 node3: MONITORED => ERROR (3 missed
     probes)"); `kind` is "state", "api" or "log"; for state events `obj`, `obj_id`, `state`,
     `lcm_state` and `body` (the object's XML at that moment, for $TEMPLATE) are filled.
+    A VM's state event also names the host the VM is placed on (`host_id`, in memory only:
+    the monitor uses it to know whose probe may be out of date).
     """
 
     kind: str
@@ -198,3 +200,4 @@ class Event:
     body: str = ""
     id: int = 0
     time: float = 0.0
+    host_id: int = -1

@@ -8,7 +8,7 @@ nothing else. A driver never decides anything: the core says what to do and wher
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -101,3 +101,19 @@ class LossReporting(Protocol):
     and keepalive) reports the host's name, from any thread, so the monitor probes it now."""
 
     def set_loss_listener(self, listener: Callable[[str], None] | None) -> None: ...
+
+
+ProbeResult = tuple[Host, HostProbe | Exception]
+
+
+@runtime_checkable
+class BatchProbing(Protocol):
+    """Optional: a driver that probes many hosts in one call (the simulated cluster answers a
+    whole monitoring round after one shared delay instead of one timer per host).
+
+    Yields one `(host, result)` per host, as each is ready: the HostProbe, or the exception the
+    host's own `probe()` would have raised. The caller bounds the whole round with its probe
+    timeout and closes the iterator; hosts not yielded by then timed out, and a hung host must
+    not hold back the others' results. Drivers without it are probed one task per host."""
+
+    def probe_many(self, hosts: Sequence[Host]) -> AsyncGenerator[ProbeResult, None]: ...

@@ -18,7 +18,7 @@ Adapters: store/sqlite.py (embedded default). Contract tests: tests/contract/tes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -93,6 +93,12 @@ class StoreTx(StoreReader, Protocol):
     def add_host(self, host: Host) -> Host: ...
 
     def save_host(self, host: Host) -> None: ...
+
+    def touch_hosts(self, host_ids: Sequence[int], now: float) -> None:
+        """Set the monitoring time (last_monitored, MONITORING/TIMESTAMP) of these hosts and
+        nothing else, without reading them: the monitor's refresh for probes that changed
+        nothing. Unknown ids are ignored."""
+        ...
 
     def delete_host(self, host_id: int) -> None: ...
 

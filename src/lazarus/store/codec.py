@@ -18,7 +18,6 @@ JSONB column).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 from lazarus.domain.entities import VM, Cluster, Datastore, History, Host, HostShare, User
@@ -59,7 +58,7 @@ def encode_host(host: Host) -> str:
             "vm_mad": host.vm_mad,
             "cluster_id": host.cluster_id,
             "cluster": host.cluster,
-            "share": asdict(host.share),
+            "share": dict(vars(host.share)),  # flat ints: no asdict deep copy
             "vms": list(host.vms),
             "template": host.template.to_json(),
             "last_monitored": host.last_monitored,

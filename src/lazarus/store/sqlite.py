@@ -290,6 +290,18 @@ class _SqliteTx(HookWrites, _Reader):
         host.id = host_id
         return host
 
+    def touch_hosts(self, host_ids: Sequence[int], now: float) -> None:
+        if not self._open:
+            raise RuntimeError("store transaction used after it ended")
+        try:  # SQLite's JSON functions: the body is neither decoded nor re-encoded here
+            self._conn.executemany(
+                "UPDATE hosts SET body = json_set(body, '$.last_monitored', ?,"
+                " '$.monitoring.TIMESTAMP', ?) WHERE id = ?",
+                [(now, str(int(now)), host_id) for host_id in host_ids],
+            )
+        except sqlite3.Error as exc:
+            raise InternalError(f"Store error: {exc}") from exc
+
     def save_host(self, host: Host) -> None:
         changed = self._write(
             "UPDATE hosts SET name = ?, state = ?, body = ? WHERE id = ?",

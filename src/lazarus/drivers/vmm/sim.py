@@ -8,7 +8,9 @@ driver the core talks to; it sees the cluster only the way a controller would se
 through calls that take time (clock.sleep, virtual in tests), time out, or fail.
 
 Per-call cost is O(1), probe is O(domains on the host), so 2,000 hosts with 40,000 VMs stay
-cheap. Nothing here starts threads or touches real time.
+cheap; `probe_many` (ports.hypervisor.BatchProbing) answers a monitoring round of hosts that
+respond plainly after one shared delay, so a round costs one timer, not one per host. Nothing
+here starts threads or touches real time.
 
 Listener events (callback(event, host, deploy_id)), sent after every ground-truth change:
     host_added, power_off, power_on, network_cut, network_restored, hang, unhang, capacity
@@ -20,14 +22,14 @@ Listener events (callback(event, host, deploy_id)), sent after every ground-trut
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lazarus.domain.entities import Host
 from lazarus.domain.errors import PermanentDriverError, TemporaryDriverError
 from lazarus.ports.clock import Clock
-from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, VmSpec
+from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, ProbeResult, VmSpec
 
 Listener = Callable[[str, str, str | None], None]
 
@@ -352,6 +354,51 @@ class SimHypervisor:
 
     async def probe(self, host: Host) -> HostProbe:
         sim = await self._gate(host, "probe", self.cluster.probe_delay)
+        return self._probe_of(sim)
+
+    async def probe_many(self, hosts: Sequence[Host]) -> AsyncGenerator[ProbeResult, None]:
+        """A round: the hosts that answer plainly share one probe delay; the others (unknown,
+        down, hung, an injected failure) go through `probe()` in a task each and come as they
+        finish. Same outcomes as calling `probe()` for each host."""
+        cluster = self.cluster
+        plain: list[tuple[Host, SimHost]] = []
+        ready: asyncio.Queue[ProbeResult] = asyncio.Queue()
+
+        async def alone(host: Host, in_flight: bool) -> None:
+            try:
+                if in_flight:  # hung while the call was in flight: answers once it un-hangs
+                    result: HostProbe = self._probe_of(await self._reach(host.name, True))
+                else:
+                    result = await self.probe(host)
+                ready.put_nowait((host, result))
+            except Exception as exc:
+                ready.put_nowait((host, exc))
+
+        tasks = []
+        for host in hosts:
+            sim = cluster.hosts.get(host.name)
+            if sim and sim.powered and sim.network and not sim.hung and "probe" not in sim.failures:
+                plain.append((host, sim))
+            else:
+                tasks.append(asyncio.ensure_future(alone(host, False)))
+        try:
+            if plain:
+                await cluster.clock.sleep(cluster.probe_delay)
+                for host, sim in plain:  # as in _gate: it may have died or hung meanwhile
+                    if sim.powered and sim.network and not sim.hung:
+                        yield host, self._probe_of(sim)
+                    elif sim.powered and sim.network:
+                        tasks.append(asyncio.ensure_future(alone(host, True)))
+                    else:
+                        yield host, TemporaryDriverError(f"{host.name}: host unreachable")
+            for _ in range(len(tasks)):
+                yield await ready.get()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    @staticmethod
+    def _probe_of(sim: SimHost) -> HostProbe:
         return HostProbe(
             total_cpu=sim.cpu,
             total_mem=sim.memory_kib,
