@@ -1,9 +1,12 @@
 """Host monitoring: probes, ERROR detection, VM state sync, stale-domain cleanup.
 
-Each host has its own probe loop, so a slow or hung host never delays the others:
+One pacer keeps when each host is next due (a heap) and starts a round for the hosts due at
+the same instant (core/probing.py: a batch call where the driver offers one, else a task per
+host). Results are applied as they come and each host's next probe is timed from its own
+result, so a slow or hung host never delays the others:
 
     healthy:  probe every MONITORING_INTERVAL_HOST (default 5 s)
-    failing:  re-probe every RETRY_INTERVAL (default 1 s); after MONITOR_FAILURES (3)
+    failing:  re-probe every RETRY_INTERVAL (default 0.5 s); after MONITOR_FAILURES (3)
               consecutive failures the host goes to ERROR and its RUNNING VMs to UNKNOWN
     ERROR:    keep re-probing every RETRY_INTERVAL (ft/host_error counts these cycles);
               one good probe brings it back to MONITORED
