@@ -110,8 +110,9 @@ class Monitor:
         self._cached: dict[int, Host] = {}
         self._stale: set[int] = set()
         self._cleaning: set[tuple[int, str]] = set()  # stale domains being removed now
-        # the last probe's domain view and its sorted key
+        # the last probe's domain view and its sorted key; the last probe itself
         self._domains: dict[int, tuple[tuple[DomainInfo, ...], tuple[object, ...]]] = {}
+        self._probes: dict[int, HostProbe] = {}
         journal.listeners.append(self._on_events)
 
     # ----------------------------------------------------------------------- service
@@ -202,7 +203,7 @@ class Monitor:
     def _forget(self, host_id: int) -> None:
         self._tracked.discard(host_id)
         for table in (self.failures, self._cached, self._signature, self._domains,
-                      self._persisted):
+                      self._persisted, self._probes):
             table.pop(host_id, None)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -305,13 +306,16 @@ class Monitor:
     def _observe(self, host: Host, probe: HostProbe, cursor: int) -> None:
         """Apply a good probe: nothing at all when nothing changed (fast path)."""
         previous = self._signature.get(host.id)
-        seen = self._domains.get(host.id)
-        if seen is not None and seen[0] is probe.domains:
-            domains_key = seen[1]  # the driver handed back the very same view: no re-sort
+        if previous is not None and probe is self._probes.get(host.id):
+            signature = previous  # the driver handed back the very same probe
         else:
-            domains_key = tuple(sorted((d.deploy_id, d.state.value) for d in probe.domains))
-            self._domains[host.id] = (probe.domains, domains_key)
-        signature = _signature(probe, domains_key)
+            seen = self._domains.get(host.id)
+            if seen is not None and seen[0] is probe.domains:
+                domains_key = seen[1]  # the very same domain view: no re-sort
+            else:
+                domains_key = tuple(sorted((d.deploy_id, d.state.value) for d in probe.domains))
+                self._domains[host.id] = (probe.domains, domains_key)
+            signature = _signature(probe, domains_key)
         now = self.clock.monotonic()
         if (
             host.state is HostState.MONITORED
@@ -319,6 +323,7 @@ class Monitor:
             and host.id not in self._dirty
             and previous == signature
         ):
+            self._probes[host.id] = probe  # its signature is the kept one
             if now - self._persisted.get(host.id, -1e18) >= self.settings.persist_interval:
                 self._touch(host.id)  # nothing changed: only the monitoring timestamp
                 self._persisted[host.id] = now
@@ -326,6 +331,7 @@ class Monitor:
         self._dirty.discard(host.id)
         stale = self._succeeded(host.id, probe, cursor)
         self._signature[host.id] = signature
+        self._probes[host.id] = probe
         self._persisted[host.id] = now
         for vm_id, deploy_id in stale:
             self._spawn(self._cleanup_stale(host.id, vm_id, deploy_id))

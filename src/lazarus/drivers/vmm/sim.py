@@ -70,6 +70,7 @@ class SimHost:
     failures: dict[str, bool] = field(default_factory=dict)  # op -> permanent
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     infos: tuple[DomainInfo, ...] | None = None  # the probe's view, rebuilt after a change
+    probe: HostProbe | None = None  # the last probe answered, handed out again while current
 
 
 def _active(host: SimHost, deploy_id: str) -> bool:
@@ -399,14 +400,26 @@ class SimHypervisor:
 
     @staticmethod
     def _probe_of(sim: SimHost) -> HostProbe:
-        return HostProbe(
+        """The host as a probe sees it; the same object as last time when nothing changed (the
+        monitor then skips comparing it)."""
+        domains = _infos(sim)
+        last = sim.probe
+        if (
+            last is not None
+            and last.domains is domains
+            and (last.total_cpu, last.total_mem, last.used_cpu, last.used_mem)
+            == (sim.cpu, sim.memory_kib, sim.used_cpu, sim.used_mem)
+        ):
+            return last
+        sim.probe = HostProbe(
             total_cpu=sim.cpu,
             total_mem=sim.memory_kib,
             used_cpu=sim.used_cpu,
             used_mem=sim.used_mem,
-            domains=_infos(sim),
+            domains=domains,
             info={"HOSTNAME": sim.name, "HYPERVISOR": "sim", "ARCH": "x86_64"},
         )
+        return sim.probe
 
     async def deploy(self, host: Host, spec: VmSpec) -> str:
         sim = await self._gate(host, "deploy", self.cluster.deploy_delay)
