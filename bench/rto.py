@@ -4,11 +4,13 @@
     sudo .venv/bin/python bench/rto.py --vms 30 --reps 5 --fault bmc --set PROBE_TIMEOUT=1
 
 Needs root and the lab (lab/). For each K: a LabCluster (3 real qemu hosts, Redfish BMCs, a
-real `lazarus serve` with default settings unless --set, the HOST/ERROR hook running
-ft/host_error -m -p 2), then R repetitions of: K tiny guests deployed on hv2 and counting;
-fault injected on hv2 (--fault power: the plug is pulled behind the BMC's back, so the fence
-really switches the chassis off; --fault bmc: chassis power-off through Redfish); wait until
-all K run elsewhere; power hv2 back on; terminate the VMs.
+real `lazarus serve` with default settings unless --set, the HOST/ERROR hook with the shipped
+example's arguments, ft/host_error -m -p 5), then R repetitions of: K tiny guests deployed on
+hv2 and counting; fault injected on hv2 (--fault power: the plug is pulled behind the BMC's
+back, so the fence really switches the chassis off; --fault bmc: chassis power-off through
+Redfish); wait until all K run elsewhere; power hv2 back on; terminate the VMs. Each run also
+prints the CPU seconds used from the fault to all RUNNING by the controller (with its hook
+commands and fence agents), by this process (the API watcher) and by the whole machine.
 
 Phases, per VM, in seconds from the fault (from the API watcher sampling every 50 ms, so each
 time is late by up to ~50 ms plus one pool call):
@@ -26,6 +28,7 @@ assertions: prints a table; docs/benchmarks.md records the figures with this com
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lazarus.lab.demo import FENCED_STATES
-from lazarus.lab.e2e import LabCluster
+from lazarus.lab.e2e import DEFAULT_HOOK_ARGS, LabCluster
 from lazarus.lab.observe import ApiWatch
 
 VICTIM = "hv2"
@@ -50,6 +53,7 @@ class Run:
     k: int
     rep: int
     per_vm: dict[int, dict[str, float]] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds, fault -> all RUNNING
 
     def all_running(self) -> float:
         return max(v["running"] for v in self.per_vm.values())
@@ -106,15 +110,21 @@ def one_run(cl: LabCluster, k: int, rep: int, fault_kind: str) -> Run:
     while any(cl.counter(v)[0] < 1 for v in ids) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # the hosts settle (the monitor has probed the new VMs)
+    assert cl.controller.process is not None
+    controller = cl.controller.process.pid
+    cpu0 = (cpu_seconds(controller), time.process_time(), machine_cpu())
     fault = time.monotonic()
     if fault_kind == "power":
         cl.lab.fail(VICTIM, "power")
     else:
         cl.bmc_power_off(VICTIM)
     cl.wait_running(ids, not_on=VICTIM, timeout=300)
+    cpu1 = (cpu_seconds(controller), time.process_time(), machine_cpu())
     time.sleep(0.2)
     assert cl.watch is not None
     run = Run(k, rep, measure(cl.watch, cl.host_ids[VICTIM], ids, fault))
+    run.cpu = {"controller": cpu1[0] - cpu0[0], "bench": cpu1[1] - cpu0[1],
+               "machine": cpu1[2] - cpu0[2]}  # fmt: skip
     # reset: host back, VMs gone
     cl.bmc_power_on(VICTIM)
     cl.wait_hosts("MONITORED", [VICTIM], timeout=120)
@@ -127,6 +137,19 @@ def one_run(cl: LabCluster, k: int, rep: int, fault_kind: str) -> Run:
             break
         time.sleep(0.2)
     return run
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its reaped children (hook commands, fence agents)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine (all cores) from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def openebula_estimate(runs: list[Run], agents: list[float]) -> dict[str, float]:
@@ -174,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vms", type=int, nargs="+", default=[10, 30])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--fault", choices=("power", "bmc"), default="power")
-    ap.add_argument("--hook-args", default="$TEMPLATE -m -p 2")
+    ap.add_argument("--hook-args", default=DEFAULT_HOOK_ARGS)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="daemon setting, e.g. PROBE_TIMEOUT=1 (LAZARUS_<KEY>)")
     ap.add_argument("--subnet", default="10.250.252")
@@ -192,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                 run = one_run(cl, k, rep, args.fault)
                 runs.append(run)
                 phases = "  ".join(f"{p} {run.phase(p):5.2f}" for p in PHASES[:4])
-                print(f"K={k:>2} rep {rep}: {phases}  all RUNNING {run.all_running():5.2f} s",
-                      flush=True)  # fmt: skip
+                cpu = ", ".join(f"{name} {sec:.1f}" for name, sec in run.cpu.items())
+                print(f"K={k:>2} rep {rep}: {phases}  all RUNNING {run.all_running():5.2f} s"
+                      f"  (CPU s: {cpu}; load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
             agents = fence_seconds(cl.hook_log())
         results[k] = (runs, agents)
     print()

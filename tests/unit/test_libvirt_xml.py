@@ -126,3 +126,39 @@ def test_tcp_addresses_are_probed_before_libvirt_opens_them() -> None:
     assert _tcp_address("qemu+tcp://[::1]:5/system") == ("::1", 5)
     for other in ("qemu+ssh://hv/system", "test:///n.xml", "test+unix:///default?socket=/s"):
         assert _tcp_address(other) is None
+
+
+def test_real_domains_get_no_usb_controller_unless_they_ask_for_input_devices() -> None:
+    # libvirt adds a USB controller by default; the BIOS initialising it costs each TCG boot
+    # about 0.07 s of CPU (docs/benchmarks.md), and no HA guest device needs it.
+    def usb(spec: VmSpec, domain_type: str = "qemu") -> list[str | None]:
+        root = SafeET.fromstring(domain_xml(spec, domain_type))
+        return [c.get("model") for c in root.findall("devices/controller[@type='usb']")]
+
+    assert usb(full_spec()) == ["none"]
+    assert usb(full_spec(), "test") == []
+    template = Template()
+    template.add("INPUT", Vector([("TYPE", "tablet"), ("BUS", "usb")]))
+    spec = VmSpec(vm_id=1, name="one-1", vcpu=1, cpu=10, memory_kib=1024, template=template)
+    assert usb(spec) == []
+
+
+def test_the_tcp_reach_check_has_its_own_short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead host's re-probe fails after reach_timeout (0.5 s), not PROBE_TIMEOUT; the wait
+    for another caller's open keeps connect_timeout (a busy libvirtd's handshake is slow)."""
+    pytest.importorskip("libvirt")
+    import lazarus.drivers.vmm.libvirt as module
+    from lazarus.domain.errors import TemporaryDriverError
+
+    asked: list[tuple[tuple[str, int], float]] = []
+
+    def unreachable(address: tuple[str, int], timeout: float) -> None:
+        asked.append((address, timeout))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(module.socket, "create_connection", unreachable)
+    driver = LibvirtHypervisor()
+    assert (driver.reach_timeout, driver.connect_timeout, driver.keepalive_count) == (0.5, 5.0, 2)
+    with pytest.raises(TemporaryDriverError, match="cannot reach"):
+        driver._open("qemu+tcp://10.0.0.5/system")
+    assert asked == [(("10.0.0.5", 16509), 0.5)]

@@ -40,6 +40,7 @@ from types import TracebackType
 from lazarus.api.client import Client
 from lazarus.app.ready import ReadyReader
 from lazarus.domain.template import Template, Vector
+from lazarus.ha.examples import error_hook_arguments
 from lazarus.lab import hosts
 from lazarus.lab.guest import read_serial
 from lazarus.lab.lab import Lab, LabStatus
@@ -49,7 +50,7 @@ from lazarus.lab.proc import LabError, mounts_under
 READY_TIMEOUT = 60.0
 DATASTORE_NAME = "lab_shared"
 HOOK_NAME = "host_error"
-DEFAULT_HOOK_ARGS = "$TEMPLATE -m -p 2"
+DEFAULT_HOOK_ARGS = error_hook_arguments()  # the shipped example's: "$TEMPLATE -m -p 5"
 VM_MEMORY_MIB = 16
 VM_CPU = "0.05"
 

@@ -192,7 +192,7 @@ def domain_xml(name: str, image: Path, serial: Path, memory_mib: int = 16) -> st
         "</disk>"
         f"<serial type='file'><source path={quoteattr(str(serial))} append='on'/>"
         "<target port='0'/></serial>"
-        "<memballoon model='none'/></devices></domain>"
+        "<controller type='usb' model='none'/><memballoon model='none'/></devices></domain>"
     )
 
 

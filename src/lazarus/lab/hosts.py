@@ -25,6 +25,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,9 @@ def write_config(paths: HostPaths, address: str, hosts: dict[str, str], uuid_see
         "namespaces = [ ]\n"
         "cgroup_controllers = [ ]\n"
         'stdio_handler = "file"\n'
+        # Lab only, like security_driver "none" above: qemu's seccomp filter costs about
+        # 0.04 s of CPU per guest start here (measured, docs/benchmarks.md); real hosts keep it.
+        "seccomp_sandbox = 0\n"
         f'migration_address = "{address}"\n'
         f'migration_host = "{address}"\n'
     )
@@ -239,12 +243,15 @@ def start_libvirtd(paths: HostPaths, netns_name: str) -> subprocess.Popen[bytes]
     """Launch the host's libvirtd (daemonizing); call `wait_ready` with the returned process.
 
     Pinned to CPU 0: the two vCPUs of this machine kind report different CPUID data, which makes
-    libvirt discard its capabilities cache and re-probe qemu (8 s) at every start.
+    libvirt discard its capabilities cache and re-probe qemu (8 s) at every start. Started
+    under lab.reaper, a subreaper that reaps the host's exited qemus at once (this machine's
+    PID 1 takes seconds, and libvirt's destroy waits for it holding the domain's lock).
     """
     _apply_file_binds(paths, netns_name)
     with open(paths.log / "stdout", "ab") as out:
         return subprocess.Popen(
-            [*_enter(paths, netns_name), "taskset", "-c", "0", LIBVIRTD, "--daemon", "--listen",
+            [*_enter(paths, netns_name), "taskset", "-c", "0", sys.executable, "-m",
+             "lazarus.lab.reaper", LIBVIRTD, "--daemon", "--listen",
              "-f", "/etc/libvirt/libvirtd.conf", "-p", "/run/libvirt/libvirtd.pid"],
             stdin=subprocess.DEVNULL,
             stdout=out,
