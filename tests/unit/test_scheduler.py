@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers.core import Harness
-from lazarus.core.scheduler import candidates, plan
+from lazarus.core.scheduler import Placement, candidates, plan
 from lazarus.domain.entities import VM, History, Host, HostShare
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.template import Template
@@ -91,3 +95,53 @@ def test_scheduler_places_pending_vms_on_events() -> None:
         assert took < h.settings.sched_interval + 2  # woken by the PENDING events
         per_host = {h.vm(i).host_id for i in ids}
         assert per_host == {0, 1}  # striping spreads them
+
+
+def _scan_plan(vms: list[VM], hosts: list[Host], policy: str, per_host: int) -> list[Placement]:
+    """The obvious O(VMs x hosts) reading of the rules, as the oracle for plan()'s heap."""
+    rooms = [[h, h.share.total_cpu - h.share.cpu_usage, h.share.total_mem - h.share.mem_usage,
+              h.share.running_vms, 0] for h in hosts if h.state is H.MONITORED]
+
+    def key(r: list[Any]) -> tuple[int, ...]:
+        share = r[0].share
+        return {
+            "packing": (r[1], r[2], r[0].id),
+            "striping": (r[3], r[0].id),
+            "load": (-(share.free_cpu - (share.total_cpu - r[1])), r[0].id),
+        }[policy]
+
+    out = []
+    for v in candidates(vms):
+        current = v.host_id if v.state is not S.PENDING else None
+        fits = [r for r in rooms if r[0].id != current and r[4] < per_host
+                and r[1] >= v.cpu and r[2] >= v.memory]
+        if not fits:
+            continue
+        best = min(fits, key=key)
+        best[1] -= v.cpu
+        best[2] -= v.memory
+        best[3] += 1
+        best[4] += 1
+        migrate = v.state is not S.PENDING
+        out.append(Placement(v.id, best[0].id, migrate, False))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    policy=st.sampled_from(["packing", "striping", "load"]),
+    per_host=st.integers(0, 4),
+    used=st.lists(st.integers(0, 800), min_size=1, max_size=12),
+    cpus=st.lists(st.sampled_from(["0.5", "1", "2", "4"]), max_size=30),
+    on=st.lists(st.integers(-1, 11), max_size=30),
+)
+def test_plan_matches_the_plain_scan(
+    policy: str, per_host: int, used: list[int], cpus: list[str], on: list[int]
+) -> None:
+    hosts = [host(i, cpu_used=u, vms=u // 100) for i, u in enumerate(used)]
+    vms = [
+        vm(i, cpu=c) if i >= len(on) or on[i] < 0 or on[i] >= len(used)
+        else vm(i, S.ACTIVE, L.UNKNOWN, cpu=c, resched=True, on=on[i])
+        for i, c in enumerate(cpus)
+    ]
+    assert plan(vms, hosts, policy, per_host, 1000) == _scan_plan(vms, hosts, policy, per_host)
