@@ -20,7 +20,7 @@ from lazarus.cli.lab import lab as lab_cli
 from lazarus.lab import Lab
 from lazarus.lab.guest import read_counter, read_serial
 from lazarus.lab.lab import LIBVIRT_PORT
-from lazarus.lab.proc import alive, proc_state, tcp_reachable
+from lazarus.lab.proc import alive, cmdline, proc_state, tcp_reachable
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 __all__ = ["lab"]  # the fixture, imported so pytest finds it
@@ -82,6 +82,29 @@ def test_vm_counts_and_live_migrates_with_its_counter_going_on(lab: Lab) -> None
         assert view.counter is not None and view.counter > before
     finally:
         remove_vm(st, "mig")
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_subreaper_adopts_libvirtd_and_its_qemus(lab: Lab) -> None:
+    """This machine's PID 1 reaps orphans after seconds, and libvirt's destroy waits for the
+    reaping holding the domain's lock (probes then time out: a busy host got fenced). Each
+    host's libvirtd runs under lab.reaper, which adopts the daemonized qemus and reaps them."""
+    st = lab.status()
+    host = st.host("hv1")
+    try:
+        start_vm(st, "hv1", "reap")
+        [qemu] = qemu_pids("reap")
+        assert host.libvirtd_pid is not None
+        reaper = _parent(host.libvirtd_pid)
+        assert _parent(qemu) == reaper != 1
+        assert "lazarus.lab.reaper" in " ".join(cmdline(reaper))
+        virsh(host.libvirt_uri, "destroy", "reap")
+        assert proc_state(qemu) is None  # reaped, not a zombie waiting for PID 1
+    finally:
+        remove_vm(lab.status(), "reap")
 
 
 def test_power_fault_kills_qemu_and_power_on_brings_the_domain_back_shut_off(lab: Lab) -> None:

@@ -41,7 +41,7 @@ def test_down_from_another_process_leaves_nothing_behind(tmp_path: Path) -> None
         wait_for(lambda: bool(qemu_pids("doomed1") and qemu_pids("doomed2")), "both VMs")
         the_lab.fail("hv2", "hang")
         seen = [p for h in the_lab.status().hosts for p in h.pids]
-        assert len(seen) == 4  # two libvirtds, two qemus
+        assert len(seen) == 6  # two reapers (lab/reaper.py), two libvirtds, two qemus
         assert len(netns.list_netns(the_lab.prefix)) == 3  # lan, hv1, hv2
         assert netns.root_links(the_lab.prefix) == [f"{the_lab.prefix}-ctl"]
         assert mounts_under(root) != []

@@ -96,7 +96,7 @@ class HostStatus:
     fault: str | None  # None | "network" | "hang"
     libvirtd_pid: int | None
     libvirtd_alive: bool
-    pids: tuple[int, ...]  # every process of the host: libvirtd and its qemus
+    pids: tuple[int, ...]  # every process of the host: its reaper, libvirtd and its qemus
     # FENCE vector attributes per BMC kind ("redfish", "ipmi") once `start_bmcs` ran
     fence: dict[str, dict[str, str]] = field(default_factory=dict)
 

@@ -261,6 +261,7 @@ class LibvirtHypervisor:
         self._conns: dict[tuple[str, str], _Conn] = {}
         self._uri_locks: dict[tuple[str, str], threading.Lock] = {}
         self._dead: list[_Conn] = []  # dropped, unused, to be closed by a worker (not callbacks)
+        self._probing: dict[str, asyncio.Task[HostProbe]] = {}  # uri -> the probe in flight
 
     # -- connections ------------------------------------------------------------------------
     @staticmethod
@@ -465,8 +466,26 @@ class LibvirtHypervisor:
 
     # -- the Hypervisor port ----------------------------------------------------------------
     async def probe(self, host: Host) -> HostProbe:
-        self._names[self.uri(host)] = host.name
-        return await self._call(host, "probe", _probe)
+        """Probe a host; a probe asked for while one is in flight shares its answer.
+
+        The monitor starts a new probe every RETRY_INTERVAL while a host is failing, without
+        waiting for the previous one. On one connection they would queue behind the slow
+        call and each time out in turn: one answer late by a second made three "failures in
+        a row" and put a busy, healthy host in ERROR. Shared, a late answer that still comes
+        within a later probe's own timeout counts as a success for it; a call that really
+        hangs still fails every probe waiting for it, one PROBE_TIMEOUT after each started.
+        """
+        uri = self.uri(host)
+        self._names[uri] = host.name
+        loop = asyncio.get_running_loop()
+        task = self._probing.get(uri)
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = loop.create_task(self._call(host, "probe", _probe))
+            self._probing[uri] = task
+            task.add_done_callback(lambda done: _forget(self._probing, uri, done))
+        # shield: a caller that times out must not cancel the call that the next probe (the
+        # monitor's re-probe comes at once) will wait for; asyncio.run cancels a leftover.
+        return await asyncio.shield(task)
 
     async def deploy(self, host: Host, spec: VmSpec) -> str:
         uri = self.uri(host)
@@ -567,6 +586,14 @@ class LibvirtHypervisor:
         return await self._call(
             source, f"migrate to {target.name}", run, private=True, domain=deploy_id
         )
+
+
+def _forget(probing: dict[str, asyncio.Task[HostProbe]], uri: str,
+            done: asyncio.Task[HostProbe]) -> None:  # fmt: skip
+    if probing.get(uri) is done:
+        del probing[uri]
+    if not done.cancelled():
+        done.exception()  # retrieved: a failure nobody awaits any more is not "never retrieved"
 
 
 def _lookup(conn: Any, name: str) -> Any:
