@@ -51,6 +51,7 @@ from lazarus.domain.template import Template
 from lazarus.domain.xml import template_from_element
 from lazarus.ports.clock import Clock
 
+from . import xmldoc
 from .incident import HostLock, Incident, incident_key
 
 EXIT_OK = 0
@@ -239,12 +240,12 @@ class HostErrorRun:
 
     # ------------------------------------------------------------------------- steps
     def _config(self) -> dict[str, str]:
-        root = SafeET.fromstring(self.api.call("one.system.config"))
+        root = xmldoc.parse(self.api.call("one.system.config"))
         return {child.tag: (child.text or "") for child in root}
 
     def _host(self) -> _Host:
         xml = self.api.call("one.host.info", self.host_id, False)
-        root = SafeET.fromstring(xml)
+        root = xmldoc.parse(xml)
         template_elem = root.find("TEMPLATE")
         return _Host(
             id=int(root.findtext("ID", "-1")),
@@ -292,7 +293,7 @@ class HostErrorRun:
             self.log("Mass-failure guard overridden by HA_IGNORE_MASS_FAILURE on the host.")
             return ""
         share = self.options.mass_failure_share
-        root = SafeET.fromstring(self.api.call("one.hostpool.info"))
+        root = xmldoc.parse(self.api.call("one.hostpool.info"))
         peers = [
             (int(h.findtext("STATE", "0")))
             for h in root.findall("HOST")
@@ -416,18 +417,18 @@ class HostErrorRun:
         """The VMs placed on the host: its VMS list (every VM holding capacity there: ACTIVE,
         POWEROFF, SUSPENDED), each read with one.vm.info. OpenNebula's script reads the whole
         vmpool instead; with 40,000 VMs that is a 24 MB document to parse per failed host."""
-        root = SafeET.fromstring(self._host().xml)  # now, not when the run started
+        root = xmldoc.parse(self._host().xml)  # now, not when the run started
         vms = []
         for text in root.findall("VMS/ID"):
             vm_id = int(text.text or "-1")
             try:
-                vms.append(SafeET.fromstring(self.api.call("one.vm.info", vm_id, False)))
+                vms.append(xmldoc.parse(self.api.call("one.vm.info", vm_id, False)))
             except ApiError as exc:  # deleted meanwhile: nothing to recover
                 self.log(f"VM {vm_id}: cannot read it: {exc}")
         return vms
 
     def _shared_datastores(self) -> dict[int, str | None]:
-        root = SafeET.fromstring(self.api.call("one.datastorepool.info", -2, -1, -1))
+        root = xmldoc.parse(self.api.call("one.datastorepool.info", -2, -1, -1))
         return {
             int(ds.findtext("ID", "-1")): ds.findtext("TEMPLATE/SHARED")
             for ds in root.findall("DATASTORE")
@@ -438,7 +439,7 @@ class HostErrorRun:
     ) -> bool:
         """One VM; True when handled (or skipped on purpose)."""
         try:
-            info = SafeET.fromstring(self.api.call("one.vm.info", vm_id, False))
+            info = xmldoc.parse(self.api.call("one.vm.info", vm_id, False))
         except ApiError as exc:
             self.log(f"VM {vm_id}: cannot read it: {exc}", "E")
             return False
