@@ -3,6 +3,7 @@
 - `vrun(coro)`: run a coroutine on a fresh virtual-time loop (no real sleeps).
 - Tests marked `root` need root and Debian packages; they skip with a printed reason when
   those are missing, and CI (root, after `make test` installed them) runs them.
+- Hypothesis runs without deadlines and derandomized (same examples every run).
 - XSD_DIR: OpenNebula's schemas, from $LAZARUS_XSD_DIR or ../shared/reference/opennebula-xsd.
 """
 
@@ -13,8 +14,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from lazarus.drivers.clock import run_virtual
+
+# Property tests judge results, never speed: on a loaded 2-core CI box an example can take
+# longer than hypothesis' default 200 ms deadline, which would fail a correct run.
+settings.register_profile(
+    "lazarus", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.load_profile("lazarus")
 
 REPO = Path(__file__).resolve().parents[1]
 XSD_DIR = Path(

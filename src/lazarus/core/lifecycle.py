@@ -36,6 +36,7 @@ from lazarus.domain.errors import (
 from lazarus.domain.states import HistoryAction, HostState, LcmState, RecoverOp, VmState
 from lazarus.domain.template import Template
 from lazarus.domain.transitions import (
+    HOLDS_CAPACITY,
     RUNNING,
     UNKNOWN,
     VM_STEPS,
@@ -171,7 +172,7 @@ class Lifecycle:
             open_history(vm, host, ds, self.clock.now(), HistoryAction.DEPLOY)
             vm.resched = False
             self._enter(t, vm, target, f"deploy on {host.subject}")
-            reaccount(t.store, host.id)
+            _recount(t, vm)
         self.kick(vm_id)
         return vm_id
 
@@ -203,9 +204,7 @@ class Lifecycle:
             open_history(vm, host, ds, self.clock.now(), kind)
             vm.resched = False
             self._enter(t, vm, target, f"migrate to {host.subject}")
-            reaccount(t.store, host.id)
-            if source_id is not None:
-                reaccount(t.store, source_id)
+            _recount(t, vm)
         self.kick(vm_id)
         return vm_id
 
@@ -331,14 +330,20 @@ class Lifecycle:
             if vm.last is not None:
                 vm.last.etime = 0
         self._enter(t, vm, target, f"failed: {detail}")
-        if abandoned is not None:
+        if abandoned is not None:  # back on its source host
             reaccount(t.store, abandoned.hid)
+            _recount(t, vm)
 
     def _enter(self, t: Tx, vm: VM, target: Pair, reason: str) -> None:
-        """Apply `target` with its side effects on placement and capacity."""
+        """Apply `target` with its side effects on placement and capacity.
+
+        The host's capacity is recomputed when the VM starts or stops holding capacity there;
+        a step that keeps it (PROLOG -> BOOT -> RUNNING) changes nothing to count. Callers
+        that move the VM's placement (open or drop a history record) recount both hosts."""
         state = target[0]
         now = self.clock.now()
         host_id = vm.host_id
+        held = vm.state in HOLDS_CAPACITY
         if state in (VmState.DONE, VmState.PENDING, VmState.STOPPED, VmState.UNDEPLOYED):
             close_history(vm, now)
             if state in (VmState.DONE, VmState.PENDING):
@@ -350,11 +355,8 @@ class Lifecycle:
             vm.last.rstime = vm.last.rstime or int(now)
         if not t.vm_state(vm, target, reason):
             t.store.save_vm(vm)
-        if host_id is not None:
+        if host_id is not None and held != (state in HOLDS_CAPACITY):
             reaccount(t.store, host_id)
-            previous = previous_host_id(vm)
-            if previous is not None and previous != host_id:
-                reaccount(t.store, previous)
 
     async def _reboot(self, vm_id: int, hard: bool) -> None:
         vm = self.store.vm(vm_id)
@@ -430,3 +432,10 @@ class Lifecycle:
             log.exception("vm/%d: %s crashed", vm.id, op.value)
             return Outcome(False, f"{op.value}: internal error: {exc}")
         return Outcome(False, f"unknown operation {op.value}")
+
+
+def _recount(t: Tx, vm: VM) -> None:
+    """After the VM's placement moved: recount the host it is on and the one it left."""
+    for host_id in {vm.host_id, previous_host_id(vm)}:
+        if host_id is not None:
+            reaccount(t.store, host_id)

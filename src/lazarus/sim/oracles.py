@@ -16,6 +16,8 @@ runs, scenario faults). Each violation names its oracle:
                     cluster's hosts are in ERROR
     fence_rate      more than `max_fences_per_host_hour` fences of one host within an hour
     hook_lost       a HOST => ERROR event that got no host_error execution (checked at the end)
+    accounting      a host's VMS / CPU_USAGE / MEM_USAGE / RUNNING_VMS differ from the VMs
+                    placed on it (checked at the end)
 
 Used by sim/runner.py; the runner also checks the scenario's final-state expectations.
 """
@@ -285,8 +287,10 @@ class Oracles:
 
     # -- at the end ------------------------------------------------------------------------------
     def finish(self) -> None:
-        """Checks that need the whole run: every HOST => ERROR event got an execution."""
+        """Checks that need the whole run: every HOST => ERROR event got an execution; every
+        host's capacity accounting equals a count of the VMs placed on it."""
         w = self.world
+        self._accounting()
         hooks = w.store.hooks()
         if not hooks:
             return
@@ -300,3 +304,15 @@ class Oracles:
             if event_id not in self.executed and event_id not in jobs | running:
                 self.flag("hook_lost", f"HOST => ERROR event {event_id} of host {host_id} got "
                                        "no host_error execution")
+
+    def _accounting(self) -> None:
+        holding = (VmState.ACTIVE, VmState.POWEROFF, VmState.SUSPENDED)
+        for host in self.world.store.hosts():
+            placed = [vm for vm in self.world.store.vms(host_id=host.id) if vm.state in holding]
+            want = (sorted(vm.id for vm in placed), sum(vm.cpu for vm in placed),
+                    sum(vm.memory for vm in placed), len(placed))
+            have = (sorted(host.vms), host.share.cpu_usage, host.share.mem_usage,
+                    host.share.running_vms)
+            if want != have:
+                self.flag("accounting", f"host {host.name}: VMS, CPU, MEM, RUNNING_VMS are "
+                                        f"{have}, the VMs placed there make {want}")

@@ -52,7 +52,8 @@ ACTIONS = {
 FENCE_FAULTS = ("none", "unreachable", "wrong_password", "lying", "ignores_off", "reports_off",
                 "slow")
 VM_STATES = ("RUNNING", "POWEROFF", "SUSPENDED", "PENDING", "HOLD")
-ORACLES = ("split_brain", "unfenced_start", "recovery", "mass_fence", "fence_rate", "hook_lost")
+ORACLES = ("split_brain", "unfenced_start", "recovery", "mass_fence", "fence_rate", "hook_lost",
+           "accounting")
 
 
 class ScenarioError(LazarusError):
