@@ -474,18 +474,31 @@ class LibvirtHypervisor:
         a row" and put a busy, healthy host in ERROR. Shared, a late answer that still comes
         within a later probe's own timeout counts as a success for it; a call that really
         hangs still fails every probe waiting for it, one PROBE_TIMEOUT after each started.
+        Only answers are shared: a probe whose shared call failed makes a call of its own.
         """
         uri = self.uri(host)
         self._names[uri] = host.name
         loop = asyncio.get_running_loop()
-        task = self._probing.get(uri)
-        if task is None or task.done() or task.get_loop() is not loop:
-            task = loop.create_task(self._call(host, "probe", _probe))
-            self._probing[uri] = task
-            task.add_done_callback(lambda done: _forget(self._probing, uri, done))
-        # shield: a caller that times out must not cancel the call that the next probe (the
-        # monitor's re-probe comes at once) will wait for; asyncio.run cancels a leftover.
-        return await asyncio.shield(task)
+        while True:
+            task = self._probing.get(uri)
+            mine = task is None or task.done() or task.get_loop() is not loop
+            if mine:
+                task = loop.create_task(self._call(host, "probe", _probe))
+                self._probing[uri] = task
+                task.add_done_callback(lambda done: _forget(self._probing, uri, done))
+            assert task is not None
+            try:
+                # shield: a caller that times out must not cancel the call that the next
+                # probe (the monitor re-probes at once) waits for; asyncio.run cancels a
+                # leftover.
+                return await asyncio.shield(task)
+            except DriverError:
+                if mine:
+                    raise
+                # Another probe's call failed: one failed call is one failure, counted by
+                # the probe that made it. Sharing it would turn each failed call of a dead
+                # host into up to MONITOR_FAILURES failures at once (a 4.5 s network blip
+                # got a host fenced that way); this probe makes its own observation.
 
     async def deploy(self, host: Host, spec: VmSpec) -> str:
         uri = self.uri(host)
