@@ -179,3 +179,22 @@ def test_unchanged_host_still_gets_its_monitoring_timestamp_refreshed(h: Harness
     assert int(later.monitoring["TIMESTAMP"]) > first
     assert later.state is H.MONITORED
     assert len(h.store.events()) == writes  # refreshing the timestamp is not an event
+
+
+def test_a_host_dead_for_long_is_probed_every_interval_after_the_retry_burst(h: Harness) -> None:
+    s = h.settings
+    h.sim.power_off("node1")
+    h.wait_for(lambda: host_state(h, "node1") is H.ERROR)
+    node1 = h.host_id("node1")
+    h.wait_for(  # the fast re-probes that ft/host_error's -p counts
+        lambda: h.host(node1).template.get_int("MONITOR_FAILURES", 0)
+        >= s.monitor_failures + s.retry_burst
+    )
+    h.advance(s.probe_timeout)  # the last fast probes finish
+    before = len(h.driver.on("node1", "probe"))
+    h.advance(10 * s.monitoring_interval_host)
+    slow = len(h.driver.on("node1", "probe")) - before
+    assert 9 <= slow <= 11  # one per interval, not two a second
+    h.sim.power_on("node1")
+    took = h.wait_for(lambda: host_state(h, "node1") is H.MONITORED)
+    assert took <= s.monitoring_interval_host + s.probe_timeout

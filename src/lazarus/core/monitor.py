@@ -8,8 +8,9 @@ result, so a slow or hung host never delays the others:
     healthy:  probe every MONITORING_INTERVAL_HOST (default 5 s)
     failing:  re-probe every RETRY_INTERVAL (default 0.5 s); after MONITOR_FAILURES (3)
               consecutive failures the host goes to ERROR and its RUNNING VMs to UNKNOWN
-    ERROR:    keep re-probing every RETRY_INTERVAL (ft/host_error counts these cycles);
-              one good probe brings it back to MONITORED
+    ERROR:    keep re-probing every RETRY_INTERVAL (ft/host_error counts these cycles) for
+              RETRY_BURST (20) more probes, then every MONITORING_INTERVAL_HOST; one good
+              probe brings it back to MONITORED
 
 Every probe is bounded by PROBE_TIMEOUT. While a host is failing, probes start every
 RETRY_INTERVAL without waiting for the previous one (a probe of a dead host may hang until its
@@ -176,7 +177,7 @@ class Monitor:
                 continue
             running = self._inflight.get(host_id, 0)
             if self.failures.get(host_id, 0) > 0:
-                self._schedule(host_id, now + self.settings.retry_interval)
+                self._schedule(host_id, now + self._retry(host_id))
                 if running >= self.settings.monitor_failures:
                     continue
             elif running:
@@ -302,9 +303,15 @@ class Monitor:
         if self.failures.get(host.id, 0) == 0:
             self._schedule(host.id, started + self.settings.monitoring_interval_host)
         else:
-            self._schedule(
-                host.id, max(started + self.settings.retry_interval, self.clock.monotonic())
-            )
+            self._schedule(host.id, max(started + self._retry(host.id), self.clock.monotonic()))
+
+    def _retry(self, host_id: int) -> float:
+        """Re-probe delay of a failing host: RETRY_INTERVAL through detection and the first
+        RETRY_BURST probes in ERROR (what ft/host_error's -p counts), then the interval."""
+        s = self.settings
+        if self.failures.get(host_id, 0) < s.monitor_failures + s.retry_burst:
+            return s.retry_interval
+        return max(s.retry_interval, s.monitoring_interval_host)
 
     def _observe(self, host: Host, probe: HostProbe, cursor: int) -> None:
         """Apply a good probe: nothing at all when nothing changed (fast path)."""

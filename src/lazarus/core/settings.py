@@ -13,6 +13,9 @@ class Settings:
     monitoring_interval_host: float = 5.0
     monitor_failures: int = 3  # consecutive failed probes before ERROR
     retry_interval: float = 0.5  # re-probe cadence once a probe failed
+    # fast re-probes in ERROR before falling back to the interval (a host dead for hours is
+    # still probed, but every MONITORING_INTERVAL_HOST, not twice a second)
+    retry_burst: int = 20
     probe_timeout: float = 2.0
     persist_interval: float = 60.0  # unchanged monitoring data is written at most this often
     missing_vm_state: str = "POWEROFF"  # VMs the hypervisor no longer lists: POWEROFF | UNKNOWN
