@@ -80,10 +80,10 @@ def test_hung_daemon_times_out_keepalive_drops_it_and_it_recovers(daemon: Libvir
         daemon.stop()
         with pytest.raises(TimeoutError):  # the caller's own deadline
             await asyncio.wait_for(hv.probe(host), 0.5)
-        # A call left waiting is ended by keepalive, not by the caller.
-        with pytest.raises(TemporaryDriverError):
-            await asyncio.wait_for(hv.probe(host), KEEPALIVE_BOUND)
-        assert not hv.is_connected(daemon.uri)
+        # The call left waiting is ended by keepalive, not by the caller: the connection is
+        # dropped. (A probe waiting for that call would not get its failure: only answers are
+        # shared; it asks again, and reconnecting to the hung host hangs, below.)
+        await asyncio.wait_for(until_disconnected(hv, daemon.uri), KEEPALIVE_BOUND)
         with pytest.raises(TimeoutError):  # reconnecting to a hung host hangs as well
             await asyncio.wait_for(hv.probe(host), 0.5)
         daemon.cont()

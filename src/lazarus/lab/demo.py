@@ -2,10 +2,11 @@
 
 `run_lab_demo(out)` (called by app/demo.py when root and namespaces are available): three real
 qemu hosts with Redfish BMCs under a real `lazarus serve` (default settings), the HOST/ERROR
-hook running ft/host_error -m -p 2, six tiny guests. One host is powered off through its BMC;
-the timeline shows, in seconds since the power-off, the host going ERROR, the hook starting,
-the fence being confirmed and each VM RUNNING on another host; then a table, the live serial
-counter of a recovered VM, and a clean teardown. Returns 0 when every VM came back.
+hook with the shipped example's arguments (ft/host_error -m -p 5), six tiny guests. One host
+is powered off through its BMC; the timeline shows, in seconds since the power-off, the host
+going ERROR, the hook starting, the fence being confirmed and each VM RUNNING on another host;
+then a table, the live serial counter of a recovered VM, and a clean teardown. Returns 0
+when every VM came back.
 
 `follow_failover(...)` prints that timeline from a LabCluster's API watcher and returns the
 seconds from the fault to all VMs RUNNING elsewhere (None on timeout); cli/lab.py uses it.
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lazarus.lab.e2e import LabCluster
+from lazarus.lab.e2e import DEFAULT_HOOK_ARGS, LabCluster
 from lazarus.lab.observe import VmView
 from lazarus.lab.proc import LabError
 
@@ -76,10 +77,10 @@ def run_lab_demo(out: Out = print) -> int:
         started = time.monotonic()
         try:
             with LabCluster(Path(tmp), hosts=3, fence="redfish", subnet=DEMO_SUBNET,
-                            hook_args="$TEMPLATE -m -p 2") as cl:  # fmt: skip
+                            hook_args=DEFAULT_HOOK_ARGS) as cl:  # fmt: skip
                 out(f"  lab and controller up in {time.monotonic() - started:.1f} s; "
                     f"controller at {cl.controller.url}")  # fmt: skip
-                out("  hook host_error: HOST/ERROR -> ft/host_error $TEMPLATE -m -p 2")
+                out(f"  hook host_error: HOST/ERROR -> ft/host_error {DEFAULT_HOOK_ARGS}")
                 return _story(cl, out)
         except LabError as exc:
             out(f"lab demo failed: {exc}")
