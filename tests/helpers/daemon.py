@@ -15,7 +15,8 @@ listening on URL", then "oneadmin credentials: PATH ..."), so tests never race f
 ends the process and is what the fixture calls in its `finally`.
 
 Settings for fast tests come through LAZARUS_<NAME> variables (e.g. a 1 s monitoring
-interval); pass `settings={...}` to override them.
+interval); pass `settings={...}` to override them. `wait_for(what, probe)` polls a daemon-side
+condition with a bound, for the tests that talk to one.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from lazarus.api.client import Client
 from lazarus.app.ready import ReadyReader
@@ -202,3 +204,16 @@ def running_daemon(workdir: Path, settings: Mapping[str, str] | None = None
         yield daemon
     finally:
         daemon.close()
+
+
+def wait_for(what: str, probe: Callable[[], Any], deadline: float = 40.0) -> Any:
+    """Poll `probe` until it returns something truthy and return that; fail, naming `what`
+    and the last value, after `deadline` seconds (a bound against hangs, not a measurement)."""
+    end = time.monotonic() + deadline
+    value = probe()
+    while not value:
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
+        time.sleep(0.05)
+        value = probe()
+    return value

@@ -13,18 +13,15 @@ import json
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
-from helpers.daemon import Daemon, running_daemon
+from helpers.daemon import Daemon, running_daemon, wait_for
 from lazarus.cli.main import lazarus
-
-DEADLINE = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +50,6 @@ def shell(daemon: Daemon, *args: str, stdin: str | None = None,
         [sys.executable, "-m", "lazarus.cli.main", *args], input=stdin, text=True,
         capture_output=True, env=env or daemon.env(), timeout=60, check=False,
     )
-
-
-def wait_for(what: str, probe: Callable[[], Any], deadline: float = DEADLINE) -> Any:
-    """Poll `probe` until it returns something truthy; fail with the last value after
-    `deadline` seconds."""
-    end = time.monotonic() + deadline
-    last: Any = None
-    while time.monotonic() < end:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
 def vms_by_id(daemon: Daemon, *extra: str) -> dict[int, dict[str, Any]]:

@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from defusedxml import ElementTree as SafeET
 
 from conftest import require_root
-from helpers.daemon import FAST_SETTINGS, Daemon
+from helpers.daemon import FAST_SETTINGS, Daemon, wait_for
 from lazarus.cli.main import lazarus
 from lazarus.ha.examples import ERROR_HOOK as SHIPPED_ERROR_HOOK
 
@@ -45,17 +45,6 @@ MONITORED, ERROR = 2, 3
 # a bounded fence: one attempt of at most 1 s per level, 4 s for the whole fence
 FENCE_ENV = {"FENCE_ATTEMPTS": "1", "FENCE_TIMEOUT": "1", "FENCE_BACKOFF": "0.1",
              "FENCE_TOTAL_TIMEOUT": "4"}
-
-
-def wait_for(what: str, probe: Callable[[], Any], deadline: float = DEADLINE) -> Any:
-    end = time.monotonic() + deadline
-    value = probe()
-    while not value:
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(0.05)
-        value = probe()
-    return value
 
 
 @dataclass

@@ -14,8 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,13 @@ import pytest
 from click.testing import CliRunner
 from defusedxml import ElementTree as SafeET
 
-from helpers.daemon import FAST_SETTINGS, Daemon, running_daemon
+from helpers.daemon import FAST_SETTINGS, Daemon, running_daemon, wait_for
 from lazarus.cli.main import lazarus
 from lazarus.domain.errors import AllocateError
 from lazarus.ha.examples import ERROR_HOOK as SHIPPED_ERROR_HOOK
 
 REPO = Path(__file__).resolve().parents[2]
 ERROR_HOOK = SHIPPED_ERROR_HOOK
-DEADLINE = 30.0
 
 RECORDER = """#!/bin/sh
 # stands in for ft/host_error: keep stdin and the arguments, block while $BLOCK exists
@@ -42,17 +40,6 @@ printf '%s\\n' "$@" > "$dir/$key.args"
 while [ -e {block} ]; do sleep 0.05; done
 echo "recovered"
 """
-
-
-def wait_for(what: str, probe: Callable[[], Any], deadline: float = DEADLINE) -> Any:
-    end = time.monotonic() + deadline
-    value = probe()
-    while not value:
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(0.05)
-        value = probe()
-    return value
 
 
 @pytest.fixture

@@ -12,17 +12,14 @@ pagination of vmpool.info behave, and errors raise the right exception. Simulate
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyone
 import pytest
 
-from helpers.daemon import Daemon, running_daemon
+from helpers.daemon import Daemon, running_daemon, wait_for
 from lazarus import ONE_VERSION
-
-DEADLINE = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +43,6 @@ def hosts(one: Any) -> list[int]:
     wait_for("hosts MONITORED", lambda: all(
         pyone.HOST_STATES(one.host.info(i).STATE) == pyone.HOST_STATES.MONITORED for i in ids))
     return ids
-
-
-def wait_for(what: str, probe: Callable[[], Any], deadline: float = DEADLINE) -> Any:
-    end = time.monotonic() + deadline
-    last: Any = None
-    while time.monotonic() < end:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
 def wait_lcm(one: Any, vm_id: int, lcm: pyone.LCM_STATE) -> Any:
