@@ -199,9 +199,9 @@ def repair(host: str, root_dir: Path) -> None:
 def check(quick: bool, vm_count: int, fence: str) -> None:
     """Check the lab end to end: a failover on real hosts, timed.
 
-    Brings up 3 hosts with BMCs under a real `lazarus serve` (default settings, hook
-    ft/host_error -m -p 2), runs VMs, powers the host with the most VMs off through its BMC,
-    waits for its VMs to run elsewhere and brings everything down. The last line is the
+    Brings up 3 hosts with BMCs under a real `lazarus serve` (default settings, the shipped
+    HA hook: ft/host_error -m -p 5), runs VMs, powers the host with the most VMs off through
+    its BMC, waits for its VMs to run elsewhere and brings everything down. The last line is the
     seconds from the power-off to all its VMs RUNNING; exit 0 only if all came back.
 
     Example: lazarus lab check
@@ -219,8 +219,7 @@ def check(quick: bool, vm_count: int, fence: str) -> None:
     with tempfile.TemporaryDirectory(prefix="lazarus-lab-check-", dir="/tmp") as tmp:
         started = time.monotonic()
         try:
-            with LabCluster(Path(tmp), hosts=3, fence=fence, subnet="10.250.254",
-                            hook_args="$TEMPLATE -m -p 2") as cl:  # fmt: skip
+            with LabCluster(Path(tmp), hosts=3, fence=fence, subnet="10.250.254") as cl:
                 click.echo(f"3-host lab, {fence} BMCs and controller up in "
                            f"{time.monotonic() - started:.1f} s")  # fmt: skip
                 views = cl.wait_running(cl.create_vms(vm_count), timeout=120)
