@@ -50,8 +50,10 @@ def cluster(tmp: Path, fence: str, slot: int) -> Iterator[LabCluster]:
             print(the_cluster.hook_log())
 
 
-def qemu_watch() -> Iterator[QemuWatch]:
-    watch = QemuWatch().start()
+def qemu_watch(cl: LabCluster) -> Iterator[QemuWatch]:
+    """The qemus of this cluster's hosts (a lab test on the other worker has VMs of the same
+    names), sampled every 20 ms."""
+    watch = QemuWatch(mounts=cl.host_mnts()).start()
     try:
         yield watch
     finally:

@@ -27,8 +27,8 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
 
 
 @pytest.fixture
-def qemus() -> Iterator[QemuWatch]:
-    yield from qemu_watch()
+def qemus(cl: LabCluster) -> Iterator[QemuWatch]:
+    yield from qemu_watch(cl)
 
 
 def test_live_migration_keeps_the_guest_counting(cl: LabCluster) -> None:

@@ -28,8 +28,8 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
 
 
 @pytest.fixture
-def qemus() -> Iterator[QemuWatch]:
-    yield from qemu_watch()
+def qemus(cl: LabCluster) -> Iterator[QemuWatch]:
+    yield from qemu_watch(cl)
 
 
 def test_network_cut_host_is_fenced_before_its_vms_start_elsewhere(

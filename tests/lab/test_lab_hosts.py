@@ -162,7 +162,10 @@ def test_hang_fault_stops_libvirtd_and_repair_resumes_it(lab: Lab) -> None:
     hv1 = lab.status().host("hv1")
     try:
         lab.fail("hv1", "hang")
-        assert hv1.libvirtd_pid is not None and proc_state(hv1.libvirtd_pid) == "T"
+        pid = hv1.libvirtd_pid
+        assert pid is not None
+        # SIGSTOP takes effect when the target next runs: on a busy box, not at once
+        wait_for(lambda: proc_state(pid) == "T", "libvirtd to be stopped")
         # The kernel still accepts the TCP connection; nothing answers the RPC.
         with pytest.raises(subprocess.TimeoutExpired):
             subprocess.run(["virsh", "-c", hv1.libvirt_uri, "hostname"], capture_output=True,

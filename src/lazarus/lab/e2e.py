@@ -304,6 +304,10 @@ class LabCluster:
         """The host's mount namespace as /proc/PID/ns/mnt names it (see QemuProc.mnt)."""
         return f"mnt:[{os.stat(hosts.HostPaths(self.lab.root, name).mnt_ns).st_ino}]"
 
+    def host_mnts(self) -> frozenset[str]:
+        """Every host's mount namespace: a QemuWatch of this cluster's qemus only."""
+        return frozenset(self.host_mnt(f"hv{i}") for i in range(1, self.host_count + 1))
+
     def bmc_power_off(self, name: str) -> None:
         """Chassis power off through the host's BMC, as an operator would: a Redfish
         ComputerSystem.Reset ForceOff (fence="redfish") or `ipmitool power off` (ipmi)."""

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 from defusedxml import ElementTree as SafeET
 
@@ -103,21 +104,15 @@ def parse_hosts(xml: str) -> list[HostView]:
 
 
 @dataclass
-class ApiWatch:
-    """Poll the controller and keep every change of host, incident and VM state."""
+class _Poller:
+    """A daemon thread that calls `_tick()` every `period` seconds, from start() to stop()."""
 
-    make_client: Callable[[], Client]
-    period: float = 0.05
-    changes: list[Change] = field(default_factory=list)
-    on_change: Callable[[Change], None] | None = None
-    errors: int = 0
-    _last: dict[tuple[str, int], str] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    period: float = field(default=0.05, kw_only=True)
+    _stop: threading.Event = field(default_factory=threading.Event, kw_only=True, repr=False)
+    _thread: threading.Thread | None = field(default=None, kw_only=True, repr=False)
 
-    def start(self) -> ApiWatch:
-        self._thread = threading.Thread(target=self._run, name="api-watch", daemon=True)
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 
@@ -128,16 +123,39 @@ class ApiWatch:
             self._thread = None
 
     def _run(self) -> None:
-        client = self.make_client()
+        while not self._stop.is_set():
+            self._tick()
+            self._stop.wait(self.period)
+
+    def _tick(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class ApiWatch(_Poller):
+    """Poll the controller and keep every change of host, incident and VM state."""
+
+    make_client: Callable[[], Client]
+    changes: list[Change] = field(default_factory=list)
+    on_change: Callable[[Change], None] | None = None
+    errors: int = 0
+    _last: dict[tuple[str, int], str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _client: Client | None = None
+
+    def _run(self) -> None:
+        self._client = self.make_client()  # made and closed on the polling thread
         try:
-            while not self._stop.is_set():
-                try:
-                    self.sample(client)
-                except (LazarusError, OSError, SafeET.ParseError):
-                    self.errors += 1
-                self._stop.wait(self.period)
+            super()._run()
         finally:
-            client.close()
+            self._client.close()
+
+    def _tick(self) -> None:
+        assert self._client is not None
+        try:
+            self.sample(self._client)
+        except (LazarusError, OSError, SafeET.ParseError):
+            self.errors += 1
 
     def sample(self, client: Client) -> None:
         hosts = parse_hosts(client.call("one.hostpool.info", -2, -1, -1))
@@ -218,41 +236,33 @@ class QemuProc:
 
 
 @dataclass
-class QemuWatch:
-    """Sample the qemu processes; remember the worst overlap per domain name."""
+class QemuWatch(_Poller):
+    """Sample the qemu processes (every 20 ms unless told); remember the worst overlap per
+    domain name."""
 
-    period: float = 0.02
+    period: float = field(default=0.02, kw_only=True)
+    # only qemus in these mount namespaces (one lab's hosts; another lab running at the same
+    # time has VMs of the same names); empty: every qemu on the machine
+    mounts: frozenset[str] = frozenset()
     most: dict[str, int] = field(default_factory=dict)  # name -> most processes at once
     namespaces: dict[str, set[str]] = field(default_factory=dict)
     overlaps: list[tuple[float, str, list[int]]] = field(default_factory=list)
     seen: dict[int, QemuProc] = field(default_factory=dict)  # every qemu ever sampled
     samples: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> QemuWatch:
-        self._thread = threading.Thread(target=self._run, name="qemu-watch", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = time.monotonic()
-            for name, procs in qemu_domains().items():
-                self.most[name] = max(self.most.get(name, 0), len(procs))
-                self.namespaces.setdefault(name, set()).update(m for _, m in procs)
-                for pid, mnt in procs:
-                    self.seen.setdefault(pid, QemuProc(pid, name, mnt, now, now)).last = now
-                if len(procs) > 1:
-                    self.overlaps.append((now, name, [p for p, _ in procs]))
-            self.samples += 1
-            self._stop.wait(self.period)
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for name, found in qemu_domains().items():
+            procs = [p for p in found if not self.mounts or p[1] in self.mounts]
+            if not procs:
+                continue
+            self.most[name] = max(self.most.get(name, 0), len(procs))
+            self.namespaces.setdefault(name, set()).update(m for _, m in procs)
+            for pid, mnt in procs:
+                self.seen.setdefault(pid, QemuProc(pid, name, mnt, now, now)).last = now
+            if len(procs) > 1:
+                self.overlaps.append((now, name, [p for p, _ in procs]))
+        self.samples += 1
 
     def processes(self, name: str) -> list[QemuProc]:
         """Every qemu process that ran domain `name`, oldest first."""
