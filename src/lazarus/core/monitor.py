@@ -228,7 +228,9 @@ class Monitor:
             elif event.obj == "HOST":
                 self._dirty.add(event.obj_id)
                 self._stale.add(event.obj_id)
-                if event.state in ("OFFLINE", "INIT", "MONITORED"):
+                if event.state in ("OFFLINE", "INIT", "MONITORED") and not self._inflight.get(
+                    event.obj_id
+                ):  # an operator's change; a probe being applied schedules its own next one
                     self.wake(event.obj_id)
             elif event.line.startswith("host/"):  # e.g. "host/3 n3: template updated"
                 head = event.line[5:].split(" ", 1)[0]
@@ -287,8 +289,8 @@ class Monitor:
         self, host: Host, result: HostProbe | Exception, cursor: int, started: float
     ) -> None:
         """Apply one probe's result and say when the host is due next."""
-        self._inflight[host.id] -= 1
         if host.id not in self._tracked:
+            self._inflight[host.id] -= 1
             return
         try:
             if isinstance(result, HostProbe):
@@ -300,6 +302,7 @@ class Monitor:
                 self._failed(host.id, f"internal error: {result}")
         except Exception:
             log.exception("%s: applying a probe failed", host.subject)
+        self._inflight[host.id] -= 1  # only now: the state changes it made wake no one
         if self.failures.get(host.id, 0) == 0:
             self._schedule(host.id, started + self.settings.monitoring_interval_host)
         else:
