@@ -112,9 +112,7 @@ class Monitor:
         self._cached: dict[int, Host] = {}
         self._stale: set[int] = set()
         self._cleaning: set[tuple[int, str]] = set()  # stale domains being removed now
-        # the last probe's domain view and its sorted key; the last probe itself
-        self._domains: dict[int, tuple[tuple[DomainInfo, ...], tuple[object, ...]]] = {}
-        self._probes: dict[int, HostProbe] = {}
+        self._probes: dict[int, HostProbe] = {}  # the last probe, whose signature is kept
         journal.listeners.append(self._on_events)
 
     # ----------------------------------------------------------------------- service
@@ -204,8 +202,8 @@ class Monitor:
 
     def _forget(self, host_id: int) -> None:
         self._tracked.discard(host_id)
-        for table in (self.failures, self._cached, self._signature, self._domains,
-                      self._persisted, self._probes):
+        for table in (self.failures, self._cached, self._signature, self._persisted,
+                      self._probes):
             table.pop(host_id, None)
         for marks in (self._dirty, self._again):
             marks.discard(host_id)
@@ -322,13 +320,7 @@ class Monitor:
         if previous is not None and probe is self._probes.get(host.id):
             signature = previous  # the driver handed back the very same probe
         else:
-            seen = self._domains.get(host.id)
-            if seen is not None and seen[0] is probe.domains:
-                domains_key = seen[1]  # the very same domain view: no re-sort
-            else:
-                domains_key = tuple(sorted((d.deploy_id, d.state.value) for d in probe.domains))
-                self._domains[host.id] = (probe.domains, domains_key)
-            signature = _signature(probe, domains_key)
+            signature = _signature(probe)
         now = self.clock.monotonic()
         if (
             host.state is HostState.MONITORED
@@ -525,12 +517,12 @@ class Monitor:
             t.note(host.subject, f"stale domain {deploy_id}: {outcome}")
 
 
-def _signature(probe: HostProbe, domains_key: tuple[object, ...]) -> tuple[object, ...]:
+def _signature(probe: HostProbe) -> tuple[object, ...]:
     return (
         probe.total_cpu,
         probe.total_mem,
         probe.used_cpu // 100,  # whole cores: small jitter alone is not worth a write
         probe.used_mem // (64 * 1024),
-        domains_key,
+        tuple(sorted((d.deploy_id, d.state.value) for d in probe.domains)),
         tuple(sorted(probe.info.items())),
     )

@@ -104,6 +104,7 @@ class LossReporting(Protocol):
 
 
 ProbeResult = tuple[Host, HostProbe | Exception]
+BatchResult = tuple[Host, HostProbe | Exception | None]
 
 
 @runtime_checkable
@@ -111,9 +112,10 @@ class BatchProbing(Protocol):
     """Optional: a driver that probes many hosts in one call (the simulated cluster answers a
     whole monitoring round after one shared delay instead of one timer per host).
 
-    Yields one `(host, result)` per host, as each is ready: the HostProbe, or the exception the
-    host's own `probe()` would have raised. The caller bounds the whole round with its probe
-    timeout and closes the iterator; hosts not yielded by then timed out, and a hung host must
-    not hold back the others' results. Drivers without it are probed one task per host."""
+    Yields one `(host, result)` per host: the HostProbe, or the exception the host's own
+    `probe()` would have raised, or None to have that host probed on its own with `probe()`
+    (a host the batch cannot answer plainly: down, hung, ...); hand those back first, before
+    waiting, so their probes start at once. The caller bounds the round with its probe
+    timeout and closes the iterator. Drivers without it are probed one task per host."""
 
-    def probe_many(self, hosts: Sequence[Host]) -> AsyncGenerator[ProbeResult, None]: ...
+    def probe_many(self, hosts: Sequence[Host]) -> AsyncGenerator[BatchResult, None]: ...

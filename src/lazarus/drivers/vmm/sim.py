@@ -29,7 +29,7 @@ from typing import Any
 from lazarus.domain.entities import Host
 from lazarus.domain.errors import PermanentDriverError, TemporaryDriverError
 from lazarus.ports.clock import Clock
-from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, ProbeResult, VmSpec
+from lazarus.ports.hypervisor import BatchResult, DomainInfo, DomainState, HostProbe, VmSpec
 
 Listener = Callable[[str, str, str | None], None]
 
@@ -357,46 +357,28 @@ class SimHypervisor:
         sim = await self._gate(host, "probe", self.cluster.probe_delay)
         return self._probe_of(sim)
 
-    async def probe_many(self, hosts: Sequence[Host]) -> AsyncGenerator[ProbeResult, None]:
+    async def probe_many(self, hosts: Sequence[Host]) -> AsyncGenerator[BatchResult, None]:
         """A round: the hosts that answer plainly share one probe delay; the others (unknown,
-        down, hung, an injected failure) go through `probe()` in a task each and come as they
-        finish. Same outcomes as calling `probe()` for each host."""
+        down, hung, an injected failure) are handed back to be probed one by one with
+        `probe()`. Same outcomes as calling `probe()` for each host."""
         cluster = self.cluster
         plain: list[tuple[Host, SimHost]] = []
-        ready: asyncio.Queue[ProbeResult] = asyncio.Queue()
-
-        async def alone(host: Host, in_flight: bool) -> None:
-            try:
-                if in_flight:  # hung while the call was in flight: answers once it un-hangs
-                    result: HostProbe = self._probe_of(await self._reach(host.name, True))
-                else:
-                    result = await self.probe(host)
-                ready.put_nowait((host, result))
-            except Exception as exc:
-                ready.put_nowait((host, exc))
-
-        tasks = []
         for host in hosts:
             sim = cluster.hosts.get(host.name)
             if sim and sim.powered and sim.network and not sim.hung and "probe" not in sim.failures:
                 plain.append((host, sim))
             else:
-                tasks.append(asyncio.ensure_future(alone(host, False)))
-        try:
-            if plain:
-                await cluster.clock.sleep(cluster.probe_delay)
-                for host, sim in plain:  # as in _gate: it may have died or hung meanwhile
-                    if sim.powered and sim.network and not sim.hung:
-                        yield host, self._probe_of(sim)
-                    elif sim.powered and sim.network:
-                        tasks.append(asyncio.ensure_future(alone(host, True)))
-                    else:
-                        yield host, TemporaryDriverError(f"{host.name}: host unreachable")
-            for _ in range(len(tasks)):
-                yield await ready.get()
-        finally:
-            for task in tasks:
-                task.cancel()
+                yield host, None
+        if not plain:
+            return
+        await cluster.clock.sleep(cluster.probe_delay)
+        for host, sim in plain:  # as in _gate: it may have died or hung meanwhile
+            if sim.powered and sim.network and not sim.hung:
+                yield host, self._probe_of(sim)
+            elif sim.powered and sim.network:
+                yield host, None  # hung: answers when it un-hangs
+            else:
+                yield host, TemporaryDriverError(f"{host.name}: host unreachable")
 
     @staticmethod
     def _probe_of(sim: SimHost) -> HostProbe:
