@@ -16,20 +16,17 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from defusedxml import ElementTree as SafeET
 
-from lazarus.api.auth import read_auth_file
 from lazarus.api.client import Client
-from lazarus.app.ready import ReadyReader
+from lazarus.app.serve_process import ServeProcess
 from lazarus.domain.states import HostState, LcmState, VmState, vm_state_label
 from lazarus.ha.examples import ERROR_HOOK
 
@@ -37,40 +34,6 @@ PACKAGE = Path(__file__).resolve().parent.parent
 HOOKS_FT = PACKAGE / "hooks" / "ft"
 HOSTS = ("node1", "node2", "node3")
 VMS = 6
-
-
-@dataclass
-class Daemon:
-    process: subprocess.Popen[str]
-    url: str
-    auth: Path
-    data_dir: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_daemon(data_dir: Path, env: dict[str, str]) -> Daemon:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lazarus", "serve", "--port", "0", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    reader = ReadyReader(process.stdout, "demo-daemon")
-    if not reader.wait(30) or reader.auth_file is None:
-        process.kill()
-        raise RuntimeError("the Lazarus daemon did not start (see `lazarus serve` output)")
-    return Daemon(process, reader.url, reader.auth_file, data_dir)
 
 
 def _xml(text: str) -> SafeET.Element:  # type: ignore[name-defined]
@@ -98,19 +61,18 @@ class Timeline:
 
 def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False) -> int:
     work = Path(tempfile.mkdtemp(prefix="lazarus-demo-"))
-    env = dict(os.environ)
-    env["LAZARUS_DATA_DIR"] = str(work)
-    env["LAZARUS_FENCE_PATH"] = str(HOOKS_FT)  # where fence_host finds the fence_sim agent
+    # where fence_host (run by the daemon) finds the fence_sim agent
+    serve = ServeProcess(work, {"FENCE_PATH": str(HOOKS_FT)})
     out("Lazarus demo: a controller with SQLite and a simulated 3-host cluster")
     out(f"  data directory {work} (removed at the end)")
-    daemon = start_daemon(work, env)
     try:
-        env.update(LAZARUS_XMLRPC=daemon.url, LAZARUS_AUTH=str(daemon.auth))
-        client = Client(daemon.url, read_auth_file(daemon.auth))
-        out(f"  controller listening on {daemon.url}")
-        return _story(client, env, out)
+        serve.start()
+        env = serve.env()
+        env["LAZARUS_FENCE_PATH"] = str(HOOKS_FT)
+        out(f"  controller listening on {serve.url}")
+        return _story(serve.client(), env, out)
     finally:
-        daemon.stop()
+        serve.close()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
         out("Controller stopped; demo finished.")

@@ -3,10 +3,10 @@
     Lazarus controller listening on http://127.0.0.1:2633/RPC2
     oneadmin credentials: /var/lib/lazarus/one_auth (export LAZARUS_AUTH=...)
 
-The daemon prints them (app/daemon.py); whoever starts it as a child process (the demo, the
-lab's controller, the test fixture) reads them with `ReadyReader`, which drains the child's
-stdout in a thread for as long as the child lives, so a wait is bounded by its timeout and
-the child never blocks on a full pipe.
+The daemon prints them (app/daemon.py); app/serve_process.py, which starts it as a child
+process for the demo, the lab's controller and the test fixture, reads them with
+`ReadyReader`, which drains the child's stdout in a thread for as long as the child lives, so
+a wait is bounded by its timeout and the child never blocks on a full pipe.
 """
 
 from __future__ import annotations

@@ -27,10 +27,8 @@ import base64
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lazarus.api.client import Client
-from lazarus.app.ready import ReadyReader
+from lazarus.app.serve_process import ServeError, ServeProcess
 from lazarus.domain.template import Template, Vector
 from lazarus.ha.examples import error_hook_arguments
 from lazarus.lab import hosts
@@ -53,72 +51,6 @@ HOOK_NAME = "host_error"
 DEFAULT_HOOK_ARGS = error_hook_arguments()  # the shipped example's: "$TEMPLATE -m -p 5"
 VM_MEMORY_MIB = 16
 VM_CPU = "0.05"
-
-
-class ControllerProcess:
-    """One `lazarus serve` subprocess with its data in `data_dir`; `close()` always ends it."""
-
-    def __init__(self, data_dir: Path, settings: Mapping[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.settings = dict(settings or {})
-        self.url = ""
-        self.auth_file = data_dir / "one_auth"
-        self.log_path = data_dir / "daemon.log"
-        self.process: subprocess.Popen[str] | None = None
-        self._reader: ReadyReader | None = None
-
-    def env(self) -> dict[str, str]:
-        """What a client of this daemon needs (CLI, hook commands, pyone)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAZARUS_", "ONE_"))}
-        env.update(LAZARUS_DATA_DIR=str(self.data_dir), LAZARUS_AUTH=str(self.auth_file))
-        if self.url:
-            env["LAZARUS_XMLRPC"] = self.url
-        return env
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        env = self.env()
-        env.update({f"LAZARUS_{k.upper()}": str(v) for k, v in self.settings.items()})
-        with self.log_path.open("a", encoding="utf-8") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "lazarus.cli.main", "serve", "--port", "0",
-                 "--listen", "127.0.0.1", "--data-dir", str(self.data_dir)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
-                env=env, start_new_session=True,
-            )  # fmt: skip
-        assert self.process.stdout is not None
-        self._reader = ReadyReader(self.process.stdout, "controller-stdout")
-        if not self._reader.wait(READY_TIMEOUT) or self._reader.auth_file is None:
-            self.close()
-            raise LabError(f"lazarus serve did not get ready; see {self.log_path}")
-        self.url, self.auth_file = self._reader.url, self._reader.auth_file
-
-    def session(self) -> str:
-        return self.auth_file.read_text(encoding="utf-8").strip()
-
-    def client(self, timeout: float = 30.0) -> Client:
-        return Client(self.url, self.session(), timeout=timeout)
-
-    def close(self) -> None:
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(15)
-        try:  # hook commands and fence agents run in the daemon's session
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if self._reader is not None:
-            self._reader.join(5)
-        self.process = None
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float, period: float = 0.05) -> None:
@@ -149,7 +81,8 @@ class LabCluster:
         self.host_count = hosts
         self.fence = fence
         self.lab = Lab(self.root / "lab", subnet=subnet)
-        self.controller = ControllerProcess(self.root / "controller", settings)
+        self.controller = ServeProcess(self.root / "controller", settings,
+                                       ready_timeout=READY_TIMEOUT)  # fmt: skip
         self.hook_args = hook_args
         self.watch_period = watch_period
         self.status: LabStatus | None = None
@@ -184,7 +117,10 @@ class LabCluster:
         self._bmcs = self.lab.start_bmcs(redfish=self.fence == "redfish",
                                          ipmi=self.fence == "ipmi")  # fmt: skip
         self.status = self.lab.status()
-        self.controller.start()
+        try:
+            self.controller.start()
+        except ServeError as exc:
+            raise LabError(str(exc)) from exc
         client = self.client
         self._register_hosts(client)
         self._register_datastore(client)
