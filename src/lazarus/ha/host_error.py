@@ -438,7 +438,7 @@ class HostErrorRun:
         self, vm_id: int, vm: Element, host: _Host, shared: dict[int, str | None]
     ) -> bool:
         """One VM; True when handled (or skipped on purpose)."""
-        try:
+        try:  # read again when acting: an operator may have moved it since it was selected
             info = xmldoc.parse(self.api.call("one.vm.info", vm_id, False))
         except ApiError as exc:
             self.log(f"VM {vm_id}: cannot read it: {exc}", "E")
