@@ -155,6 +155,16 @@ class _Host:
     xml: str
 
 
+def _came_back(host: _Host) -> bool:
+    """The host answers its probes again. MONITORED says so; a host an operator DISABLED
+    during the wait ("schedule nothing there") is still probed but never leaves DISABLED, so
+    only a good probe since (MONITOR_FAILURES cleared) says it is back. OFFLINE, INIT (just
+    enabled, not yet probed) and ERROR are not back: the recovery goes on."""
+    if host.state is HostState.MONITORED:
+        return True
+    return host.state is HostState.DISABLED and host.template.get("MONITOR_FAILURES") is None
+
+
 @dataclass
 class HostErrorRun:
     api: Api
@@ -274,7 +284,7 @@ class HostErrorRun:
         self.log(f"Wait {cycles} cycles (at most {cycles * interval:g} seconds).")
         while True:
             current = self._host()
-            if current.state not in (HostState.ERROR, HostState.MONITORING_ERROR):
+            if _came_back(current):
                 return True
             failures = current.template.get_int("MONITOR_FAILURES", 0)
             if failures >= start_failures + cycles:
