@@ -281,11 +281,13 @@ def test_no_fencing_warns(c: Cluster) -> None:
 
 def test_a_vm_that_cannot_be_handled_gives_exit_1_and_is_recorded(c: Cluster) -> None:
     ok = c.h.running_vm("ok", host="node1")
-    broken = c.h.create_vm("broken", hold=True)
-    c.h.sim.fail_next("node1", "deploy")
-    c.h.lc.deploy(broken, c.h.host_id("node1"))
+    broken = c.h.running_vm("broken", host="node1")
+    c.h.lc.action("poweroff", broken)
     c.h.settle()
-    assert c.h.state(broken) == (S.ACTIVE, L.BOOT_FAILURE)  # resched refuses this state
+    c.h.sim.fail_next("node1", "cleanup")
+    c.h.lc.action("terminate", broken)
+    c.h.settle()
+    assert c.h.state(broken) == (S.ACTIVE, L.EPILOG_FAILURE)  # resched refuses this state
     c.fail("node1")
     assert c.hook("node1", "-m", "-p", "0") == EXIT_FAILED
     incident = c.incident("node1")

@@ -72,6 +72,8 @@ EXPECTED: dict[str, dict[tuple[VmState, LcmState], tuple[VmState, LcmState]]] = 
         (A, L.RUNNING): (A, L.RUNNING),
         (A, L.UNKNOWN): (A, L.UNKNOWN),
         (S.POWEROFF, L.LCM_INIT): (S.POWEROFF, L.LCM_INIT),
+        # a deliberate difference: a start that failed can be moved off its failed host
+        (A, L.BOOT_FAILURE): (A, L.BOOT_FAILURE),
     },
 }
 EXPECTED["unresched"] = EXPECTED["resched"]
@@ -115,6 +117,7 @@ MIGRATE = {
     ((A, L.UNKNOWN), True): (A, L.PROLOG_MIGRATE_UNKNOWN),  # never live from UNKNOWN
     ((S.POWEROFF, L.LCM_INIT), False): (A, L.PROLOG_MIGRATE_POWEROFF),
     ((S.SUSPENDED, L.LCM_INIT), False): (A, L.PROLOG_MIGRATE_SUSPEND),
+    ((A, L.BOOT_FAILURE), False): (A, L.PROLOG_MIGRATE_UNKNOWN),  # like UNKNOWN: never live
 }
 
 

@@ -38,6 +38,7 @@ from lazarus.domain.template import Template
 from lazarus.domain.transitions import (
     HOLDS_CAPACITY,
     RUNNING,
+    START_FAILURES,
     UNKNOWN,
     VM_STEPS,
     Op,
@@ -59,6 +60,7 @@ from .placement import (
     system_datastore,
     vm_spec,
 )
+from .restarts import RestartPolicy
 from .settings import Settings
 from .waits import within
 
@@ -107,6 +109,7 @@ class Lifecycle:
         self.drivers = drivers
         self.settings = settings
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.restarts = RestartPolicy(self)
 
     # ------------------------------------------------------------------------------ API
     def allocate(self, template: Template, hold: bool = False, uid: int = 0) -> int:
@@ -145,6 +148,8 @@ class Lifecycle:
             target = apply_action(name, vm.state, vm.lcm_state)
             if name in ("resched", "unresched"):
                 vm.resched = name == "resched"
+                if vm.resched and self._off_failed_host(t, vm):
+                    self.restarts.begin(t, vm, "rescheduled off a failed host")
                 t.vm_flag(vm, "RESCHED", int(vm.resched), f"{name} requested")
                 return vm_id
             if name.startswith("reboot"):
@@ -191,6 +196,11 @@ class Lifecycle:
             source_id = vm.host_id
             if source_id == host.id:
                 raise ActionError(f"VM {vm.id} is already placed on host {host.id}")
+            if vm.lcm_state in START_FAILURES and not self._off_failed_host(t, vm):
+                raise ActionError(
+                    f"VM {vm.id} failed to start on a host that is up: use recover --retry, "
+                    "or recover --delete-recreate to place it again"
+                )
             if host.state in (HostState.ERROR, HostState.OFFLINE):
                 raise ActionError(
                     f"Host {host.id} ({host.name}) is {host.state.name}: cannot migrate there"
@@ -208,6 +218,16 @@ class Lifecycle:
         self.kick(vm_id)
         return vm_id
 
+    def restart_in_place(self, vm_id: int) -> int:
+        """Boot a rescheduled UNKNOWN VM on its own host, which is back (the scheduler)."""
+        with self.journal.tx() as t:
+            vm = t.store.vm(vm_id)
+            target = apply_action("resume", vm.state, vm.lcm_state)
+            vm.resched = False
+            self._enter(t, vm, target, "rescheduled; its host is back: booting it there")
+        self.kick(vm_id)
+        return vm_id
+
     def recover(self, vm_id: int, op: int) -> int:
         try:
             rop = RecoverOp(op)
@@ -219,6 +239,8 @@ class Lifecycle:
             if rop is RecoverOp.DELETE:
                 self._recover_delete(t, vm, reason)
             elif rop is RecoverOp.DELETE_RECREATE:
+                if self._off_failed_host(t, vm):
+                    self.restarts.begin(t, vm, "recreated off a failed host")
                 self._recover_recreate(t, vm, reason)
             elif rop is RecoverOp.DELETE_DB:
                 host_id = vm.host_id
@@ -233,6 +255,17 @@ class Lifecycle:
                     self._enter(t, vm, target, reason)
         self.kick(vm_id)
         return vm_id
+
+    @staticmethod
+    def _off_failed_host(t: Tx, vm: VM) -> bool:
+        """The VM is placed on a host in ERROR or OFFLINE (so moving it is a recovery)."""
+        if vm.host_id is None or vm.state not in HOLDS_CAPACITY:
+            return False
+        try:
+            host = t.store.host(vm.host_id)
+        except NoExistsError:
+            return False
+        return host.state in (HostState.ERROR, HostState.OFFLINE)
 
     def _recover_delete(self, t: Tx, vm: VM, reason: str) -> None:
         if vm.state is VmState.DONE:
@@ -272,7 +305,7 @@ class Lifecycle:
         ]
         for vm_id in transient:
             self.kick(vm_id)
-        return len(transient)
+        return len(transient) + self.restarts.resume()
 
     async def idle(self) -> None:
         """Wait until no VM is being driven (tests and the simulator use it)."""
@@ -283,6 +316,7 @@ class Lifecycle:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def close(self) -> None:
+        await self.restarts.close()
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -333,6 +367,8 @@ class Lifecycle:
         if abandoned is not None:  # back on its source host
             reaccount(t.store, abandoned.hid)
             _recount(t, vm)
+        if vm.state is VmState.ACTIVE and vm.lcm_state in START_FAILURES:
+            self.restarts.failed(t, vm, detail)
 
     def _enter(self, t: Tx, vm: VM, target: Pair, reason: str) -> None:
         """Apply `target` with its side effects on placement and capacity.
@@ -353,10 +389,13 @@ class Lifecycle:
                 vm.etime = int(now)
         if state is VmState.ACTIVE and target[1] is LcmState.RUNNING and vm.last is not None:
             vm.last.rstime = vm.last.rstime or int(now)
+            self.restarts.started(vm)
         if not t.vm_state(vm, target, reason):
             t.store.save_vm(vm)
         if host_id is not None and held != (state in HOLDS_CAPACITY):
             reaccount(t.store, host_id)
+
+    enter = _enter  # for the restart policy (core/restarts.py)
 
     async def _reboot(self, vm_id: int, hard: bool) -> None:
         vm = self.store.vm(vm_id)
@@ -432,6 +471,8 @@ class Lifecycle:
             log.exception("vm/%d: %s crashed", vm.id, op.value)
             return Outcome(False, f"{op.value}: internal error: {exc}")
         return Outcome(False, f"unknown operation {op.value}")
+
+    perform = _perform
 
 
 def _recount(t: Tx, vm: VM) -> None:

@@ -113,6 +113,7 @@ class Monitor:
         self._stale: set[int] = set()
         self._cleaning: set[tuple[int, str]] = set()  # stale domains being removed now
         self._probes: dict[int, HostProbe] = {}  # the last probe, whose signature is kept
+        self._alert_until: dict[int, float] = {}  # cluster id -> end of its alert (monotonic)
         journal.listeners.append(self._on_events)
 
     # ----------------------------------------------------------------------- service
@@ -302,7 +303,10 @@ class Monitor:
             log.exception("%s: applying a probe failed", host.subject)
         self._inflight[host.id] -= 1  # only now: the state changes it made wake no one
         if self.failures.get(host.id, 0) == 0:
-            self._schedule(host.id, started + self.settings.monitoring_interval_host)
+            interval = self.settings.monitoring_interval_host
+            if self._alert_until.get(host.cluster_id, -math.inf) > started:
+                interval = min(interval, self.settings.monitor_alert_interval)
+            self._schedule(host.id, started + interval)
         else:
             self._schedule(host.id, max(started + self._retry(host.id), self.clock.monotonic()))
 
@@ -353,6 +357,10 @@ class Monitor:
             except Exception:
                 return
             host.template.set("MONITOR_FAILURES", str(count))
+            if count == 1 or host.template.get("FAILING_SINCE") is None:
+                # When this streak began, for ft/host_error's mass-failure window
+                host.template.set("FAILING_SINCE", str(int(self.clock.now())))
+                self._alert(host)
             if count < self.settings.monitor_failures or host.state is HostState.ERROR:
                 t.store.save_host(host)
                 return
@@ -369,6 +377,19 @@ class Monitor:
                 if vm.lcm_state is LcmState.RUNNING:
                     vm.resched = False
                     t.vm_state(vm, (VmState.ACTIVE, LcmState.UNKNOWN), f"{host.subject} in ERROR")
+
+    def _alert(self, failing: Host) -> None:
+        """A host of this cluster started failing: probe its peers every
+        MONITOR_ALERT_INTERVAL for MONITOR_ALERT_WINDOW, so that a loss spreading over the
+        cluster is seen as one, within about a second of each host's cut."""
+        now = self.clock.monotonic()
+        cluster = failing.cluster_id
+        self._alert_until[cluster] = now + self.settings.monitor_alert_window
+        soon = now + self.settings.monitor_alert_interval
+        for host_id in self._tracked:
+            host = self._cached.get(host_id)
+            if host_id != failing.id and host is not None and host.cluster_id == cluster:
+                self._schedule(host_id, soon)
 
     def _touch(self, host_id: int) -> None:
         """Refresh the monitoring timestamp of a host whose probe changed nothing; the hosts
@@ -420,6 +441,7 @@ class Monitor:
         host.template.set("TOTALMEMORY", str(probe.total_mem))
         host.template.remove("ERROR")
         host.template.remove("MONITOR_FAILURES")
+        host.template.remove("FAILING_SINCE")
         now = self.clock.now()
         host.last_monitored = now
         host.monitoring = {
@@ -457,8 +479,11 @@ class Monitor:
     def _sync_one(self, t: Tx, host: Host, vm: VM, dom: DomainInfo | None) -> None:
         state, lcm = vm.state, vm.lcm_state
         active = state is VmState.ACTIVE
+        # An UNKNOWN VM rescheduled off this host (HA recovery, still waiting for room) is
+        # not given up to POWEROFF when the host returns without it: the scheduler boots it.
+        awaiting = active and lcm is L.UNKNOWN and vm.resched
         if dom is None:
-            if active and lcm in (L.RUNNING, L.UNKNOWN):
+            if active and lcm in (L.RUNNING, L.UNKNOWN) and not awaiting:
                 missing = (
                     (VmState.ACTIVE, L.UNKNOWN)
                     if self.settings.missing_vm_state.upper() == "UNKNOWN"
@@ -474,7 +499,7 @@ class Monitor:
             ):
                 t.vm_state(vm, (VmState.ACTIVE, L.RUNNING), f"running on {host.subject}")
         elif dom.state is DomainState.POWEROFF:
-            if active and (lcm in (L.RUNNING, L.UNKNOWN) or lcm in _SHUTTING):
+            if active and (lcm in (L.RUNNING, L.UNKNOWN) or lcm in _SHUTTING) and not awaiting:
                 t.vm_state(vm, (VmState.POWEROFF, L.LCM_INIT), f"shut off on {host.subject}")
         elif dom.state is DomainState.FAILURE:
             if active and lcm is L.RUNNING:

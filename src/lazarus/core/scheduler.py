@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from lazarus.domain.entities import VM, Event, Host
 from lazarus.domain.errors import ApiError
 from lazarus.domain.states import HostState, LcmState, VmState
+from lazarus.domain.transitions import START_FAILURES
 from lazarus.ports.clock import Clock
 from lazarus.ports.store import Store
 
 from .journal import Journal
 from .lifecycle import Lifecycle
+from .restarts import recovering, tried_hosts
 from .settings import Settings
 from .waits import sleep_or_wake
 
@@ -44,6 +46,7 @@ class Placement:
     host_id: int
     migrate: bool  # resched: migrate; otherwise deploy
     live: bool = False
+    in_place: bool = False  # an UNKNOWN VM whose own host is back: boot it there
 
 
 @dataclass
@@ -60,7 +63,9 @@ def candidates(vms: Iterable[VM]) -> list[VM]:
     for vm in vms:
         if vm.state is VmState.PENDING or (vm.resched and (
             vm.state is VmState.POWEROFF
-            or (vm.state is VmState.ACTIVE and vm.lcm_state in (LcmState.RUNNING, LcmState.UNKNOWN))
+            or (vm.state is VmState.ACTIVE and (
+                vm.lcm_state in (LcmState.RUNNING, LcmState.UNKNOWN)
+                or vm.lcm_state in START_FAILURES))
         )):
             chosen.append(vm)
     chosen.sort(key=lambda vm: (-vm.ha_priority, vm.id))
@@ -91,18 +96,26 @@ def plan(
     key = _KEYS[policy]
     heap = [(key(room), room.host.id, room) for room in rooms if max_actions_per_host > 0]
     heapq.heapify(heap)
+    monitored = {room.host.id for room in rooms}
     placements: list[Placement] = []
     for vm in candidates(vms):
         if len(placements) >= max_actions_per_cycle or not heap:
             break
         current = vm.host_id if vm.state is not VmState.PENDING else None
+        if current in monitored and vm.lcm_state is LcmState.UNKNOWN and recovering(vm):
+            # Rescheduled off its failed host, which is back (repaired, after the fence):
+            # the VM still holds its capacity there, so booting it there needs no room.
+            placements.append(Placement(vm.id, current, False, in_place=True))
+            continue
+        avoid = tried_hosts(vm)
         cpu, mem = vm.cpu, vm.memory
         passed = []  # rooms that do not suit this VM, back on the heap afterwards
         best: _Room | None = None
         while heap:
             entry = heapq.heappop(heap)
             room = entry[2]
-            if room.host.id == current or room.cpu < cpu or room.mem < mem:
+            if (room.host.id == current or room.host.id in avoid or room.cpu < cpu
+                    or room.mem < mem):
                 passed.append(entry)
                 continue
             best = room
@@ -218,7 +231,9 @@ class Scheduler:
         started = []
         for p in placements:
             try:
-                if p.migrate:
+                if p.in_place:
+                    self.lifecycle.restart_in_place(p.vm_id)
+                elif p.migrate:
                     self.lifecycle.migrate(p.vm_id, p.host_id, live=p.live)
                 else:
                     self.lifecycle.deploy(p.vm_id, p.host_id)

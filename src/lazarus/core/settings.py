@@ -17,6 +17,13 @@ class Settings:
     # still probed, but every MONITORING_INTERVAL_HOST, not twice a second)
     retry_burst: int = 20
     probe_timeout: float = 2.0
+    # When a host of a cluster starts failing, every other host of that cluster is probed
+    # every MONITOR_ALERT_INTERVAL until MONITOR_ALERT_WINDOW has passed without a new host
+    # starting to fail: a loss spreading host by host is seen within about a second, and
+    # ft/host_error does not fence until the cluster has been quiet for its
+    # --mass-failure-window (6 s) (docs/ha.md).
+    monitor_alert_interval: float = 1.0
+    monitor_alert_window: float = 6.0  # at least host_error's --mass-failure-window
     persist_interval: float = 60.0  # unchanged monitoring data is written at most this often
     missing_vm_state: str = "POWEROFF"  # VMs the hypervisor no longer lists: POWEROFF | UNKNOWN
     # scheduler
@@ -25,6 +32,11 @@ class Settings:
     sched_policy: str = "striping"  # packing | striping | load (OpenNebula default: striping)
     max_actions_per_host: int = 8
     max_actions_per_cycle: int = 200
+    # HA restart policy (core/restarts.py): a failed recovery start is restarted on its host
+    # this many times, then relocated this many times, then left in its failure state
+    ha_max_restarts: int = 1
+    ha_max_relocations: int = 2
+    ha_restart_delay: float = 5.0  # before the first restart; doubles for each further one
     # drivers
     driver_timeout: float = 120.0
     cleanup_timeout: float = 10.0

@@ -78,6 +78,20 @@ def _ac(lcm: LcmState) -> Pair:
 RUNNING = _ac(LcmState.RUNNING)
 UNKNOWN = _ac(LcmState.UNKNOWN)
 
+# Failures of a step that starts a VM on its host (a deploy): the VM never ran there, so it
+# can be restarted elsewhere. ft/host_error's -m reschedules VMs in these states when their
+# host failed (OpenNebula refuses resched here and leaves them down: a deliberate
+# difference), and the HA restart policy (core/restarts.py) retries or relocates them.
+START_FAILURES = frozenset({
+    LcmState.BOOT_FAILURE, LcmState.BOOT_MIGRATE_FAILURE, LcmState.PROLOG_FAILURE,
+    LcmState.PROLOG_MIGRATE_FAILURE, LcmState.PROLOG_MIGRATE_UNKNOWN_FAILURE,
+    LcmState.BOOT_STOPPED_FAILURE, LcmState.BOOT_UNDEPLOY_FAILURE,
+    LcmState.PROLOG_RESUME_FAILURE, LcmState.PROLOG_UNDEPLOY_FAILURE,
+})
+_RESCHED_FROM = {RUNNING: RUNNING, UNKNOWN: UNKNOWN, (VmState.POWEROFF, LcmState.LCM_INIT):
+                 (VmState.POWEROFF, LcmState.LCM_INIT),
+                 **{(VmState.ACTIVE, f): (VmState.ACTIVE, f) for f in START_FAILURES}}
+
 # action -> {(state, lcm) accepted: (state, lcm) entered}
 VM_ACTIONS: dict[str, dict[Pair, Pair]] = {
     "deploy": {
@@ -117,8 +131,8 @@ VM_ACTIONS: dict[str, dict[Pair, Pair]] = {
     "release": {_st(VmState.HOLD): _st(VmState.PENDING)},
     "reboot": {RUNNING: RUNNING},
     # resched/unresched only flip the RESCHED flag; the scheduler does the rest.
-    "resched": {RUNNING: RUNNING, UNKNOWN: UNKNOWN, _st(VmState.POWEROFF): _st(VmState.POWEROFF)},
-    "unresched": {RUNNING: RUNNING, UNKNOWN: UNKNOWN, _st(VmState.POWEROFF): _st(VmState.POWEROFF)},
+    "resched": dict(_RESCHED_FROM),
+    "unresched": dict(_RESCHED_FROM),
 }
 # The -hard variants are accepted in the same states; the driver operation differs.
 for _base in ("terminate", "poweroff", "undeploy", "reboot"):
@@ -130,6 +144,8 @@ MIGRATE_FROM: dict[Pair, Pair] = {
     UNKNOWN: _ac(LcmState.PROLOG_MIGRATE_UNKNOWN),  # never touches the dead source host
     _st(VmState.POWEROFF): _ac(LcmState.PROLOG_MIGRATE_POWEROFF),
     _st(VmState.SUSPENDED): _ac(LcmState.PROLOG_MIGRATE_SUSPEND),
+    # a start that failed on a host that then failed (and was fenced): like UNKNOWN
+    **{_ac(f): _ac(LcmState.PROLOG_MIGRATE_UNKNOWN) for f in START_FAILURES},
 }
 
 

@@ -82,6 +82,9 @@ class Options:
     fencing: bool = True
     ignore_mass_failure: bool = False
     mass_failure_share: float = 0.5
+    # seconds the cluster must be quiet (no host newly failing) before a fence; keep it at
+    # most the controller's MONITOR_ALERT_WINDOW, during which peers are probed every second
+    mass_failure_window: float = 6.0
     max_fences_per_hour: int = 3  # 0: no limit
 
 
@@ -92,7 +95,8 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
             argv,
             "mrdfp:u",
             ["migrate", "recreate", "delete", "force", "pause=", "no-fencing",
-             "ignore-mass-failure", "mass-failure-share=", "max-fences-per-hour="],
+             "ignore-mass-failure", "mass-failure-share=", "max-fences-per-hour=",
+             "mass-failure-window="],
         )
     except getopt.GetoptError as exc:
         raise UsageError(str(exc)) from None
@@ -116,6 +120,13 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
             if not value.isdigit():
                 raise UsageError(f"--max-fences-per-hour needs a whole number, not {value!r}")
             options.max_fences_per_hour = int(value)
+        elif flag == "--mass-failure-window":
+            try:
+                options.mass_failure_window = float(value)
+            except ValueError:
+                options.mass_failure_window = -1.0
+            if not 0 <= options.mass_failure_window <= 3600:
+                raise UsageError(f"--mass-failure-window needs seconds (0-3600), not {value!r}")
         elif flag == "--mass-failure-share":
             try:
                 options.mass_failure_share = float(value)
@@ -143,6 +154,18 @@ def host_id_from_template(b64: str) -> tuple[int, str]:
     except Exception as exc:  # defusedxml's refusals (DTDs, entities)
         raise UsageError(f"refused HOST document: {exc}") from None
     return host_id, root.findtext("TEMPLATE/ERROR", "") or ""
+
+
+_BACK = "\0back"  # _mass_failure: the host answers again
+_SETTLE_LIMIT = 10  # windows a never-quiet cluster is waited for before its share decides
+
+
+def _number(raw: str | None, default: float) -> float:
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        return default
+    return value if value == value else default  # NaN
 
 
 @dataclass
@@ -229,7 +252,13 @@ class HostErrorRun:
                 self.log("Exiting. Host came back after waiting.")
                 return EXIT_OK
             host = self._host()
-            guard = self._mass_failure(host)
+            guard = await self._mass_failure(host)
+            if guard == _BACK:
+                self.outcome = "host came back"
+                incident.state = "ABORTED"
+                self._save(incident)
+                self.log("Exiting. Host came back while the cluster settled.")
+                return EXIT_OK
             if guard:
                 return self.fail(guard)
             incident.state = "FENCING"
@@ -295,32 +324,71 @@ class HostErrorRun:
                 return False
             await self.clock.sleep(self.poll)
 
-    def _mass_failure(self, host: _Host) -> str:
+    async def _mass_failure(self, host: _Host) -> str:
+        """'' when fencing may go on; a message when the guard stops it; _BACK when the host
+        came back meanwhile.
+
+        A host counts as failed when it is in ERROR or its last probes failed
+        (MONITOR_FAILURES). More than --mass-failure-share of the cluster (OFFLINE hosts
+        aside) failed: stop, the controller is more likely cut off than the hosts dead. And
+        the cluster must have been quiet for --mass-failure-window seconds: no host (this one
+        included) started failing (FAILING_SINCE) more recently, so that a loss reaching the
+        hosts one by one (a switch stack rebooting member by member) is seen whole before
+        any of them is fenced. The monitor probes a cluster's hosts every second while it is
+        in alert, so each next host of such a loss is seen within about a second of its cut.
+        A cluster that never settles (a flapping host) is judged on its share after
+        _SETTLE_LIMIT windows."""
         if self.options.ignore_mass_failure:
             return ""
         override = (host.template.get("HA_IGNORE_MASS_FAILURE") or "").strip().upper()
         if override in ("YES", "TRUE", "1"):
             self.log("Mass-failure guard overridden by HA_IGNORE_MASS_FAILURE on the host.")
             return ""
+        window = self.options.mass_failure_window
         share = self.options.mass_failure_share
-        root = xmldoc.parse(self.api.call("one.hostpool.info"))
-        peers = [
-            (int(h.findtext("STATE", "0")))
-            for h in root.findall("HOST")
-            if int(h.findtext("CLUSTER_ID", "0")) == host.cluster_id
-            and int(h.findtext("STATE", "0")) != HostState.OFFLINE
-        ]
-        failed = sum(1 for s in peers if s == HostState.ERROR)
-        if peers and failed / len(peers) > share:
-            return (
-                f"Mass failure: {failed} of {len(peers)} hosts in cluster {host.cluster_id} are "
-                f"in ERROR (more than {share:.0%}). The controller is more likely cut off than "
-                "the hosts dead: not fencing, not moving VMs. If they really are down, set "
-                f"HA_IGNORE_MASS_FAILURE = YES on host {host.id} (`lazarus host update "
-                f"{host.id} FILE --append`) and retry this hook execution (`lazarus hook "
-                "retry`); or run it with --ignore-mass-failure."
-            )
-        return ""
+        started = self.clock.now()
+        said = ""
+        while True:
+            root = xmldoc.parse(self.api.call("one.hostpool.info"))
+            peers, failed, onset = 0, 0, 0.0
+            for h in root.findall("HOST"):
+                state = int(h.findtext("STATE", "0"))
+                if int(h.findtext("CLUSTER_ID", "0")) != host.cluster_id or (
+                    state == HostState.OFFLINE
+                ):
+                    continue
+                peers += 1
+                if int(h.findtext("ID", "-1")) == host.id and state in (
+                    HostState.MONITORED, HostState.DISABLED
+                ) and h.findtext("TEMPLATE/MONITOR_FAILURES") is None:
+                    return _BACK
+                failures = _number(h.findtext("TEMPLATE/MONITOR_FAILURES"), 0.0)
+                if state == HostState.ERROR or failures > 0:
+                    failed += 1
+                    onset = max(onset, _number(h.findtext("TEMPLATE/FAILING_SINCE"), 0.0))
+            if peers and failed / peers > share:
+                return (
+                    f"Mass failure: {failed} of {peers} hosts in cluster {host.cluster_id} are "
+                    f"in ERROR or failing (more than {share:.0%}). The controller is more likely "
+                    "cut off than the hosts dead: not fencing, not moving VMs. If they really "
+                    f"are down, set HA_IGNORE_MASS_FAILURE = YES on host {host.id} (`lazarus "
+                    f"host update {host.id} FILE --append`) and retry this hook execution "
+                    "(`lazarus hook retry`); or run it with --ignore-mass-failure."
+                )
+            now = self.clock.now()
+            quiet = now - onset
+            if quiet >= window or now - started >= _SETTLE_LIMIT * max(window, 1.0):
+                if said:
+                    self.log(f"Cluster {host.cluster_id} settled: {failed} of {peers} hosts "
+                             "failed; fencing.")
+                return ""
+            seen = f"{failed}/{peers}@{onset:g}"
+            if seen != said:  # once per new onset, not every poll
+                self.log(f"Waiting for cluster {host.cluster_id} to settle: a host started "
+                         f"failing {quiet:.1f} s ago ({failed} of {peers} failed; window "
+                         f"{window:g} s).")
+                said = seen
+            await self.clock.sleep(min(self.poll, window - quiet))
 
     async def _fence(self, host: _Host, incident: Incident) -> int:
         host = self._host()

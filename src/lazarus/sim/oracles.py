@@ -68,6 +68,8 @@ class _Owed:
     t0: float  # monotonic
     vms: list[int]
     extended: bool = False
+    follow: bool = False  # a re-check of a VM excused for a passing reason: no ERROR check
+    room_seen: bool = False  # at the previous check there was room for the (waiting) VM
 
 
 @dataclass
@@ -84,10 +86,11 @@ class Oracles:
         self.power_lost: dict[str, float] = {}  # host -> last power_off instant
         self.cleared: dict[str, str] = {}  # host -> why a start elsewhere is allowed
         self.fences: dict[str, list[float]] = {}
-        self.fence_failed: dict[str, float] = {}  # host -> last failed fence
+        self.fence_log: dict[str, list[tuple[float, bool]]] = {}  # host -> (when, proven off)
         self.error_events: list[tuple[int, int]] = []  # (event id, host id)
         self.entered_error: dict[int, list[float]] = {}
         self.executed: set[int] = set()  # event ids host_error ran for
+        self.hook_ends: dict[int, list[tuple[float, int]]] = {}  # host id -> (when, exit code)
         self.mass_at: list[float] = []  # instants the ERROR share exceeded the guard
         self.crashed_vms: set[str] = set()
         self.touched_vms: set[str] = set()
@@ -149,19 +152,31 @@ class Oracles:
                 name = event.line.split(":", 1)[0].split(" ", 1)[-1]
                 self.cleared[name] = "confirmed by an operator"
 
-    def _error_share(self) -> float:
+    def _error_share(self, failing: bool = False) -> float:
+        """The share of (not OFFLINE) hosts in ERROR; with `failing`, also those whose last
+        probes failed (MONITOR_FAILURES), as the mass-failure guard counts them."""
         hosts = [h for h in self.world.store.hosts() if h.state is not HostState.OFFLINE]
-        failed = sum(1 for h in hosts if h.state is HostState.ERROR)
+        failed = sum(1 for h in hosts if h.state is HostState.ERROR or (
+            failing and h.template.get_int("MONITOR_FAILURES", 0) > 0))
         return failed / len(hosts) if hosts else 0.0
 
+    def _ignores_mass_failure(self, name: str) -> bool:
+        for host in self.world.store.hosts():
+            if host.name == name:
+                flag = (host.template.get("HA_IGNORE_MASS_FAILURE") or "").strip().upper()
+                return flag in ("YES", "TRUE", "1")
+        return False
+
     def _mass_share(self) -> None:
-        if self._error_share() > self.options.mass_failure_share:
+        if self._error_share(failing=True) > self.options.mass_failure_share:
             self.mass_at.append(self.world.clock.monotonic())
 
     # -- fencing and host_error ------------------------------------------------------------------
     def on_agent(self, plug: str, action: str, result: AgentResult) -> None:
         if action != "off-start" or self.options.ignore_mass_failure:
             return
+        if self._ignores_mass_failure(plug):
+            return  # the documented per-host override: the operator said it really is down
         share = self._error_share()
         if share > self.options.mass_failure_share:
             self.flag("mass_fence", f"fence off for {plug} while {share:.0%} of the hosts are "
@@ -169,8 +184,7 @@ class Oracles:
 
     def on_fenced(self, host: str, ok: bool, output: str) -> None:
         now = self.world.clock.monotonic()
-        if not ok:
-            self.fence_failed[host] = now
+        self.fence_log.setdefault(host, []).append((now, ok))
         times = [t for t in self.fences.get(host, []) if t > now - 3600.0] + [now]
         self.fences[host] = times
         if len(times) > self.max_fences:
@@ -186,7 +200,7 @@ class Oracles:
         pass
 
     def hook_finished(self, host_id: int, code: int, lines: list[str]) -> None:
-        pass
+        self.hook_ends.setdefault(host_id, []).append((self.world.clock.monotonic(), code))
 
     # -- recovery deadlines ----------------------------------------------------------------------
     def on_fault(self, e: sc.Event) -> None:
@@ -227,61 +241,96 @@ class Oracles:
             return
         if w.down:
             return
-        if not any(t >= owed.t0 for t in self.entered_error.get(owed.host_id, [])):
+        if not owed.follow and not any(
+            t >= owed.t0 for t in self.entered_error.get(owed.host_id, [])
+        ):
             return  # never in ERROR: no HA incident (a blip, a power cycle before detection)
         for vm_id in owed.vms:
-            why = self._unrecovered(owed, vm_id, now)
+            why, later = self._unrecovered(owed, vm_id, now)
             if why:
                 self.flag("recovery", f"vm {vm_id} {why} {now - owed.t0:.0f} s after "
                                       f"{owed.fault} {owed.host}")
+            elif later:
+                # Excused for a passing reason: the obligation follows the VM until it runs
+                # somewhere or a reason an operator can see stops it.
+                again = _Owed(owed.host, owed.host_id, owed.fault, owed.t0, [vm_id],
+                              extended=True, follow=True, room_seen=later == "room")
+                w.loop.call_later(w.scenario.expect.recovery_deadline, self._check, again)
 
-    def _unrecovered(self, owed: _Owed, vm_id: int, now: float) -> str:
-        """'' when the VM is fine or excused, else what is wrong with it."""
+    def _unrecovered(self, owed: _Owed, vm_id: int, now: float) -> tuple[str, str]:
+        """('', '') when the VM is fine or excused for good; ('', reason) when excused for a
+        passing reason (check again later); (what is wrong, '') otherwise."""
         w = self.world
         try:
             vm = w.store.vm(vm_id)
         except NoExistsError:
-            return ""
+            return "", ""
         running = w.cluster.running_hosts(vm_id)
         if (vm.state, vm.lcm_state) == (VmState.ACTIVE, LcmState.RUNNING) and running:
-            return ""  # (running twice is split_brain's to report)
+            return "", ""  # (running twice is split_brain's to report)
         if vm.name in self.crashed_vms or vm.name in self.touched_vms:
-            return ""
+            return "", ""
+        if vm.state is VmState.DONE:
+            return "", ""
         started = self.last_start.get(vm_id)
         if started is not None and started[0] != owed.host and (
             self.power_lost.get(started[0], -1.0) >= started[1]
         ):
-            return ""  # recovered, then its new host lost power: a new failure
-        if self.fence_failed.get(owed.host, -1.0) >= owed.t0 or any(
-            t >= owed.t0 for t in self.mass_at
-        ):
-            return ""
+            return "", ""  # recovered, then its new host lost power: that failure owes it now
+        deadline = w.scenario.expect.recovery_deadline
+        failed_host = w.store.host(owed.host_id)
+        fences = [(t, ok) for t, ok in self.fence_log.get(owed.host, []) if t >= owed.t0]
+        if fences and not fences[-1][1]:
+            return "", "fence"  # not proven off (operator-visible); an operator may retry
+        if fences and now - fences[-1][0] < deadline:
+            return "", "fence"  # proven off late (a slow or retried fence): a deadline from then
+        if not any(ok for _, ok in fences) and owed.host not in self.cleared:
+            ends = [code for t, code in self.hook_ends.get(owed.host_id, []) if t >= owed.t0]
+            if ends and ends[-1] != 0:
+                return "", "fence"  # never proven off and host_error failed, saying why
+        if any(t >= owed.t0 for t in self.mass_at) and not self._ignores_mass_failure(owed.host):
+            return "", ""  # the guard stopped host_error: an operator decides
         if self.options.mode == "migrate" and vm.last is not None:
             ds = w.store.datastore(vm.last.ds_id)
             if (ds.template.get("SHARED") or "").upper() != "YES":
-                return ""
+                return "", ""
         if vm.state is VmState.POWEROFF and self.power_lost.get(owed.host, -1.0) >= owed.t0:
-            return ""  # died with the power and the host came back before recovery
+            if vm.host_id == owed.host_id and failed_host.state is not HostState.ERROR and not fences:
+                return "", ""  # died with the power, the host came back before any fence
+        record = vm.template.vectors("HA_RECOVERY")
+        if record and (record[-1].get("STATE") or "") == "GAVE_UP":
+            return "", ""  # the restart policy's limits ran out: said in the VM and its event
         current = vm.host_id
         if current is not None and current != owed.host_id:
             host = w.store.host(current)
             if host.state is not HostState.MONITORED or not w.cluster.reachable(host.name):
-                return ""  # its new host failed too: that failure's own deadline covers it
+                return "", "host"  # its new host failed too: follow the VM there
         waiting = vm.state is VmState.PENDING or (
             vm.state is VmState.ACTIVE and vm.lcm_state in _WAITING)
-        if waiting and not self._capacity_for(vm.memory * 1024, vm.cpu, owed.host):
-            return ""
+        if waiting and not self._capacity_for(vm.memory, vm.cpu, vm_id, owed.host):
+            return "", "room"
+        if waiting and not owed.room_seen and owed.follow:
+            return "", "room"  # room appeared since the last check: one deadline to use it
         state = f"{vm.state.name}/{vm.lcm_state.name}"
-        return f"is {state} (running on {running or 'no host'})"
+        return f"is {state} (running on {running or 'no host'})", ""
 
-    def _capacity_for(self, memory_kib: int, cpu: int, failed: str) -> bool:
+    def _capacity_for(self, memory_kib: int, cpu: int, vm_id: int, failed: str) -> bool:
+        """Some MONITORED, reachable host other than the failed one has room for the VM: its
+        hardware less RESERVED_CPU/RESERVED_MEM less what the VMs placed there hold."""
+        holding = (VmState.ACTIVE, VmState.POWEROFF, VmState.SUSPENDED)
         for host in self.world.store.hosts():
             if host.name == failed or host.state is not HostState.MONITORED:
                 continue
             sim = self.world.cluster.hosts.get(host.name)
-            if sim is None or not self.world.cluster.reachable(host.name):
+            if sim is None or not self.world.cluster.reachable(host.name) or not sim.powered:
                 continue
-            if sim.memory_kib - sim.used_mem >= memory_kib and sim.cpu - sim.used_cpu >= cpu:
+            placed = [vm for vm in self.world.store.vms(host_id=host.id)
+                      if vm.state in holding and vm.id != vm_id]
+            free_mem = (sim.memory_kib - host.template.get_int("RESERVED_MEM", 0)
+                        - sum(vm.memory for vm in placed))
+            free_cpu = (sim.cpu - host.template.get_int("RESERVED_CPU", 0)
+                        - sum(vm.cpu for vm in placed))
+            if free_mem >= memory_kib and free_cpu >= cpu:
                 return True
         return False
 

@@ -102,6 +102,7 @@ class Event:
     delay: float = 0.0  # slow fence device: seconds per agent action
     op: str = ""
     permanent: bool = False
+    count: int = 1  # fail_next: this many calls in a row fail
     cpu: int = 0
     memory: int = 0
     gone: bool = False  # vm_crash: the domain vanishes instead of FAILURE

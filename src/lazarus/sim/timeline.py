@@ -72,7 +72,10 @@ class Timeline:
         self.log.append((self.now(), source, line))
 
     def _open(self, host_id: int) -> list[Incident]:
-        return [i for i in self.incidents if i.host_id == host_id]
+        """The host's newest incident (a later detection, hook run or fence belongs to it, not
+        to every earlier incident of the same host)."""
+        mine = [i for i in self.incidents if i.host_id == host_id]
+        return mine[-1:]
 
     # -- observers -------------------------------------------------------------------------------
     def on_fault(self, e: sc.Event) -> None:
@@ -128,8 +131,9 @@ class Timeline:
         self.add("fence", f"fence_sim {action} plug={plug}: {verdict}")
 
     def on_fenced(self, host: str, ok: bool, output: str) -> None:
-        for inc in self.incidents:
-            if inc.host == host and inc.fence is None and inc.hook_start is not None:
+        mine = [i for i in self.incidents if i.host == host]
+        for inc in mine[-1:]:
+            if inc.fence is None and inc.hook_start is not None:
                 inc.fence = inc.since(self.now())
                 inc.fence_ok = ok
 

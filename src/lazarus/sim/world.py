@@ -316,7 +316,7 @@ class World:
             host = cl.host(e.host)
             cl.set_capacity(e.host, e.cpu or host.cpu, (e.memory * 1024) or host.memory_kib)
         elif a == "fail_next":
-            cl.fail_next(e.host, e.op, e.permanent)
+            cl.fail_next(e.host, e.op, e.permanent, e.count)
         elif a == "controller_crash":
             await self.crash(e.down)
         elif a == "api":

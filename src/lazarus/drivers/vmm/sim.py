@@ -68,6 +68,7 @@ class SimHost:
     used_cpu: int = 0  # of RUNNING domains
     used_mem: int = 0  # of RUNNING and SUSPENDED domains (their memory stays allocated)
     failures: dict[str, bool] = field(default_factory=dict)  # op -> permanent
+    failure_counts: dict[str, int] = field(default_factory=dict)  # op -> calls left to fail
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     infos: tuple[DomainInfo, ...] | None = None  # the probe's view, rebuilt after a change
     probe: HostProbe | None = None  # the last probe answered, handed out again while current
@@ -170,11 +171,13 @@ class SimCluster:
         host.cpu, host.memory_kib = cpu, memory_kib
         self._emit("capacity", name)
 
-    def fail_next(self, name: str, op: str, permanent: bool = False) -> None:
-        """Make the next `op` call (one of OPS) on the host raise a driver error."""
+    def fail_next(self, name: str, op: str, permanent: bool = False, count: int = 1) -> None:
+        """Make the next `count` `op` calls (one of OPS) on the host raise a driver error."""
         if op not in OPS:
             raise ValueError(f"unknown op {op!r}; one of {', '.join(OPS)}")
-        self.host(name).failures[op] = permanent
+        host = self.host(name)
+        host.failures[op] = permanent
+        host.failure_counts[op] = max(1, count)
 
     def crash_vm(self, deploy_id: str, host: str | None = None, *, gone: bool = False) -> None:
         """The domain crashes: FAILURE, or (gone=True) vanishes. On `host`, or every host."""
@@ -318,8 +321,13 @@ class SimHypervisor:
     async def _gate(self, host: Host, op: str, delay: float) -> SimHost:
         """Reach the host the way a remote call would, spend `delay`, and return it."""
         sim = await self._reach(host.name)
-        failure = sim.failures.pop(op, None)
+        failure = sim.failures.get(op)
         if failure is not None:
+            left = sim.failure_counts.pop(op, 1) - 1
+            if left > 0:
+                sim.failure_counts[op] = left
+            else:
+                del sim.failures[op]
             error = PermanentDriverError if failure else TemporaryDriverError
             raise error(f"{host.name}: injected {op} failure")
         await self.cluster.clock.sleep(delay)
