@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lazarus.core.restarts import recovering
 from lazarus.domain.entities import Event
 from lazarus.domain.errors import NoExistsError
 from lazarus.domain.hooks import RUNNING as JOB_RUNNING
@@ -278,7 +279,6 @@ class Oracles:
         ):
             return "", ""  # recovered, then its new host lost power: that failure owes it now
         deadline = w.scenario.expect.recovery_deadline
-        failed_host = w.store.host(owed.host_id)
         fences = [(t, ok) for t, ok in self.fence_log.get(owed.host, []) if t >= owed.t0]
         if fences and not fences[-1][1]:
             return "", "fence"  # not proven off (operator-visible); an operator may retry
@@ -294,9 +294,9 @@ class Oracles:
             ds = w.store.datastore(vm.last.ds_id)
             if (ds.template.get("SHARED") or "").upper() != "YES":
                 return "", ""
-        if vm.state is VmState.POWEROFF and self.power_lost.get(owed.host, -1.0) >= owed.t0:
-            if vm.host_id == owed.host_id and failed_host.state is not HostState.ERROR and not fences:
-                return "", ""  # died with the power, the host came back before any fence
+        if (vm.state is VmState.POWEROFF and self.power_lost.get(owed.host, -1.0) >= owed.t0
+                and not vm.resched and not recovering(vm)):
+            return "", ""  # died with the power; its host came back before a recovery began
         record = vm.template.vectors("HA_RECOVERY")
         if record and (record[-1].get("STATE") or "") == "GAVE_UP":
             return "", ""  # the restart policy's limits ran out: said in the VM and its event
