@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 from defusedxml import ElementTree as SafeET
@@ -44,6 +46,10 @@ def script_fencer(path: Path, timeout: float = 300.0) -> Fencer:
             proc.kill()
             await proc.wait()
             return False, f"fence script timed out after {timeout:g} s"
+        except asyncio.CancelledError:  # host_error stops the fence (mass failure): its agents too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
         return proc.returncode == 0, out.decode(errors="replace")
 
     return run

@@ -34,6 +34,7 @@ so the simulator runs it in-process in virtual time. app/host_error.py is the sc
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import getopt
@@ -349,32 +350,11 @@ class HostErrorRun:
         started = self.clock.now()
         said = ""
         while True:
-            root = xmldoc.parse(self.api.call("one.hostpool.info"))
-            peers, failed, onset = 0, 0, 0.0
-            for h in root.findall("HOST"):
-                state = int(h.findtext("STATE", "0"))
-                if int(h.findtext("CLUSTER_ID", "0")) != host.cluster_id or (
-                    state == HostState.OFFLINE
-                ):
-                    continue
-                peers += 1
-                if int(h.findtext("ID", "-1")) == host.id and state in (
-                    HostState.MONITORED, HostState.DISABLED
-                ) and h.findtext("TEMPLATE/MONITOR_FAILURES") is None:
-                    return _BACK
-                failures = _number(h.findtext("TEMPLATE/MONITOR_FAILURES"), 0.0)
-                if state == HostState.ERROR or failures > 0:
-                    failed += 1
-                    onset = max(onset, _number(h.findtext("TEMPLATE/FAILING_SINCE"), 0.0))
+            peers, failed, onset, back = self._cluster(host)
+            if back:
+                return _BACK
             if peers and failed / peers > share:
-                return (
-                    f"Mass failure: {failed} of {peers} hosts in cluster {host.cluster_id} are "
-                    f"in ERROR or failing (more than {share:.0%}). The controller is more likely "
-                    "cut off than the hosts dead: not fencing, not moving VMs. If they really "
-                    f"are down, set HA_IGNORE_MASS_FAILURE = YES on host {host.id} (`lazarus "
-                    f"host update {host.id} FILE --append`) and retry this hook execution "
-                    "(`lazarus hook retry`); or run it with --ignore-mass-failure."
-                )
+                return self._mass_message(host, peers, failed)
             now = self.clock.now()
             quiet = now - onset
             if quiet >= window or now - started >= _SETTLE_LIMIT * max(window, 1.0):
@@ -389,6 +369,52 @@ class HostErrorRun:
                          f"{window:g} s).")
                 said = seen
             await self.clock.sleep(min(self.poll, window - quiet))
+
+    def _cluster(self, host: _Host) -> tuple[int, int, float, bool]:
+        """(hosts of its cluster not OFFLINE, of those in ERROR or failing, the latest
+        FAILING_SINCE among those, whether this host answers again)."""
+        root = xmldoc.parse(self.api.call("one.hostpool.info"))
+        peers, failed, onset, back = 0, 0, 0.0, False
+        for h in root.findall("HOST"):
+            state = int(h.findtext("STATE", "0"))
+            if int(h.findtext("CLUSTER_ID", "0")) != host.cluster_id or (
+                state == HostState.OFFLINE
+            ):
+                continue
+            peers += 1
+            failures = _number(h.findtext("TEMPLATE/MONITOR_FAILURES"), 0.0)
+            if int(h.findtext("ID", "-1")) == host.id and state in (
+                HostState.MONITORED, HostState.DISABLED
+            ) and failures == 0:
+                back = True
+            if state == HostState.ERROR or failures > 0:
+                failed += 1
+                onset = max(onset, _number(h.findtext("TEMPLATE/FAILING_SINCE"), 0.0))
+        return peers, failed, onset, back
+
+    def _mass_message(self, host: _Host, peers: int, failed: int) -> str:
+        share = self.options.mass_failure_share
+        return (
+            f"Mass failure: {failed} of {peers} hosts in cluster {host.cluster_id} are "
+            f"in ERROR or failing (more than {share:.0%}). The controller is more likely "
+            "cut off than the hosts dead: not fencing, not moving VMs. If they really "
+            f"are down, set HA_IGNORE_MASS_FAILURE = YES on host {host.id} (`lazarus "
+            f"host update {host.id} FILE --append`) and retry this hook execution "
+            "(`lazarus hook retry`); or run it with --ignore-mass-failure."
+        )
+
+    async def _guard_during_fence(self, host: _Host) -> str:
+        """Keep judging the cluster's share while the fence runs (its retries may take a
+        minute); returns the guard's message when a mass failure develops meanwhile."""
+        if self.options.ignore_mass_failure or (
+            host.template.get("HA_IGNORE_MASS_FAILURE") or ""
+        ).strip().upper() in ("YES", "TRUE", "1"):
+            await asyncio.Event().wait()  # never: the guard is off for this host
+        while True:
+            await self.clock.sleep(self.poll)
+            peers, failed, _onset, _back = self._cluster(host)
+            if peers and failed / peers > self.options.mass_failure_share:
+                return self._mass_message(host, peers, failed)
 
     async def _fence(self, host: _Host, incident: Incident) -> int:
         host = self._host()
@@ -426,7 +452,21 @@ class HostErrorRun:
                 "--max-fences-per-hour)."
             )
         self.log("Fencing enabled")
-        ok, output = await self.fencer(host.xml)
+        fencing = asyncio.ensure_future(self.fencer(host.xml))
+        guard = asyncio.ensure_future(self._guard_during_fence(host))
+        try:
+            await asyncio.wait({fencing, guard}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (fencing, guard):
+                task.cancel()
+        if not fencing.done() or fencing.cancelled():
+            await asyncio.gather(fencing, return_exceptions=True)
+            incident.state = "FENCE_FAILED"
+            incident.fence = "stopped: mass failure during the fence"
+            self._save(incident)
+            return self.fail(guard.result() + " (The fence of this host was stopped.)")
+        await asyncio.gather(guard, return_exceptions=True)
+        ok, output = fencing.result()
         for line in output.splitlines():
             if line.strip():
                 self.log(line.strip(), "I" if ok else "E")
