@@ -123,3 +123,8 @@ def _documents() -> dict[str, str]:
 def test_no_document_shows_a_secret(kind: str) -> None:
     document = _documents()[kind]
     assert "clear-" not in document, document
+
+
+def test_secret_words_inside_a_quoted_template_value() -> None:
+    text = 'FENCE = [ AGENT = "x", OPTIONS = "lanplus=1 passwd=clear --password clear" ]'
+    assert "clear" not in mask_text(text)

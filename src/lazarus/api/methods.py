@@ -26,7 +26,6 @@ from lazarus.domain.errors import (
     RpcApiError,
     TemplateSyntaxError,
 )
-from lazarus.domain.secrets import public_host
 from lazarus.domain.states import VmState
 from lazarus.domain.template import Template
 from lazarus.domain.transitions import VM_ACTIONS as ACTION_TABLE
@@ -80,10 +79,10 @@ class Api:
 
     # ------------------------------------------------------------------------ hosts
     def hostpool_info(self, ctx: CallContext, *_filters: int) -> str:
-        return docs.host_pool_xml([public_host(h) for h in self.store.hosts()])
+        return docs.host_pool_xml(self.store.hosts())  # secrets masked by the renderer
 
     def host_info(self, ctx: CallContext, host_id: int, decrypt: bool = False) -> str:
-        return docs.host_xml(public_host(self.store.host(host_id)))
+        return docs.host_xml(self.store.host(host_id))
 
     def host_allocate(
         self, ctx: CallContext, name: str, im_mad: str, vm_mad: str, cluster_id: int = -1

@@ -60,6 +60,9 @@ def _is_secret_key(key: str) -> bool:
 
 def _masked(match: re.Match[str]) -> str:
     if not _is_secret_key(match["key"]):
+        value = match["val"]
+        if value.startswith('"') and len(value) > 2:  # OPTIONS = "passwd=x": look inside
+            return f'{match["key"]}{match["sep"]}"{mask_words(value[1:-1])}"'
         return match[0]
     value = MASK if not match["val"].startswith('"') else f'"{MASK}"'
     return f"{match['key']}{match['sep']}{value}"
@@ -108,7 +111,7 @@ def redact(template: Template) -> Template:
             new = value if pairs == value.pairs else Vector(pairs)
         else:
             new = _value(name, value)
-        changed = changed or new is not value and new != value
+        changed = changed or new != value
         items.append((name, new))
     return Template(items) if changed else template
 
