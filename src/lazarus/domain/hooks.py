@@ -41,7 +41,8 @@ ON_SHORTCUTS: dict[str, tuple[str, str]] = {
 }
 _HOST_STATES = ("INIT", "MONITORED", "ERROR", "DISABLED", "OFFLINE")
 # one.hooklog.info and every *.info / *pool.info* / quota info call only read: not hookable.
-_READ_ONLY_EXTRA = ("one.system.version", "one.system.config")
+# lazarus.host.fencecreds answers with secrets: no $API may ever hold its answer.
+_READ_ONLY_EXTRA = ("one.system.version", "one.system.config", "lazarus.host.fencecreds")
 _READ_ONLY_LAST = ("monitoring", "accounting", "showback")
 TRUE_WORDS = ("YES", "TRUE")
 INTERRUPTED_CODE = -1
