@@ -454,3 +454,20 @@ def test_api_hook_on_host_update_keeps_no_secret() -> None:
         # the store keeps the real secret: only the shown copies are masked
         assert h.host(h.host_id("node1")).template.vectors("FENCE")[0].get("PASSWORD") == (
             "clear-fence")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "stdin"),
+    [('"$TEMPLATE -m"', True), ('"-m $TEMPLATE"', True), ('"plain -m"', False)],
+    ids=["template-first", "template-later", "no-document"],
+)
+def test_a_document_argument_never_goes_to_argv(arguments: str, stdin: bool) -> None:
+    """$TEMPLATE / $API in ARGUMENTS without ARGUMENTS_STDIN: the argument string goes to
+    stdin anyway (argv is readable by every local user in /proc; docs/differences.md)."""
+    with HookHarness() as h:
+        h.create(f"NAME=e\nTYPE=state\nRESOURCE=HOST\nSTATE=ERROR\nCOMMAND=x\n"
+                 f"ARGUMENTS={arguments}")
+        h.fail("node1")
+        h.quiet()
+        [request] = h.fake.requests
+        assert request.stdin is stdin
