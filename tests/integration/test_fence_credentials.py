@@ -48,6 +48,9 @@ sys.exit(1)
 """
 
 
+FENCE = 'FENCE = [ AGENT = "fence_pwcheck", PLUG = "{plug}", PASSWORD = "' + SECRET + '" ]'
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     yield from running_daemon(tmp_path)
@@ -90,7 +93,7 @@ def test_the_masked_document_fences_with_the_real_password(daemon: Daemon,
     env = fence_env(daemon, tmp_path)
     with daemon.client() as client:
         _, stdin = host_with_fence(
-            client, "n1", f'FENCE = [ AGENT = "fence_pwcheck", PLUG = "n1", PASSWORD = "{SECRET}" ]')
+            client, "n1", FENCE.format(plug="n1"))
     done = fence_host(stdin, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "fenced, power proven off by level 1" in done.stdout
@@ -104,7 +107,7 @@ def test_without_the_fence_key_the_password_stays_masked(daemon: Daemon,
     env = fence_env(daemon, tmp_path)
     with daemon.client() as client:
         host_id, stdin = host_with_fence(
-            client, "n2", f'FENCE = [ AGENT = "fence_pwcheck", PLUG = "n2", PASSWORD = "{SECRET}" ]')
+            client, "n2", FENCE.format(plug="n2"))
         with pytest.raises(Exception, match="fence key"):  # oneadmin alone may not read it
             client.call("lazarus.host.fencecreds", host_id, "not-the-key")
     del env["LAZARUS_FENCE_KEY"]
