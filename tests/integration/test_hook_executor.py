@@ -137,8 +137,23 @@ def test_signal_exit_is_128_plus_signal(hooks_dir: Path) -> None:
 def test_remote_argv_quotes_for_the_remote_shell(hooks_dir: Path) -> None:
     ex = SubprocessHookExecutor(hooks_dir, remote_dir="/var/tmp/h/", ssh=["ssh", "-p", "22"])
     argv = ex.argv(HookRequest(1, "ft/x", "a;b $(c)", remote_host="node1"))
-    assert argv == ["ssh", "-p", "22", "-n", "node1", "/var/tmp/h/ft/x 'a;b' '$(c)'"]
+    assert argv == ["ssh", "-p", "22", "-n", "--", "node1", "/var/tmp/h/ft/x 'a;b' '$(c)'"]
     stdin = ex.argv(HookRequest(1, "/abs/x", "QQ==", stdin=True, remote_host="node1"))
-    assert stdin == ["ssh", "-p", "22", "node1", "/abs/x"]
+    assert stdin == ["ssh", "-p", "22", "--", "node1", "/abs/x"]
     with pytest.raises(ValueError):
         ex.argv(HookRequest(1, "../x", "", remote_host="node1"))
+
+
+@pytest.mark.parametrize("address", ["-oProxyCommand=touch /tmp/pwned", "-F/tmp/x", " -v"])
+def test_a_remote_host_that_looks_like_an_option_is_refused(hooks_dir: Path, tmp_path: Path,
+                                                            address: str) -> None:
+    """ADDRESS="-oProxyCommand=..." must never reach ssh as an option (it runs a local
+    command): ssh's options end with `--`, and a destination starting with '-' is refused."""
+    marker = tmp_path / "pwned"
+    address = address.replace("/tmp/pwned", str(marker))
+    ex = SubprocessHookExecutor(hooks_dir)
+    with pytest.raises(ValueError, match="remote host"):
+        ex.argv(HookRequest(1, "ft/x", "", remote_host=address))
+    result = run(ex, command="ft/x", arguments="", remote_host=address)
+    assert result.code == 255 and b"remote host" in result.stderr
+    assert not marker.exists()

@@ -112,7 +112,10 @@ def test_shipped_error_hook_fires_once_with_the_host_xml_on_stdin(
 def test_api_hook_fires_on_success_and_failure(daemon: Daemon, tmp_path: Path) -> None:
     out = tmp_path / "api.out"
     script = tmp_path / "api_hook"
-    script.write_text(f'#!/bin/sh\necho "$1" >> {out}\n')
+    # $API without ARGUMENTS_STDIN still comes on stdin: never in argv (docs/differences.md)
+    out.mkdir()  # one file per execution: the two runs may overlap
+    script.write_text(f'#!/bin/sh\necho "argc=$#" > {out}/$LAZARUS_HOOK_EXECUTION.argc\n'
+                      f'cat > {out}/$LAZARUS_HOOK_EXECUTION.api\n')
     script.chmod(0o755)
     template = (f'NAME = on_alloc\nTYPE = api\nCALL = "one.vm.allocate"\n'
                 f'COMMAND = "{script}"\nARGUMENTS = "$API"\n')
@@ -122,11 +125,13 @@ def test_api_hook_fires_on_success_and_failure(daemon: Daemon, tmp_path: Path) -
         with pytest.raises(AllocateError):
             client.call("one.vm.allocate", "NAME = [", False)
     wait_for("two API records", lambda: len(records(daemon, hook_id)) == 2)
-    infos = [SafeET.fromstring(base64.b64decode(line)) for line in out.read_text().split()]
+    runs = sorted(out.glob("*.api"), key=lambda p: int(p.stem.split(":")[1]))
+    infos = [SafeET.fromstring(base64.b64decode(p.read_text())) for p in runs]
     assert [i.findtext("RESULT") for i in infos] == ["1", "0"]
     assert infos[0].find("EXTRA/VM") is not None
+    assert {p.read_text() for p in out.glob("*.argc")} == {"argc=0\n"}
     session = daemon.session()
-    assert session.split(":", 1)[1] not in out.read_text()
+    assert not any(session.split(":", 1)[1] in p.read_text() for p in runs)
 
 
 def test_sigkill_while_a_hook_runs_records_it_interrupted_and_reruns_it(

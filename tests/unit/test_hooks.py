@@ -414,3 +414,60 @@ def test_api_hooks_fire_on_success_and_failure_through_the_dispatcher() -> None:
 
         assert (count(0), count(1), count(-1)) == (2, 2, 0)  # the fake exits 0
         assert "<HOOKLOG>" not in str(call("one.hookpool.info")[1])
+
+
+def test_api_hook_on_host_update_keeps_no_secret() -> None:
+    """The FENCE PASSWORD of a one.host.update is masked in $API, the event, the record's
+    ARGUMENTS and output, and the hook's own literal ARGUMENTS secret in the record."""
+    with HookHarness(hosts=1) as h:
+        registry = Registry()
+        hook_api = HookApi(h.hooks, h.store, h.store)
+        from lazarus.api.methods import Api
+
+        Api(h.controller).register(registry)
+        hook_api.register(registry)
+        admin = User(0, "oneadmin", "x")
+        dispatcher = Dispatcher(registry, lambda session: admin, hook_api.observe)
+
+        def call(method: str, *params: object) -> list[object]:
+            async def run() -> list[object]:
+                return dispatcher.call(method, ["oneadmin:pw", *params])
+
+            return h.run(run())
+
+        hook_id = h.create('NAME=a\nTYPE=api\nCALL=one.host.update\nCOMMAND=x\n'
+                           'ARGUMENTS="--password clear-arg $API"')
+        cursor = h.store.last_event_id()
+        text = 'FENCE=[AGENT="fence_sim", PASSWORD="clear-fence", OPTIONS="passwd=clear-opt"]'
+        assert call("one.host.update", h.host_id("node1"), text, 1)[0] is True
+        h.quiet()
+        [record] = h.records(hook_id)
+        words = record.arguments.split()
+        seen = [record.arguments, base64.b64decode(words[-1]).decode(),
+                record.result.stdout.decode(), record.result.stderr.decode(),
+                record.result.command]
+        seen += [e.body + e.line for e in h.store.events(after_id=cursor, limit=100)]
+        seen.append(str(call("one.hook.info", hook_id)[1]))
+        for text_seen in seen:
+            assert "clear-" not in text_seen, text_seen
+        assert "FENCE" in seen[1] and "****" in seen[1]
+        # the store keeps the real secret: only the shown copies are masked
+        assert h.host(h.host_id("node1")).template.vectors("FENCE")[0].get("PASSWORD") == (
+            "clear-fence")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "stdin"),
+    [('"$TEMPLATE -m"', True), ('"-m $TEMPLATE"', True), ('"plain -m"', False)],
+    ids=["template-first", "template-later", "no-document"],
+)
+def test_a_document_argument_never_goes_to_argv(arguments: str, stdin: bool) -> None:
+    """$TEMPLATE / $API in ARGUMENTS without ARGUMENTS_STDIN: the argument string goes to
+    stdin anyway (argv is readable by every local user in /proc; docs/differences.md)."""
+    with HookHarness() as h:
+        h.create(f"NAME=e\nTYPE=state\nRESOURCE=HOST\nSTATE=ERROR\nCOMMAND=x\n"
+                 f"ARGUMENTS={arguments}")
+        h.fail("node1")
+        h.quiet()
+        [request] = h.fake.requests
+        assert request.stdin is stdin

@@ -151,6 +151,34 @@ def generate_admin_credentials(path: Path, *, overwrite: bool = False) -> tuple[
     return ADMIN_USER, password
 
 
+FENCE_KEY_USER = "lazarus-fence"
+
+
+def generate_fence_key(path: Path) -> str:
+    """A new fence key "lazarus-fence:<32 random hex digits>" in `path` (0600, replaced at
+    every daemon start); returns the key. `lazarus.host.fencecreds` (api/methods.py) serves the
+    unmasked FENCE levels only to a caller that presents it: ft/fence_host finds the file
+    through $LAZARUS_FENCE_KEY, set by the daemon for its hooks (docs/security.md)."""
+    key = secrets.token_hex(16)
+    write_auth_file(path, FENCE_KEY_USER, key, overwrite=True)
+    return key
+
+
+def read_fence_key(path: Path) -> str:
+    """The key in a fence key file (CredentialsError when missing or malformed)."""
+    user, key = split_session_file(path)
+    if user != FENCE_KEY_USER or not key:
+        raise CredentialsError(f"{path} is not a lazarus fence key file")
+    return key
+
+
+def split_session_file(path: Path) -> tuple[str, str]:
+    try:
+        return split_session(read_auth_file(path))
+    except AuthenticationError as exc:
+        raise CredentialsError(f"credentials file {path} does not hold 'user:password'") from exc
+
+
 def read_auth_file(path: Path) -> str:
     """The session string in a one_auth file, trailing whitespace stripped (as the Ruby OCA)."""
     try:

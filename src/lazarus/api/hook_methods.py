@@ -11,8 +11,9 @@ controller's loop through `run` (app/runtime.py), like api/methods.py.
 records an API event for calls some hook listens to (`HookManager.hooked_calls`, an in-memory
 set checked first, so unhooked calls cost one set lookup). The event's body is the CALL_INFO
 document ($API); the session parameter is always masked, as are the password parameters of
-the user calls. Recording goes through `run`, so the event is durable when the client gets
-its answer.
+the user calls, and every text parameter goes through the one masking rule
+(domain/secrets.py: a FENCE PASSWORD in a one.host.update template is shown as "****").
+Recording goes through `run`, so the event is durable when the client gets its answer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from lazarus.core.hooks import HookManager
 from lazarus.domain.entities import User
 from lazarus.domain.errors import InternalError
-from lazarus.domain.secrets import public_host
+from lazarus.domain.secrets import MASK, mask_text
 from lazarus.domain.xml import host_xml, vm_xml
 from lazarus.domain.xml.hooks import call_info_xml, hook_pool_xml, hook_xml, hooklog_xml
 from lazarus.ports.hooks import HookReader
@@ -94,7 +95,10 @@ class HookApi:
         if method not in self.manager.hooked_calls:
             return
         secret = SECRET_PARAMS.get(method, ())
-        shown = tuple("****" if i in secret else p for i, p in enumerate(params))
+        shown = tuple(
+            MASK if i in secret else mask_text(p) if isinstance(p, str) else p
+            for i, p in enumerate(params)
+        )
         document = call_info_xml(shown, result, self._extra(method, result))
         self.run(lambda: self.manager.record_api(method, document))
 
@@ -109,7 +113,7 @@ class HookApi:
             if method == "one.vm.allocate":
                 return vm_xml(self.objects.vm(value))
             if method == "one.host.allocate":
-                return host_xml(public_host(self.objects.host(value)))
+                return host_xml(self.objects.host(value))
             if method == "one.hook.allocate":
                 return hook_xml(self.store.hook(value))
         except Exception:  # the object may be gone already; EXTRA is optional

@@ -107,10 +107,13 @@ class Daemon:
             hook_executor=hook_executor,
         )
         auth_file, generated = ensure_admin(store, self.auth_file or self.data_dir / "one_auth")
+        fence_key_file = self.data_dir / "fence_key"  # ft/fence_host's key: docs/security.md
+        fence_key = auth.generate_fence_key(fence_key_file)
+        hook_executor.env["LAZARUS_FENCE_KEY"] = str(fence_key_file.resolve())
         runtime = Runtime(loop)
         runtime.bind()
         registry = Registry()
-        Api(controller, runtime.call).register(registry)
+        Api(controller, runtime.call, fence_key).register(registry)
         SimApi(self.sim, controller, runtime.call, self.data_dir / "sim.json").register(registry)
         observer = None
         if controller.hooks is not None:

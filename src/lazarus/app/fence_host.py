@@ -10,6 +10,13 @@ Prints one line per agent run and a summary line, never a password. Options tune
     python -m lazarus.app.fence_host [--attempts 3] [--timeout 20] [--backoff 1]
         [--total-timeout 60] [--agent-path DIR[:DIR...]] < host.b64
 
+The HOST document of one.host.info has its secrets masked ("****", domain/secrets.py). When
+a FENCE level holds a masked value, the real levels are read from the daemon with
+`lazarus.host.fencecreds(host id, key)`: the endpoint and session of the hook environment
+($ONE_XMLRPC, $LAZARUS_AUTH) and the fence key in the 0600 file $LAZARUS_FENCE_KEY (set by the
+daemon for its hooks). The password then exists only in this process and on the agent's
+stdin; without the key the fence fails with exit 2 (docs/security.md).
+
 Agents are looked up in --agent-path (also $LAZARUS_FENCE_PATH), then the system dirs.
 The policy defaults can also come from the environment (the hook runner passes the daemon's
 environment through, so tests and operators can bound the fence without editing the hook):
@@ -25,13 +32,18 @@ import base64
 import binascii
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from lazarus.api.auth import read_fence_key
+from lazarus.api.client import Client
 from lazarus.core.fencing import FenceAttempt, FenceConfigError, FencePolicy, fence, parse_devices
+from lazarus.domain.errors import LazarusError
+from lazarus.domain.secrets import MASK
 from lazarus.domain.template import Vector
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.fence.agent import DEFAULT_SEARCH_PATH, SubprocessAgentRunner
@@ -45,6 +57,12 @@ class BadInput(Exception):
 
 def read_host(data: bytes) -> tuple[str, list[Vector]]:
     """The host name and its FENCE vectors from base64 HOST XML (plain XML is accepted too)."""
+    name, _, vectors = read_host_id(data)
+    return name, vectors
+
+
+def read_host_id(data: bytes) -> tuple[str, int | None, list[Vector]]:
+    """The host name, its ID (None when absent) and its FENCE vectors."""
     text = data.strip()
     if not text.startswith(b"<"):
         try:
@@ -59,7 +77,30 @@ def read_host(data: bytes) -> tuple[str, list[Vector]]:
         raise BadInput(f"stdin is not a HOST document (root element {root.tag})")
     name = (root.findtext("NAME") or "").strip() or f"host/{root.findtext('ID') or '?'}"
     vectors = [_vector(el) for el in root.findall("TEMPLATE/FENCE")]
-    return name, vectors
+    raw_id = (root.findtext("ID") or "").strip()
+    return name, int(raw_id) if raw_id.isdigit() else None, vectors
+
+
+def masked(vectors: list[Vector]) -> bool:
+    return any(MASK in value for vector in vectors for _, value in vector.pairs)
+
+
+def fence_credentials(host_id: int | None, env: Mapping[str, str]) -> list[Vector]:
+    """The unmasked FENCE levels of the host, from the daemon (BadInput when unavailable)."""
+    why = "masked in the HOST document and the fencing credentials cannot be read: "
+    key_file = env.get("LAZARUS_FENCE_KEY", "")
+    if host_id is None:
+        raise BadInput(why + "the document has no host ID")
+    if not key_file:
+        raise BadInput(why + "$LAZARUS_FENCE_KEY is not set (see docs/security.md)")
+    try:
+        key = read_fence_key(Path(key_file))
+        with Client.from_env(env) as client:
+            document = str(client.call("lazarus.host.fencecreds", host_id, key))
+        root = SafeET.fromstring(document)
+    except (LazarusError, OSError, SafeET.ParseError, DefusedXmlException) as exc:
+        raise BadInput(why + str(exc)) from None
+    return [_vector(el) for el in root.findall("FENCE")]
 
 
 def _vector(element: Element) -> Vector:
@@ -103,9 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         total_timeout=args.total_timeout,
     )
     try:
-        name, vectors = read_host(sys.stdin.buffer.read())
+        name, host_id, vectors = read_host_id(sys.stdin.buffer.read())
         if not vectors:
             raise BadInput(f"host {name}: no FENCE attribute in the host template")
+        if masked(vectors):
+            vectors = fence_credentials(host_id, os.environ)
         devices = parse_devices(vectors)
     except (BadInput, FenceConfigError) as exc:
         print(f"fence_host: error: {exc}", file=sys.stderr)

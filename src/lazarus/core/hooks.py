@@ -49,6 +49,7 @@ from lazarus.domain.hooks import (
     substitute,
     updated_template,
 )
+from lazarus.domain.secrets import mask_bytes, mask_words
 from lazarus.domain.template import Template
 from lazarus.ports.clock import Clock
 from lazarus.ports.hooks import HookExecutor, HookRequest, HookStore, HookTx
@@ -293,12 +294,19 @@ class HookManager:
         self.notify()
 
     def _store_record(self, tx: HookTx, job: HookJob, result: ExecutionResult) -> ExecutionRecord:
+        # Records are shown (one.hook.info, hooklog) and kept: secrets masked by the one rule.
+        # A retry runs the recorded arguments, so a literal secret in ARGUMENTS is retried
+        # masked (docs/security.md: put secrets in files, not in ARGUMENTS).
+        shown = ExecutionResult(
+            mask_words(result.command), mask_bytes(result.stdout), mask_bytes(result.stderr),
+            result.code,
+        )
         record = ExecutionRecord(
             hook_id=job.hook_id,
             execution_id=-1,
             timestamp=int(self.clock.now()),
-            arguments=job.arguments,
-            result=result,
+            arguments=mask_words(job.arguments),
+            result=shown,
             remote_host=job.remote_host,
             retry=job.retry,
             job_id=job.id,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from lazarus.domain import xml as docs
 from lazarus.domain.entities import VM, Event, Host
-from lazarus.domain.secrets import public_host
+from lazarus.domain.secrets import mask_words
 from lazarus.domain.states import HostState, LcmState, VmState, vm_state_name
 from lazarus.ports.clock import Clock
 from lazarus.ports.store import Store, StoreTx
@@ -36,6 +36,7 @@ class Tx:
     events: list[Event] = field(default_factory=list)
 
     def _record(self, event: Event) -> None:
+        event.line = mask_words(event.line)  # lines are logged and shown: the one rule
         event.time = self.clock.now()
         event.id = self.store.record(event)
         self.events.append(event)
@@ -80,7 +81,7 @@ class Tx:
                 obj="HOST",
                 obj_id=host.id,
                 state=state.name,
-                body=docs.host_xml(public_host(host)),
+                body=docs.host_xml(host),  # secrets masked, as every document
             )
         )
         return True

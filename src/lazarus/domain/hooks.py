@@ -41,7 +41,8 @@ ON_SHORTCUTS: dict[str, tuple[str, str]] = {
 }
 _HOST_STATES = ("INIT", "MONITORED", "ERROR", "DISABLED", "OFFLINE")
 # one.hooklog.info and every *.info / *pool.info* / quota info call only read: not hookable.
-_READ_ONLY_EXTRA = ("one.system.version", "one.system.config")
+# lazarus.host.fencecreds answers with secrets: no $API may ever hold its answer.
+_READ_ONLY_EXTRA = ("one.system.version", "one.system.config", "lazarus.host.fencecreds")
 _READ_ONLY_LAST = ("monitoring", "accounting", "showback")
 TRUE_WORDS = ("YES", "TRUE")
 INTERRUPTED_CODE = -1
@@ -95,7 +96,10 @@ class Hook:
 
     @property
     def stdin(self) -> bool:
-        return is_yes(self.template.get("ARGUMENTS_STDIN"))
+        """The argument string goes to stdin: ARGUMENTS_STDIN=yes, or ARGUMENTS carries
+        $TEMPLATE / $API. A document never goes to argv, which every local user reads in
+        /proc (a deliberate difference from OpenNebula, docs/differences.md)."""
+        return is_yes(self.template.get("ARGUMENTS_STDIN")) or carries_document(self.arguments)
 
     @property
     def remote(self) -> bool:
@@ -274,6 +278,11 @@ def _check_state(template: Template) -> None:
         if state not in VmState.__members__ or lcm not in LcmState.__members__:
             raise bad
         template.set("LCM_STATE", lcm)
+
+
+def carries_document(arguments: str) -> bool:
+    """True when ARGUMENTS has a $TEMPLATE or $API token (the object's or call's document)."""
+    return any(token in ("$TEMPLATE", "$API") for token in arguments.split())
 
 
 def substitute(arguments: str, template_b64: str = "", api_b64: str = "") -> str:

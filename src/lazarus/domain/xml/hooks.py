@@ -16,6 +16,7 @@ import base64
 from collections.abc import Iterable, Sequence
 
 from ..hooks import ExecutionRecord, Hook
+from ..secrets import mask_bytes, mask_words, redact
 from .text import cdata, esc, items_xml
 
 _XSD_ORDER = (
@@ -29,7 +30,7 @@ def _lines64(data: bytes) -> str:
 
 
 def hook_template_xml(hook: Hook) -> str:
-    items = hook.template.items
+    items = redact(hook.template).items
     known = [(n, v) for name in _XSD_ORDER for n, v in items if n == name]
     rest = [(n, v) for n, v in items if n not in _XSD_ORDER]
     return f"<TEMPLATE>{items_xml(known + rest)}</TEMPLATE>"
@@ -43,9 +44,10 @@ def record_xml(record: ExecutionRecord) -> str:
         f"<HOOK_EXECUTION_RECORD><HOOK_ID>{record.hook_id:d}</HOOK_ID>"
         f"<EXECUTION_ID>{record.execution_id:d}</EXECUTION_ID>"
         f"<TIMESTAMP>{record.timestamp:d}</TIMESTAMP>"
-        f"<ARGUMENTS>{cdata(record.arguments)}</ARGUMENTS>"
-        f"<EXECUTION_RESULT><COMMAND>{cdata(r.command)}</COMMAND>"
-        f"<STDOUT>{_lines64(r.stdout)}</STDOUT><STDERR>{_lines64(r.stderr)}</STDERR>"
+        f"<ARGUMENTS>{cdata(mask_words(record.arguments))}</ARGUMENTS>"
+        f"<EXECUTION_RESULT><COMMAND>{cdata(mask_words(r.command))}</COMMAND>"
+        f"<STDOUT>{_lines64(mask_bytes(r.stdout))}</STDOUT>"
+        f"<STDERR>{_lines64(mask_bytes(r.stderr))}</STDERR>"
         f"<CODE>{r.code:d}</CODE></EXECUTION_RESULT>{remote}{retry}</HOOK_EXECUTION_RECORD>"
     )
 

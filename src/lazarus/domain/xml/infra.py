@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..entities import Cluster, Datastore, Host
+from ..secrets import public_datastore, public_host, redact
 from .text import NUM, decimal_text, esc, ids_xml, int_text, template_xml
 from .vm import PERMISSIONS_XML
 
@@ -70,7 +71,8 @@ def _disk(host: Host, name: str) -> str:
 
 
 def host_xml(host: Host) -> str:
-    """The HOST document (host.xsd) of one.host.info and of HOST state hooks."""
+    """The HOST document (host.xsd) of one.host.info and of HOST state hooks (secrets masked)."""
+    host = public_host(host)
     s = host.share
     vms_thread = int_text(host.template.get("VMS_THREAD") or 1) or "1"
     return (
@@ -99,6 +101,7 @@ def host_pool_xml(hosts: Iterable[Host]) -> str:
 
 def datastore_xml(ds: Datastore) -> str:
     """The DATASTORE document (datastore.xsd); host_error reads TEMPLATE/SHARED from it."""
+    ds = public_datastore(ds)
     return (
         f"<DATASTORE><ID>{ds.id}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME>"
         f"<GNAME>oneadmin</GNAME><NAME>{esc(ds.name)}</NAME>{PERMISSIONS_XML}"
@@ -130,7 +133,7 @@ def cluster_xml(
     return (
         f"<CLUSTER><ID>{cluster.id}</ID><NAME>{esc(cluster.name)}</NAME>"
         f"{ids_xml('HOSTS', host_ids)}{ids_xml('DATASTORES', ds_ids)}{ids_xml('VNETS', vnet_ids)}"
-        f"{template_xml('TEMPLATE', cluster.template)}</CLUSTER>"
+        f"{template_xml('TEMPLATE', redact(cluster.template))}</CLUSTER>"
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from ..entities import VM, History
+from ..secrets import public_vm
 from ..template import Template, Value, Vector
 from .text import (
     NUM,
@@ -318,7 +319,9 @@ def _lock_xml(vm: VM) -> str:
 
 
 def vm_xml(vm: VM) -> str:
-    """The full VM document of one.vm.info (vm.xsd), with every history record."""
+    """The full VM document of one.vm.info (vm.xsd), with every history record (secrets
+    masked)."""
+    vm = public_vm(vm)
     template, extra = _vm_template_xml(vm)
     user = vm.user_template.items
     if extra:
@@ -342,6 +345,7 @@ def vm_xml(vm: VM) -> str:
 
 def vm_short_xml(vm: VM) -> str:
     """The short VM body of one.vmpool.info (vm_pool.xsd): only the last history record."""
+    vm = public_vm(vm)
     mon = vm.monitoring
     monitoring = (
         "".join([f"<{k}>{cdata(mon[k])}</{k}>" for k in _SHORT_MONITORING if k in mon])

@@ -12,8 +12,9 @@ Rules (reference opennebula.md 2.6, with the differences in docs/hooks.md):
   (SIGTERM, then SIGKILL after `kill_grace` seconds) and gives code 255 with stderr
   "Timeout executing <command>";
 - a command that cannot start gives code 255 and stderr "Internal error: <reason>";
-- REMOTE: `ssh <ssh options> <host> <remote_dir>/<command> <args...>` (each token quoted for
-  the remote shell; `-n` when nothing goes to stdin);
+- REMOTE: `ssh <ssh options> -- <host> <remote_dir>/<command> <args...>` (each token quoted
+  for the remote shell; `-n` when nothing goes to stdin); `--` ends ssh's options, and a host
+  starting with '-' is refused (code 255), so ADDRESS cannot smuggle `-oProxyCommand=...`;
 - stdout and stderr are kept up to `output_limit` bytes each (the rest is read and dropped, so
   a chatty hook cannot fill the pipe and hang, nor fill the database);
 - the environment is the daemon's plus `env` (ONE_XMLRPC, ONE_AUTH, LAZARUS_XMLRPC,
@@ -96,9 +97,13 @@ class SubprocessHookExecutor:
             raise ValueError(f"COMMAND {request.command} leaves the remote hooks directory")
         else:
             remote = f"{self.remote_dir}/{request.command}"
+        if request.remote_host.lstrip().startswith("-"):
+            # ADDRESS="-oProxyCommand=..." would run a local command: second line of defence
+            # behind the `--` below (the API validates ADDRESS too).
+            raise ValueError(f"remote host {request.remote_host!r} starts with '-'")
         line = " ".join(shlex.quote(token) for token in [remote, *args])
         no_stdin = [] if request.stdin else ["-n"]
-        return [*self.ssh, *no_stdin, request.remote_host, line]
+        return [*self.ssh, *no_stdin, "--", request.remote_host, line]
 
     async def run(self, request: HookRequest) -> ExecutionResult:
         shown = request.command if request.stdin else f"{request.command} {request.arguments}"
