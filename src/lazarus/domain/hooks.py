@@ -45,6 +45,7 @@ _READ_ONLY_EXTRA = ("one.system.version", "one.system.config")
 _READ_ONLY_LAST = ("monitoring", "accounting", "showback")
 TRUE_WORDS = ("YES", "TRUE")
 INTERRUPTED_CODE = -1
+MAX_TIMEOUT = 7 * 24 * 3600  # seconds; a hook running longer is a mistake
 """CODE of the record written for an execution the controller died during."""
 
 LOCK_LEVELS = {1: "USE", 2: "MANAGE", 3: "ADMIN", 4: "ALL"}
@@ -200,9 +201,12 @@ def _common(template: Template, error: type[Exception]) -> str:
     timeout = template.get("TIMEOUT")
     if timeout is not None and timeout.strip():
         try:
-            float(timeout)
+            seconds = float(timeout)
         except ValueError:
             raise error(f"Invalid TIMEOUT: {timeout}") from None
+        # A negative, infinite or NaN TIMEOUT once reached the executor as is (issue 20).
+        if not 0 <= seconds <= MAX_TIMEOUT:
+            raise error(f"Invalid TIMEOUT: {timeout} (seconds, 0 to {MAX_TIMEOUT})")
     return command
 
 
