@@ -104,9 +104,9 @@ def check_template(
             if isinstance(address, Vector) or not is_host_name(address.strip()):
                 shown = address if isinstance(address, str) else "[...]"
                 raise error(f"ADDRESS {printable(shown)} is not a host name or IP address.")
-    name = template.get("NAME")
-    if name is not None:
-        check_name(name, error)
+    object_name = template.get("NAME")
+    if object_name is not None:
+        check_name(object_name, error)
 
 
 def _number(name: str, raw: str, bound: Bound, error: type[ApiError]) -> None:
