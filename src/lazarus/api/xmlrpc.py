@@ -16,8 +16,9 @@ Per call (`Dispatcher.call`):
    becomes [False, "[method] text", code, resp_id, 0]; any other exception becomes INTERNAL
    with a generic text, the traceback goes to the server log only.
 4. the optional observer (API hooks) sees (method, params after the session as received,
-   result array, user or None) before the response is sent, so when a client's call returns,
-   its observer has run. Observer errors are logged and ignored.
+   result array, user) before the response is sent, so when a client's call returns, its
+   observer has run. Calls refused for authentication or authorization are not observed.
+   Observer errors are logged and ignored.
 An unknown method is an XML-RPC fault (-506), as OpenNebula's xmlrpc-c answers; the Ruby CLI
 prints ERROR for that field and carries on.
 
@@ -52,7 +53,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, TypeVar
 
 from lazarus.domain.entities import User
-from lazarus.domain.errors import ApiError, InternalError, RpcApiError
+from lazarus.domain.errors import ApiError, ErrorCode, InternalError, RpcApiError
 
 from . import defaults
 from .wire import (
@@ -260,7 +261,11 @@ class Dispatcher:
                 client_address,
                 "ok" if result[0] else f"error 0x{result[2]:x}",
             )
-        if self._observer is not None:
+        # Only authenticated, authorized calls reach API hooks: each observed call can store
+        # an event and start a hook command, so anonymous callers must not be able to queue
+        # work ahead of ft/host_error (500 bogus calls once delayed a failover by a minute).
+        refused = not result[0] and result[2] in (ErrorCode.AUTHENTICATION, ErrorCode.AUTHORIZATION)
+        if self._observer is not None and user is not None and not refused:
             try:
                 self._observer(method, rest, result, user)
             except Exception:
