@@ -91,6 +91,14 @@ class Hook:
         return self.template.get("COMMAND") or ""
 
     @property
+    def ha(self) -> bool:
+        """Runs in the hook manager's HA lane: a state hook on hosts (ft/host_error is one),
+        or any hook with HA = YES. API hooks can never hold its slots."""
+        if is_yes(self.template.get("HA")):
+            return True
+        return self.type == "state" and (self.template.get("RESOURCE") or "") == "HOST"
+
+    @property
     def arguments(self) -> str:
         return self.template.get("ARGUMENTS") or ""
 
