@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -201,11 +202,15 @@ class Dispatcher:
         observer: Observer | None = None,
         *,
         max_depth: int = 32,
+        admit: Callable[[str], AbstractContextManager[None]] | None = None,
     ) -> None:
         self.registry = registry
         self._authenticate = authenticator
         self._observer = observer
         self.max_depth = max_depth
+        # Around each authenticated handler, by lane: app/runtime.py bounds how many
+        # non-HA handlers run at once.
+        self._admit = admit or (lambda lane: nullcontext())
 
     def call(
         self, method: str, params: Sequence[object], client_address: str = "", lane: str = ""
@@ -239,7 +244,8 @@ class Dispatcher:
             lane = lane if lane in LANES else ""
             token = call_lane.set(lane)  # only authenticated callers choose a lane
             try:
-                value = m.fn(CallContext(user, method, client_address, lane), *args)
+                with self._admit(lane):
+                    value = m.fn(CallContext(user, method, client_address, lane), *args)
             finally:
                 call_lane.reset(token)
             result: list[object] = [True, value, 0]

@@ -117,7 +117,9 @@ class Daemon:
             hook_api = HookApi(controller.hooks, store, store, runtime.call)
             hook_api.register(registry)
             observer = hook_api.observe
-        dispatcher = Dispatcher(registry, auth.Authenticator(store.user_by_name), observer)
+        dispatcher = Dispatcher(
+            registry, auth.Authenticator(store.user_by_name), observer, admit=runtime.admit
+        )
         limits = Limits(request_timeout=self.settings.api_request_timeout)
         server = XmlRpcServer(
             dispatcher, self.settings.api_listen, self.settings.api_port, limits=limits
