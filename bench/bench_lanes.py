@@ -37,10 +37,9 @@ def spin(seconds: float) -> None:
 
 def run(vms: int, clients: int, legacy: bool) -> float:
     loop = asyncio.new_event_loop()
-    if legacy:  # every queued write in one go, no handler bound, no HA lane
-        rt = Runtime(loop, api_per_turn=1_000_000, api_workers=1_000_000)
-    else:
-        rt = Runtime(loop)
+    # legacy: every queued write in one go, no handler bound, no HA lane
+    big = 1_000_000
+    rt = Runtime(loop, api_per_turn=big, api_workers=big) if legacy else Runtime(loop)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     loop.call_soon_threadsafe(rt.bind)
