@@ -6,6 +6,7 @@ with FakeHookExecutor in place of processes, so hosts fail and hooks fire in vir
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from pathlib import Path
@@ -307,6 +308,37 @@ def test_concurrency_is_capped() -> None:
         h.fail("node1")
         h.quiet()
         assert h.fake.max_running == 3 and len(h.fake.requests) == 8
+
+
+def test_ha_hooks_have_their_own_lane() -> None:
+    """API hooks busy on every slot (a flood of hooked calls) never delay ft/host_error."""
+    with HookHarness(hosts=1, hook_concurrency=1) as h:
+        api_hook = h.create("NAME=api\nTYPE=api\nCALL=one.host.update\nCOMMAND=slow")
+        error_hook = h.create(ERROR_HOOK)
+        h.fake.gate = asyncio.Event()  # every execution waits until the test opens the gate
+        for _ in range(20):
+            OnLoopCall(h)(lambda: h.hooks.record_api("one.host.update", "<CALL_INFO/>"))
+        h.wait_for(lambda: h.fake.running == 1)  # the API lane is full
+        h.fail("node1")
+        h.wait_for(lambda: any(r.hook_id == error_hook for r in h.fake.requests))
+        assert h.fake.running == 2  # one per lane: the API jobs wait, host_error runs
+        h.fake.gate.set()
+        h.quiet()
+        assert len(h.records(api_hook)) == 20 and len(h.records(error_hook)) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "ha"),
+    [
+        (ERROR_HOOK, True),
+        ("NAME=a\nTYPE=state\nRESOURCE=VM\nON=RUNNING\nCOMMAND=x", False),
+        ("NAME=a\nTYPE=state\nRESOURCE=VM\nON=RUNNING\nCOMMAND=x\nHA=YES", True),
+        ("NAME=a\nTYPE=api\nCALL=one.vm.allocate\nCOMMAND=x", False),
+    ],
+    ids=["host-state", "vm-state", "flagged", "api"],
+)
+def test_which_hooks_are_ha(text: str, ha: bool) -> None:
+    assert parse_hook(tpl(text)).ha is ha
 
 
 def test_retention_and_retry() -> None:

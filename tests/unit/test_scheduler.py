@@ -145,3 +145,35 @@ def test_plan_matches_the_plain_scan(
         for i, c in enumerate(cpus)
     ]
     assert plan(vms, hosts, policy, per_host, 1000) == _scan_plan(vms, hosts, policy, per_host)
+
+
+# -- one bad VM must not stop placement for everyone (issue 20) -----------------------------
+
+
+def test_plan_skips_a_vm_it_cannot_plan() -> None:
+    skipped: dict[int, str] = {}
+    placed = plan([vm(1, cpu="1e307", priority=9), vm(2)], [host(0)], skipped=skipped)
+    assert placed == [Placement(2, 0, False, False)]
+    assert list(skipped) == [1]
+    assert "OverflowError" in skipped[1]
+
+
+def test_scheduler_carries_on_past_an_unplannable_vm_and_reports_it_once() -> None:
+    with Harness(hosts=2, start=False) as h:
+        with h.store.transaction() as tx:  # stored before the API refused such numbers
+            bad = tx.add_vm(VM(id=-1, name="bad", template=Template.parse("CPU=1e307\nMEMORY=64"),
+                               user_template=Template.parse("HA_PRIORITY=100")))
+        h.run(h.controller.start())
+        h.started = True
+        h.monitored()
+        good = h.create_vm("good")
+        h.wait_for(lambda: h.state(good) == (S.ACTIVE, L.RUNNING))
+        message = h.vm(bad.id).user_template.get("SCHED_MESSAGE") or ""
+        assert "cannot be scheduled" in message
+        notes = [e for e in h.store.events(after_id=0, limit=10_000) if "vm/0 bad" in e.line
+                 and "cannot be scheduled" in e.line]
+        h.advance(10 * h.settings.sched_interval)  # many more cycles: still one report
+        notes_after = [e for e in h.store.events(after_id=0, limit=10_000)
+                       if "vm/0 bad" in e.line and "cannot be scheduled" in e.line]
+        assert len(notes) == len(notes_after) == 1
+        assert h.state(bad.id) == (S.PENDING, L.LCM_INIT)

@@ -16,7 +16,16 @@ an unparseable answer) raises `TransportError`, which is also a ConnectionError:
 One persistent HTTP/1.1 connection (http.client) is kept open and reused, which is what makes
 hundreds of calls per second possible. When a reused connection turns out to have been closed
 by the server while idle (the request never reached it), the call is sent once more on a fresh
-connection; a failure on a fresh connection is never retried, so a call is never run twice.
+connection at once. Beyond that, with backoff (0.1 s doubling, `retries` times, `sleep`
+injectable):
+* HTTP 503 is retried for every call: the server answers 503 only when it refuses a
+  connection, before reading any request (api/server.py), so nothing has run;
+* a reset of a fresh connection is retried for reads only (`is_read_call`: *.info, pools,
+  system.version/config), which are safe to run twice; a write may have run and is not.
+So a daemon at its connection cap for a moment (issue 20) no longer fails ft/host_error.
+
+`lane="ha"` sends "X-Lazarus-Lane: ha": the daemon runs this caller's writes ahead of other
+API writes (app/runtime.py); ft/host_error and ft/fence_host use it.
 
 Thread safety: a Client may be shared between threads, but calls are serialized over its one
 connection by a lock; give each thread its own Client for parallel calls.
@@ -29,9 +38,10 @@ from __future__ import annotations
 import http.client
 import os
 import threading
+import time
 import urllib.parse
 import xmlrpc.client
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lazarus.domain.errors import (
@@ -46,6 +56,7 @@ from lazarus.domain.errors import (
     NoExistsError,
     RpcApiError,
 )
+from lazarus.domain.hooks import is_read_call
 
 from . import auth, defaults
 from .wire import XmlRpcParseError, dumps_call, loads_response
@@ -65,6 +76,17 @@ _BY_CODE: dict[int, type[ApiError]] = {
 }
 # The server closed an idle keep-alive connection before our request reached it.
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+RETRIES = 3
+FIRST_BACKOFF = 0.1  # seconds, doubling, at most MAX_BACKOFF
+MAX_BACKOFF = 2.0
+
+
+class _Reset(Exception):
+    """A fresh connection was reset or closed: the request may or may not have run."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class TransportError(LazarusError, ConnectionError):
@@ -106,7 +128,16 @@ def raise_for_result(method: str, result: Any) -> Any:
 class Client:
     """An XML-RPC client for one endpoint and one session ("user:password")."""
 
-    def __init__(self, endpoint: str, session: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        session: str,
+        *,
+        timeout: float = 60.0,
+        lane: str = "",
+        retries: int = RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         parts = urllib.parse.urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TransportError(f"not an http(s) XML-RPC endpoint: {endpoint!r}")
@@ -120,13 +151,20 @@ class Client:
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
+        self._headers = {"Content-Type": "text/xml", "Accept": "text/xml"}
+        if lane:
+            self._headers["X-Lazarus-Lane"] = lane
+        self._retries = max(0, retries)
+        self._sleep = sleep
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, timeout: float = 60.0) -> Client:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, timeout: float = 60.0, lane: str = ""
+    ) -> Client:
         """Endpoint from defaults.endpoint(), session from the resolved one_auth file."""
         env = os.environ if env is None else env
         session = auth.read_auth_file(auth.resolve_auth_file(env))
-        return cls(defaults.endpoint(env), session, timeout=timeout)
+        return cls(defaults.endpoint(env), session, timeout=timeout, lane=lane)
 
     def __repr__(self) -> str:
         return f"Client({self.endpoint!r}, user={self.user!r})"
@@ -134,8 +172,7 @@ class Client:
     def call(self, method: str, *params: object) -> Any:
         """Call `method(session, *params)`; returns the value or raises (see module doc)."""
         body = dumps_call(method, [self._session, *params])  # IntEnum goes out as int
-        with self._lock:
-            status, reason, data = self._post(body)
+        status, reason, data = self._send(method, body)
         if status != 200:
             raise TransportError(
                 f"the Lazarus daemon at {self.endpoint} answered HTTP {status} {reason}"
@@ -155,8 +192,26 @@ class Client:
             return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
+    def _send(self, method: str, body: bytes) -> tuple[int, str, bytes]:
+        """_post with the bounded retries of the module docstring."""
+        delay = FIRST_BACKOFF
+        for attempt in range(self._retries + 1):
+            last = attempt == self._retries
+            try:
+                with self._lock:
+                    status, reason, data = self._post(body)
+            except _Reset as exc:
+                if last or not is_read_call(method):
+                    raise self._unreachable(exc.cause) from exc.cause
+            else:
+                if status != 503 or last:
+                    return status, reason, data
+            self._sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+        raise AssertionError("unreachable")
+
     def _post(self, body: bytes) -> tuple[int, str, bytes]:
-        headers = {"Content-Type": "text/xml", "Accept": "text/xml"}
+        headers = self._headers
         for attempt in (1, 2):
             reused = self._conn is not None
             if self._conn is None:
@@ -174,7 +229,7 @@ class Client:
                 self._drop()
                 if reused and attempt == 1:
                     continue
-                raise self._unreachable(exc) from exc
+                raise _Reset(exc) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
                 raise self._unreachable(exc) from exc

@@ -23,7 +23,7 @@ from typing import Any
 
 from lazarus.core.hooks import HookManager
 from lazarus.domain.entities import User
-from lazarus.domain.errors import InternalError
+from lazarus.domain.errors import ActionError, AllocateError, InternalError
 from lazarus.domain.secrets import MASK, mask_text
 from lazarus.domain.xml import host_xml, vm_xml
 from lazarus.domain.xml.hooks import call_info_xml, hook_pool_xml, hook_xml, hooklog_xml
@@ -31,6 +31,7 @@ from lazarus.ports.hooks import HookReader
 from lazarus.ports.store import StoreReader
 
 from .methods import Runner, direct, parse_template
+from .validation import check_name
 from .xmlrpc import CallContext, Registry
 
 # Parameters (position after the session, from 0) never written into CALL_INFO.
@@ -56,7 +57,7 @@ class HookApi:
 
     # -- handlers -----------------------------------------------------------------------------
     def allocate(self, ctx: CallContext, text: str) -> int:
-        template = parse_template(text)
+        template = parse_template(text, AllocateError, "hook")
         return self.run(lambda: self.manager.allocate(template))
 
     def info(self, ctx: CallContext, hook_id: int, decrypt: bool = False) -> str:
@@ -67,10 +68,11 @@ class HookApi:
         return self.run(lambda: self.manager.delete(hook_id))
 
     def update(self, ctx: CallContext, hook_id: int, text: str, append: int = 0) -> int:
-        template = parse_template(text, InternalError)
+        template = parse_template(text, InternalError, "hook")
         return self.run(lambda: self.manager.update(hook_id, template, bool(append)))
 
     def rename(self, ctx: CallContext, hook_id: int, name: str) -> int:
+        check_name(name, ActionError)
         return self.run(lambda: self.manager.rename(hook_id, name))
 
     def lock(self, ctx: CallContext, hook_id: int, level: int = 1, test: bool = False) -> int:

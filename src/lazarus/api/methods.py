@@ -22,7 +22,9 @@ from lazarus import ONE_VERSION
 from lazarus.core.controller import Controller
 from lazarus.domain import xml as docs
 from lazarus.domain.errors import (
+    ActionError,
     AllocateError,
+    ApiError,
     AuthorizationError,
     InternalError,
     RpcApiError,
@@ -32,6 +34,7 @@ from lazarus.domain.states import VmState
 from lazarus.domain.template import Template
 from lazarus.domain.transitions import VM_ACTIONS as ACTION_TABLE
 
+from . import validation
 from .xmlrpc import CallContext, Registry
 
 T = TypeVar("T")
@@ -49,8 +52,21 @@ def direct(fn: Callable[[], T]) -> T:
     return fn()
 
 
-def parse_template(text: str, error: type[Exception] = AllocateError) -> Template:
-    """A template parameter: OpenNebula syntax, or XML (pyone sends nested dicts as XML)."""
+def parse_template(
+    text: str, error: type[ApiError] = AllocateError, kind: str = "", existing: int = 0
+) -> Template:
+    """A template parameter: OpenNebula syntax, or XML (pyone sends nested dicts as XML).
+
+    Bounded first (api/validation.py); with a `kind` ("vm", "host", ...) its numbers, names
+    and addresses are checked too (`existing`: attributes an append adds to)."""
+    validation.check_text(text, error)
+    template = _parse(text, error)
+    if kind:
+        validation.check_template(template, kind, error, existing)
+    return template
+
+
+def _parse(text: str, error: type[ApiError]) -> Template:
     try:
         if text.lstrip().startswith("<"):
             try:
@@ -92,6 +108,7 @@ class Api:
     def host_allocate(
         self, ctx: CallContext, name: str, im_mad: str, vm_mad: str, cluster_id: int = -1
     ) -> int:
+        validation.check_host_name(name, AllocateError)
         inv = self.c.inventory
         return self.run(lambda: inv.allocate_host(name, im_mad, vm_mad, cluster_id))
 
@@ -102,10 +119,12 @@ class Api:
         return self.run(lambda: self.c.inventory.set_status(host_id, status))
 
     def host_update(self, ctx: CallContext, host_id: int, text: str, append: int = 0) -> int:
-        template = parse_template(text, InternalError)
+        existing = len(self.store.host(host_id).template) if append else 0
+        template = parse_template(text, InternalError, "host", existing)
         return self.run(lambda: self.c.inventory.update_host(host_id, template, bool(append)))
 
     def host_rename(self, ctx: CallContext, host_id: int, name: str) -> int:
+        validation.check_host_name(name, ActionError)
         return self.run(lambda: self.c.inventory.rename_host(host_id, name))
 
     def host_fenced(self, ctx: CallContext, host_id: int) -> int:
@@ -168,7 +187,7 @@ class Api:
         return docs.vm_xml(self.store.vm(vm_id))
 
     def vm_allocate(self, ctx: CallContext, text: str, hold: bool = False) -> int:
-        template = parse_template(text)
+        template = parse_template(text, AllocateError, "vm")
         uid = ctx.user.id
         return self.run(lambda: self.c.lifecycle.allocate(template, hold, uid))
 
@@ -211,7 +230,7 @@ class Api:
         return docs.datastore_xml(self.store.datastore(ds_id))
 
     def datastore_allocate(self, ctx: CallContext, text: str, cluster_id: int = -1) -> int:
-        template = parse_template(text)
+        template = parse_template(text, AllocateError, "datastore")
         return self.run(lambda: self.c.inventory.allocate_datastore(template, cluster_id))
 
     def cluster_info(self, ctx: CallContext, cluster_id: int, decrypt: bool = False) -> str:

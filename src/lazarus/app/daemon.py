@@ -25,7 +25,7 @@ from pathlib import Path
 from lazarus.api import auth
 from lazarus.api.hook_methods import HookApi
 from lazarus.api.methods import Api
-from lazarus.api.xmlrpc import Dispatcher, Registry, XmlRpcServer
+from lazarus.api.xmlrpc import Dispatcher, Limits, Registry, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
 from lazarus.domain.entities import User
@@ -120,8 +120,13 @@ class Daemon:
             hook_api = HookApi(controller.hooks, store, store, runtime.call)
             hook_api.register(registry)
             observer = hook_api.observe
-        dispatcher = Dispatcher(registry, auth.Authenticator(store.user_by_name), observer)
-        server = XmlRpcServer(dispatcher, self.settings.api_listen, self.settings.api_port)
+        dispatcher = Dispatcher(
+            registry, auth.Authenticator(store.user_by_name), observer, admit=runtime.admit
+        )
+        limits = Limits(request_timeout=self.settings.api_request_timeout)
+        server = XmlRpcServer(
+            dispatcher, self.settings.api_listen, self.settings.api_port, limits=limits
+        )
         self.url = server.url
         hook_executor.callback(server.url, str(Path(auth_file).resolve()))
         await controller.start()

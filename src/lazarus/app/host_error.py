@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if not fence_script.exists():
             fence_script = HOOKS_DIR / "ft" / "fence_host"
         run = HostErrorRun(
-            api=Client.from_env(),
+            api=Client.from_env(lane="ha"),  # its writes go ahead of other API writes
             clock=SystemClock(),
             fencer=script_fencer(fence_script),
             lock=FileLock(_data_dir() / "locks"),

@@ -22,6 +22,7 @@ import click
 
 from lazarus.api import auth, defaults
 from lazarus.api.client import Client
+from lazarus.api.validation import MAX_TEMPLATE_CHARS
 from lazarus.domain.errors import LazarusError
 
 from .output import CliError
@@ -94,10 +95,18 @@ def read_template(source: str | None, what: str = "template") -> str:
         if stdin.isatty():
             raise click.UsageError(f"give a {what} FILE, or - to read it from stdin")
         source = "-"
+    # Bounded: `yes | lazarus vm create` must not fill the memory (the API refuses more).
     if source == "-":
-        return stdin.read()
+        return _bounded(stdin.read(MAX_TEMPLATE_CHARS + 1), f"the {what} on stdin")
     try:
-        return Path(source).read_text(encoding="utf-8")
+        with Path(source).open(encoding="utf-8") as handle:
+            return _bounded(handle.read(MAX_TEMPLATE_CHARS + 1), f"{what} file {source}")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise CliError(f"cannot read {what} file {source}: {reason}") from exc
+
+
+def _bounded(text: str, where: str) -> str:
+    if len(text) > MAX_TEMPLATE_CHARS:
+        raise CliError(f"{where} is larger than {MAX_TEMPLATE_CHARS} characters")
+    return text

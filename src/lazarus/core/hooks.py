@@ -16,7 +16,9 @@ execution that was running when the controller died: that one is recorded as int
 run again (at-least-once; docs/hooks.md). LAZARUS_HOOK_EXECUTION="<hook id>:<job id>" is the
 same for every run of one job, so a hook can make itself idempotent.
 
-At most `settings.hook_concurrency` commands run at once. Hook CRUD (the one.hook.* API)
+At most `settings.hook_concurrency` commands run at once in each of two lanes: HA hooks
+(state hooks on hosts such as ft/host_error, or HA = YES) and all others; HA jobs start
+first. Hook CRUD (the one.hook.* API)
 goes through this object on the controller's loop thread, which also keeps the in-memory
 index (key -> hooks) and `hooked_calls`, read by the API observer from HTTP threads.
 
@@ -88,6 +90,8 @@ class HookManager:
         self.hooked_calls: frozenset[str] = frozenset()
         self._index: dict[str, list[Hook]] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._ha_jobs: set[int] = set()  # the running jobs that hold an HA-lane slot
+        self._by_id: dict[int, Hook] = {}
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -99,6 +103,7 @@ class HookManager:
         for hook in self.store.hooks():
             index.setdefault(hook.key, []).append(hook)
         self._index = index
+        self._by_id = {h.id: h for hooks in index.values() for h in hooks}
         self.hooked_calls = frozenset(
             h.template.get("CALL") or "" for hooks in index.values() for h in hooks
             if h.type == "api"
@@ -146,6 +151,7 @@ class HookManager:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._running.clear()
+            self._ha_jobs.clear()
 
     def recover(self) -> int:
         """Jobs left running by a crash: record them as interrupted, queue them again."""
@@ -224,17 +230,28 @@ class HookManager:
         return ""
 
     def _start_jobs(self) -> None:
-        free = max(1, self.settings.hook_concurrency) - len(self._running)
-        if free <= 0:
+        """Start pending jobs in two lanes of `hook_concurrency` slots each: HA hooks
+        (Hook.ha: ft/host_error) first and in their own lane, so a flood of API-hook jobs
+        can never make a failover wait (500 of them once delayed one by a minute)."""
+        cap = max(1, self.settings.hook_concurrency)
+        ha_busy = len(self._ha_jobs)
+        free = {True: cap - ha_busy, False: cap - (len(self._running) - ha_busy)}
+        if free[True] <= 0 and free[False] <= 0:
             return
-        for job in self.store.hook_jobs(PENDING):
-            if free <= 0:
-                break
-            if job.id in self._running:
+        pending = [job for job in self.store.hook_jobs(PENDING) if job.id not in self._running]
+        for job in sorted(pending, key=lambda job: not self._is_ha(job)):  # stable: by id
+            lane = self._is_ha(job)
+            if free[lane] <= 0:
                 continue
             task = asyncio.get_running_loop().create_task(self._execute(job))
             self._running[job.id] = task
-            free -= 1
+            if lane:
+                self._ha_jobs.add(job.id)
+            free[lane] -= 1
+
+    def _is_ha(self, job: HookJob) -> bool:
+        hook = self._by_id.get(job.hook_id)
+        return hook is not None and hook.ha
 
     async def _execute(self, job: HookJob) -> None:
         try:
@@ -291,6 +308,7 @@ class HookManager:
 
     def _done(self, job: HookJob) -> None:
         self._running.pop(job.id, None)
+        self._ha_jobs.discard(job.id)
         self.notify()
 
     def _store_record(self, tx: HookTx, job: HookJob, result: ExecutionResult) -> ExecutionRecord:

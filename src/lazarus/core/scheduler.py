@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -80,6 +81,7 @@ def plan(
     max_actions_per_cycle: int = 200,
     live_rescheds: bool = False,
     clusters_with_system_ds: set[int] | None = None,
+    skipped: dict[int, str] | None = None,
 ) -> list[Placement]:
     if policy not in POLICIES:
         raise ValueError(f"unknown scheduler policy {policy!r} (one of {', '.join(POLICIES)})")
@@ -108,7 +110,12 @@ def plan(
             placements.append(Placement(vm.id, current, False, in_place=True))
             continue
         avoid = tried_hosts(vm)
-        cpu, mem = vm.cpu, vm.memory
+        try:
+            cpu, mem = vm.cpu, vm.memory
+        except Exception as exc:  # CPU="1e307" once stopped every placement
+            if skipped is not None:
+                skipped[vm.id] = f"{type(exc).__name__}: {exc}"
+            continue
         passed = []  # rooms that do not suit this VM, back on the heap afterwards
         best: _Room | None = None
         while heap:
@@ -170,6 +177,8 @@ class Scheduler:
         # goes through the journal, so after one full scan at start the set stays exact
         # without reading 40,000 VMs every cycle; each cycle re-reads only these ids.
         self._candidates: set[int] | None = None
+        self.journal = journal
+        self._unplannable: set[int] = set()  # reported once while they stay candidates
         journal.listeners.append(self._on_events)
 
     def _on_events(self, events: list[Event]) -> None:
@@ -219,6 +228,7 @@ class Scheduler:
         systems = {
             cid for ds in self.store.datastores() if ds.type == 1 for cid in ds.cluster_ids
         }
+        skipped: dict[int, str] = {}
         placements = plan(
             todo,
             self.store.hosts(),
@@ -227,7 +237,9 @@ class Scheduler:
             self.settings.max_actions_per_cycle,
             bool(self.settings.live_rescheds),
             systems,
+            skipped=skipped,
         )
+        self._report(skipped, {vm.id for vm in todo})
         started = []
         for p in placements:
             try:
@@ -241,3 +253,22 @@ class Scheduler:
             except ApiError as exc:  # raced with an operator action: next cycle decides
                 log.info("scheduler: vm/%d -> host/%d not done: %s", p.vm_id, p.host_id, exc)
         return started
+
+    def _report(self, skipped: dict[int, str], candidate_ids: set[int]) -> None:
+        """A VM plan() could not plan: logged, noted and told in its SCHED_MESSAGE, once."""
+        self._unplannable &= candidate_ids
+        for vm_id, reason in skipped.items():
+            if vm_id in self._unplannable:
+                continue
+            self._unplannable.add(vm_id)
+            text = f"cannot be scheduled ({reason}); fix its template"
+            log.warning("scheduler: vm/%d %s", vm_id, text)
+            try:
+                with self.journal.tx() as t:
+                    vm = t.store.vm(vm_id)
+                    stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(self.clock.now()))
+                    vm.user_template.set("SCHED_MESSAGE", f"{stamp} : {text}")
+                    t.store.save_vm(vm)
+                    t.note(vm.subject, text)
+            except ApiError:  # gone meanwhile
+                pass

@@ -48,6 +48,7 @@ class Settings:
     # API
     api_listen: str = "127.0.0.1"
     api_port: int = 2633
+    api_request_timeout: float = 10.0  # seconds to receive one request (line, headers, body)
 
     def to_config(self) -> dict[str, str | int | float]:
         """The OPENNEBULA_CONFIGURATION document's values (host_error reads

@@ -46,6 +46,7 @@ _READ_ONLY_EXTRA = ("one.system.version", "one.system.config", "lazarus.host.fen
 _READ_ONLY_LAST = ("monitoring", "accounting", "showback")
 TRUE_WORDS = ("YES", "TRUE")
 INTERRUPTED_CODE = -1
+MAX_TIMEOUT = 7 * 24 * 3600  # seconds; a hook running longer is a mistake
 """CODE of the record written for an execution the controller died during."""
 
 LOCK_LEVELS = {1: "USE", 2: "MANAGE", 3: "ADMIN", 4: "ALL"}
@@ -89,6 +90,14 @@ class Hook:
     @property
     def command(self) -> str:
         return self.template.get("COMMAND") or ""
+
+    @property
+    def ha(self) -> bool:
+        """Runs in the hook manager's HA lane: a state hook on hosts (ft/host_error is one),
+        or any hook with HA = YES. API hooks can never hold its slots."""
+        if is_yes(self.template.get("HA")):
+            return True
+        return self.type == "state" and (self.template.get("RESOURCE") or "") == "HOST"
 
     @property
     def arguments(self) -> str:
@@ -204,9 +213,12 @@ def _common(template: Template, error: type[Exception]) -> str:
     timeout = template.get("TIMEOUT")
     if timeout is not None and timeout.strip():
         try:
-            float(timeout)
+            seconds = float(timeout)
         except ValueError:
             raise error(f"Invalid TIMEOUT: {timeout}") from None
+        # A negative, infinite or NaN TIMEOUT once reached the executor as is (issue 20).
+        if not 0 <= seconds <= MAX_TIMEOUT:
+            raise error(f"Invalid TIMEOUT: {timeout} (seconds, 0 to {MAX_TIMEOUT})")
     return command
 
 
