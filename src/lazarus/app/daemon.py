@@ -29,6 +29,7 @@ from lazarus.api.xmlrpc import Dispatcher, Registry, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
 from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.hooks.lifeline import GroupRecords
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
@@ -86,6 +87,11 @@ class Daemon:
         if self.settings.remote_hooks_dir:
             hook_env["LAZARUS_REMOTE_HOOKS_DIR"] = self.settings.remote_hooks_dir
         hook_executor = SubprocessHookExecutor.from_env(hook_env)
+        hook_executor.records = GroupRecords(self.data_dir / "run" / "hooks")
+        orphans = await hook_executor.reap_orphans()  # before their executions run again
+        if orphans:
+            log.warning("lazarus: killed %d hook process group(s) left running by the previous "
+                        "daemon: %s", len(orphans), " ".join(map(str, orphans)))
         hook_executor.env["LAZARUS_DATA_DIR"] = str(self.data_dir)  # host_error's locks, logs
         controller = Controller(
             store,
