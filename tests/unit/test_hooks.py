@@ -414,3 +414,47 @@ def test_api_hooks_fire_on_success_and_failure_through_the_dispatcher() -> None:
 
         assert (count(0), count(1), count(-1)) == (2, 2, 0)  # the fake exits 0
         assert "<HOOKLOG>" not in str(call("one.hookpool.info")[1])
+
+
+def read_only(h: Harness, on: bool) -> None:
+    """The store as on a full disk or a read-only file system: every write fails."""
+    h.store._writer.execute(f"PRAGMA query_only = {'ON' if on else 'OFF'}")
+
+
+def test_a_run_whose_record_cannot_be_written_is_finished_when_the_store_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: the failed finish left the job "running" (and its concurrency slot taken)
+    until a restart; nothing retried it. Now the record is written again with backoff,
+    each failure logged, and the job finishes once writes work."""
+    with HookHarness(hosts=2) as h:
+        hook_id = h.create(ERROR_HOOK)
+        h.fake.duration = 5.0
+        h.fail("node1")
+        h.wait_for(lambda: h.fake.running == 1)
+        read_only(h, True)
+        h.advance(60)
+        assert h.records(hook_id) == []
+        assert sum("cannot write" in r.getMessage() for r in caplog.records
+                   if r.levelname == "ERROR" and r.name == "lazarus.hooks") >= 2
+        read_only(h, False)
+        h.advance(120)
+        h.quiet()
+        [record] = h.records(hook_id)
+        assert record.result.code == 0
+        assert len([r for r in h.fake.requests if r.hook_id == hook_id]) == 1
+
+
+def test_a_run_that_cannot_be_marked_running_starts_when_the_store_is_back() -> None:
+    with HookHarness(hosts=2) as h:
+        hook_id = h.create(ERROR_HOOK)
+        with h.store.transaction() as tx:
+            tx.add_hook_job(HookJob(-1, hook_id, 10_000, "QQ=="))
+        read_only(h, True)
+        h.hooks.notify()
+        h.advance(30)
+        assert h.fake.requests == [] and h.records(hook_id) == []
+        read_only(h, False)
+        h.advance(120)
+        h.quiet()
+        assert [r.result.code for r in h.records(hook_id)] == [0]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TypeGuard
 
 from lazarus.domain.entities import Event
@@ -63,6 +63,7 @@ CURSOR = "hooks.cursor"
 BATCH = 500
 POLL_INTERVAL = 5.0  # also picks up events recorded without telling the manager
 MANAGE, ALL = 2, 4  # OpenNebula lock / operation levels
+STORE_RETRY_FIRST, STORE_RETRY_MAX = 1.0, 60.0  # backoff of writes the store refused
 
 
 def is_hook_store(store: object) -> TypeGuard[HookStore]:
@@ -130,11 +131,19 @@ class HookManager:
         self.reload()
         self.recover()
         try:
+            delay = STORE_RETRY_FIRST
             while True:
                 self._wake.clear()
-                while self.dispatch():
-                    pass
-                self._start_jobs()
+                try:
+                    while self.dispatch():
+                        pass
+                    self._start_jobs()
+                except Exception as exc:  # the store fails: running hooks must go on
+                    log.error("hooks: cannot dispatch events, retrying in %g s: %s", delay, exc)
+                    await self.clock.sleep(delay)
+                    delay = min(delay * 2, STORE_RETRY_MAX)
+                    continue
+                delay = STORE_RETRY_FIRST
                 try:
                     await within(self._wake.wait(), POLL_INTERVAL)
                 except TimeoutError:
@@ -237,18 +246,49 @@ class HookManager:
 
     async def _execute(self, job: HookJob) -> None:
         try:
+            await self._execute_job(job)
+        finally:
+            self._done(job)
+
+    async def _persist(self, what: str, write: Callable[[], None]) -> None:
+        """Run a store write until it works. A failing store (full disk, read-only file) is
+        logged at every attempt and retried with backoff, so a hook job is never left
+        "running" with nobody to finish it (it was, until a restart, and held its slot)."""
+        delay = STORE_RETRY_FIRST
+        attempt = 1
+        while True:
+            try:
+                write()
+                if attempt > 1:
+                    log.warning("hooks: %s written after %d attempts", what, attempt)
+                return
+            except Exception as exc:
+                log.error("hooks: cannot write %s (attempt %d), retrying in %g s: %s",
+                          what, attempt, delay, exc)
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, STORE_RETRY_MAX)
+            attempt += 1
+
+    async def _execute_job(self, job: HookJob) -> None:
+        try:
             hook = self.store.hook(job.hook_id)
         except NoExistsError:
-            with self.store.transaction() as tx:
-                tx.delete_hook_job(job.id)
-            self._done(job)
+            def drop() -> None:
+                with self.store.transaction() as tx:
+                    tx.delete_hook_job(job.id)
+
+            await self._persist(f"the end of job {job.id}", drop)
             return
         if not hook.remote:
             job.remote_host = ""
         job.status = RUNNING
         job.attempt += 1
-        with self.store.transaction() as tx:
-            tx.save_hook_job(job)
+
+        def mark() -> None:
+            with self.store.transaction() as tx:
+                tx.save_hook_job(job)
+
+        await self._persist(f"the start of job {job.id} (hook {hook.id})", mark)
         request = HookRequest(
             hook_id=hook.id,
             command=hook.command,
@@ -274,19 +314,22 @@ class HookManager:
         except Exception as exc:  # an executor bug must not lose the record
             log.exception("hooks: executor failed for hook %d", hook.id)
             result = ExecutionResult(hook.command, b"", f"Internal error: {exc}\n".encode(), 255)
-        with self.store.transaction() as tx:
-            try:
-                tx.hook(job.hook_id)
-            except NoExistsError:
-                pass  # deleted while it ran: its log is gone too
-            else:
-                record = self._store_record(tx, job, result)
-                log.info(
-                    "hook/%d %s: execution %d exited %d", hook.id, hook.name,
-                    record.execution_id, result.code,
-                )
-            tx.delete_hook_job(job.id)
-        self._done(job)
+
+        def finish() -> None:
+            with self.store.transaction() as tx:
+                try:
+                    tx.hook(job.hook_id)
+                except NoExistsError:
+                    pass  # deleted while it ran: its log is gone too
+                else:
+                    record = self._store_record(tx, job, result)
+                    log.info(
+                        "hook/%d %s: execution %d exited %d", hook.id, hook.name,
+                        record.execution_id, result.code,
+                    )
+                tx.delete_hook_job(job.id)
+
+        await self._persist(f"the record of job {job.id} (hook {hook.id})", finish)
 
     def _done(self, job: HookJob) -> None:
         self._running.pop(job.id, None)
