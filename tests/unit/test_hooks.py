@@ -22,7 +22,13 @@ from lazarus.api.xmlrpc import Dispatcher, Registry
 from lazarus.core.controller import Controller
 from lazarus.core.hooks import CURSOR, HookManager
 from lazarus.domain.entities import User
-from lazarus.domain.errors import AllocateError, InternalError, LockedError, NoExistsError
+from lazarus.domain.errors import (
+    AllocateError,
+    InternalError,
+    LockedError,
+    NoExistsError,
+    RpcApiError,
+)
 from lazarus.domain.hooks import (
     RUNNING,
     ExecutionRecord,
@@ -458,3 +464,49 @@ def test_a_run_that_cannot_be_marked_running_starts_when_the_store_is_back() -> 
         h.advance(120)
         h.quiet()
         assert [r.result.code for r in h.records(hook_id)] == [0]
+
+
+def test_events_are_pruned_once_dispatched_keeping_the_newest() -> None:
+    """Before: the events table grew forever. EVENT_RETENTION keeps the newest N events;
+    an event is never pruned before the hook outbox's cursor passed it."""
+    with HookHarness(hosts=1, event_retention=5) as h:
+        h.create(ERROR_HOOK)
+        for _ in range(4):
+            h.fail("node1")
+            h.sim.power_on("node1")
+            h.wait_for(lambda: h.host(h.host_id("node1")).state is HostState.MONITORED)
+        h.quiet()
+        last = h.store.last_event_id()
+        kept = h.store.events(after_id=0, limit=1000)
+        assert last > 5 and [e.id for e in kept] == list(range(last - 4, last + 1))
+        cursor = int(h.store.get_meta(CURSOR) or 0)
+        assert cursor == last
+
+
+def test_undispatched_events_are_never_pruned() -> None:
+    with HookHarness(hosts=1, event_retention=0) as h:  # 0: keep all
+        h.quiet()
+        last = h.store.last_event_id()
+        assert last > 2 and h.store.events(after_id=0, limit=1)[0].id == 1
+        h.settings.event_retention = 1
+        with h.store.transaction() as tx:
+            h.hooks.prune(tx, cursor=1)  # the cursor is behind: only event 1 may go
+        assert [e.id for e in h.store.events(after_id=0, limit=1000)] == list(range(2, last + 1))
+
+
+def test_stored_arguments_and_outputs_are_bounded_with_a_marker() -> None:
+    with HookHarness(hosts=1, hook_record_limit=1000) as h:
+        hook_id = h.create(ERROR_HOOK)
+        h.fake.script["ft/host_error"] = ExecutionResult("ft/host_error", b"o" * 5000,
+                                                         b"e" * 3000, 0)
+        h.fail("node1")
+        h.quiet()
+        [record] = h.records(hook_id)
+        assert len(record.arguments) < 1100 and record.arguments.endswith("bytes dropped]")
+        assert record.result.stdout.startswith(b"o" * 900)
+        assert b"[truncated: 4000 bytes dropped]" in record.result.stdout
+        assert b"[truncated: 2000 bytes dropped]" in record.result.stderr
+        request = next(r for r in h.fake.requests if r.hook_id == hook_id)
+        assert len(request.arguments) > 1000  # the command itself got everything
+        with pytest.raises(RpcApiError, match="truncated"):
+            OnLoopCall(h)(lambda: h.hooks.retry(hook_id, 0))

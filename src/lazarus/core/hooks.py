@@ -66,6 +66,16 @@ MANAGE, ALL = 2, 4  # OpenNebula lock / operation levels
 STORE_RETRY_FIRST, STORE_RETRY_MAX = 1.0, 60.0  # backoff of writes the store refused
 
 
+TRUNCATED = b" [truncated: "
+
+
+def bounded(data: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of `data`, then a marker saying how much was dropped."""
+    if limit <= 0 or len(data) <= limit:
+        return data
+    return data[:limit] + TRUNCATED + f"{len(data) - limit} bytes dropped]".encode()
+
+
 def is_hook_store(store: object) -> TypeGuard[HookStore]:
     return isinstance(store, HookStore)
 
@@ -188,6 +198,7 @@ class HookManager:
             if last > cursor:
                 with self.store.transaction() as tx:
                     tx.set_meta(CURSOR, str(last))
+                    self.prune(tx, last)
             return 0
         events = self.store.events(after_id=cursor, limit=BATCH)
         if not events:
@@ -197,7 +208,16 @@ class HookManager:
                 for hook in self.matching(event):
                     tx.add_hook_job(self._job(hook, event))
             tx.set_meta(CURSOR, str(events[-1].id))
+            self.prune(tx, events[-1].id)
         return len(events)
+
+    def prune(self, tx: HookTx, cursor: int) -> None:
+        """EVENT_RETENTION: drop the events the outbox has dispatched (id <= cursor) beyond the
+        newest `event_retention` (the newest always stays: last_event_id reads it). The
+        outbox is the only reader of old events; new readers must move this bound."""
+        keep = self.settings.event_retention
+        if keep > 0:
+            tx.prune_events(min(cursor, tx.last_event_id() - keep))
 
     def _job(self, hook: Hook, event: Event) -> HookJob:
         encoded = b64(event.body) if event.body else ""
@@ -336,12 +356,14 @@ class HookManager:
         self.notify()
 
     def _store_record(self, tx: HookTx, job: HookJob, result: ExecutionResult) -> ExecutionRecord:
+        limit = self.settings.hook_record_limit
         record = ExecutionRecord(
             hook_id=job.hook_id,
             execution_id=-1,
             timestamp=int(self.clock.now()),
-            arguments=job.arguments,
-            result=result,
+            arguments=bounded(job.arguments.encode(), limit).decode(errors="replace"),
+            result=ExecutionResult(result.command, bounded(result.stdout, limit),
+                                   bounded(result.stderr, limit), result.code),
             remote_host=job.remote_host,
             retry=job.retry,
             job_id=job.id,
@@ -423,6 +445,11 @@ class HookManager:
             hook = tx.hook(hook_id)
             lock_check(hook, MANAGE)
             record = tx.hook_record(hook_id, execution_id)
+            if TRUNCATED in record.arguments.encode():
+                raise RpcApiError(
+                    "The arguments of this execution were truncated when recorded "
+                    "(HOOK_RECORD_LIMIT); it cannot be retried."
+                )
             tx.add_hook_job(
                 HookJob(
                     id=-1,
