@@ -155,7 +155,10 @@ def test_remote_argv_quotes_for_the_remote_shell(hooks_dir: Path) -> None:
 def test_running_commands_are_recorded_until_they_end(hooks_dir: Path, tmp_path: Path) -> None:
     records = GroupRecords(tmp_path / "run")
     executor = SubprocessHookExecutor(hooks_dir=hooks_dir, records=records)
-    (hooks_dir / "ls_records").write_text(f"#!/bin/sh\nls {tmp_path / 'run'}\n")
+    run_dir = tmp_path / "run"  # the record is written just after the start: wait for it
+    (hooks_dir / "ls_records").write_text(
+        f"#!/bin/sh\nfor i in $(seq 200); do [ -n \"$(ls {run_dir} 2>/dev/null)\" ] && break; "
+        f"sleep 0.05; done\nls {run_dir}\n")
     (hooks_dir / "ls_records").chmod(0o755)
     result = run(executor, command="ls_records", arguments="")
     assert result.code == 0 and result.stdout.split()  # its own group, recorded while it ran
