@@ -317,6 +317,59 @@ def test_daemon_survives_sigkill_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert done.returncode == 1 and "cannot reach the Lazarus daemon" in done.stderr
 
 
+def test_second_daemon_on_one_data_directory_is_refused(tmp_path: Path) -> None:
+    """Two controllers on one database would drive the same VMs: the second is refused with
+    one clear line, the first keeps serving."""
+    with Daemon(tmp_path / "data") as own:
+        own.start()
+        second = subprocess.run(
+            [sys.executable, "-m", "lazarus.cli.main", "serve", "--port", "0",
+             "--listen", "127.0.0.1", "--data-dir", str(own.data_dir)],
+            capture_output=True, text=True, env=own.env(), timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1, second
+        assert "another lazarus serve (pid " in second.stderr
+        assert str(own.pid) in second.stderr
+        assert "Traceback" not in second.stderr
+        assert cli_json(own, "host", "list") == []
+        assert own.running()
+
+
+CALLBACK_HOOK = """#!{python}
+from lazarus.api.client import Client
+Client.from_env().call("one.hostpool.info")
+print("authenticated")
+"""
+
+
+def test_lost_one_auth_is_recreated_consistently(tmp_path: Path) -> None:
+    """The credentials file gone while the user exists: after a restart the CLI and a hook
+    (calling back with $ONE_AUTH) authenticate with the new password."""
+    script = tmp_path / "callback"
+    script.write_text(CALLBACK_HOOK.format(python=sys.executable))
+    script.chmod(0o755)
+    with Daemon(tmp_path / "data") as own:
+        own.start()
+        old = own.session()
+        hook = f'NAME = "cb"\nTYPE = "api"\nCOMMAND = "{script}"\nCALL = "one.host.allocate"\n'
+        hook_id = cli(own, "hook", "create", "-", stdin=hook).stdout.split()[-1]
+        own.stop()
+        own.auth_file.unlink()
+        own.start()
+        assert own.session() != old
+        cli(own, "host", "create", "after", "--vm-mad", "sim")
+        assert [h["NAME"] for h in cli_json(own, "host", "list")] == ["after"]
+
+        def record() -> Any:
+            with own.client() as client:
+                doc = client.call("one.hook.info", int(hook_id))
+            return "<CODE>" in doc and doc
+
+        doc = wait_for("the hook's record", record)
+        assert "<CODE>0</CODE>" in doc, doc
+        assert "missing" in own.log_path.read_text() and old not in own.log_path.read_text()
+
+
 def test_host_fenced_confirmation(daemon: Daemon) -> None:
     """`host fenced --confirm` records the operator's word in the host's template (with the
     user), only for a host in ERROR, and never without --confirm."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -485,6 +486,55 @@ class LibvirtTruth:
 
     def where(self, vm_id: int) -> list[str]:
         return sorted(n for n, doms in self.refresh().items() if f"one-{vm_id}" in doms)
+
+
+SLOW_FENCE = """#!{python}
+# fence_slow: fence_sim whose off takes 3 s; it writes {mark} when an off starts.
+import subprocess, sys, time
+data = sys.stdin.read()
+if "action=off" in data:
+    open({mark!r}, "a").write("off\\n")
+    time.sleep(3)
+sys.exit(subprocess.run([{fence_sim!r}], input=data, text=True, check=False).returncode)
+"""
+SLOW_FENCE_ENV = {"FENCE_ATTEMPTS": "1", "FENCE_TIMEOUT": "10", "FENCE_BACKOFF": "0.1",
+                  "FENCE_TOTAL_TIMEOUT": "20"}
+
+
+def test_controller_killed_during_the_fence_fences_again_after_the_restart(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    """SIGKILL of the controller while ft/fence_host runs. Before: host_error and fence_host
+    outlived it, the re-run found the host's lock held and exited 0, the orphan died at its
+    next write: nobody fenced, the incident stayed FENCING, the VMs UNKNOWN. Now the hook
+    processes die with the controller (or are reaped at start) and the re-run fences again,
+    finishes the incident and the VMs run on node2, never before node1 is off."""
+    agents, mark = tmp_path / "agents", tmp_path / "off-started"
+    agents.mkdir()
+    (agents / "fence_slow").write_text(SLOW_FENCE.format(
+        python=sys.executable, mark=str(mark), fence_sim=str(FT / "fence_sim")))
+    (agents / "fence_slow").chmod(0o755)
+    c = make_cluster({**SLOW_FENCE_ENV, "FENCE_PATH": f"{agents}:{FT}"})
+    victim = c.add_host("node1", fence='FENCE = [ AGENT = "fence_slow", PLUG = "node1" ]')
+    vms = c.add_vms(2)
+    wait_for("the VMs RUNNING on node1", lambda: c.running_on(vms, victim))
+    other = c.add_host("node2")
+    c.create_hook("$TEMPLATE -r -p 0")
+    watch = Watch(c.daemon, vms, ["node1", "node2"]).start()
+    c.call("lazarus.sim.network", "node1", "cut")  # the VMs keep running there
+    wait_for("the fence agent's off", mark.exists)
+    assert c.incident(victim)["STATE"] == "FENCING"
+    c.daemon.kill()
+    c.daemon.start()
+    wait_for("the incident DONE", lambda: c.incident(victim).get("STATE") == "DONE")
+    wait_for("the VMs RUNNING on node2", lambda: c.running_on(vms, other))
+    watch.stop()
+    watch.check()
+    assert c.power("node1") == "off"
+    assert mark.read_text().count("off") == 2  # fenced once more after the restart
+    codes = [r["code"] for r in c.records()]
+    assert codes == ["-1", "0"], c.records()
+    assert all(c.truth(v) == ["node2"] for v in vms)
 
 
 @pytest.mark.root

@@ -8,12 +8,19 @@ test's TIMEOUT (0.5 s).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from lazarus.domain.hooks import ExecutionResult
+from lazarus.drivers.hooks.lifeline import PARENT_ENV, GroupRecords, group_members
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.ports.hooks import HookRequest
 
@@ -157,3 +164,99 @@ def test_a_remote_host_that_looks_like_an_option_is_refused(hooks_dir: Path, tmp
     result = run(ex, command="ft/x", arguments="", remote_host=address)
     assert result.code == 255 and b"remote host" in result.stderr
     assert not marker.exists()
+
+
+# ------------------------------------------------------------ processes a crash leaves behind
+def test_running_commands_are_recorded_until_they_end(hooks_dir: Path, tmp_path: Path) -> None:
+    records = GroupRecords(tmp_path / "run")
+    executor = SubprocessHookExecutor(hooks_dir=hooks_dir, records=records)
+    run_dir = tmp_path / "run"  # the record is written just after the start: wait for it
+    (hooks_dir / "ls_records").write_text(
+        f"#!/bin/sh\nfor i in $(seq 200); do [ -n \"$(ls {run_dir} 2>/dev/null)\" ] && break; "
+        f"sleep 0.05; done\nls {run_dir}\n")
+    (hooks_dir / "ls_records").chmod(0o755)
+    result = run(executor, command="ls_records", arguments="")
+    assert result.code == 0 and result.stdout.split()  # its own group, recorded while it ran
+    assert records.recorded() == {}  # forgotten once it ended
+
+
+def test_reap_kills_the_groups_a_crashed_daemon_left(tmp_path: Path) -> None:
+    """Before: nothing killed them; an orphaned ft/host_error kept the host's lock and the
+    re-run gave up. Now the restarted daemon kills every recorded group and waits for it."""
+    records = GroupRecords(tmp_path / "run")
+    orphan = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60; wait"], start_new_session=True)
+    try:
+        wait_until(lambda: len(group_members(orphan.pid)) >= 2)
+        members = group_members(orphan.pid)
+        records.add(orphan.pid)
+        assert asyncio.run(records.reap()) == [orphan.pid]
+        orphan.wait(10)
+        assert not any(alive(pid) for pid in members)  # the child too, not just the leader
+        assert records.recorded() == {}
+    finally:
+        orphan.kill()
+        orphan.wait(10)
+
+
+def test_reap_spares_a_reused_pid(tmp_path: Path) -> None:
+    """A record whose leader pid now belongs to another process (other start time) is
+    dropped, not killed."""
+    records = GroupRecords(tmp_path / "run")
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / str(other.pid)).write_text(f"{other.pid} 1\n")  # not its start
+        assert asyncio.run(records.reap()) == []
+        assert other.poll() is None and records.recorded() == {}
+    finally:
+        other.kill()
+        other.wait(10)
+
+
+def test_hook_programs_die_with_their_parent(tmp_path: Path) -> None:
+    """die_with_parent (called by ft/host_error, ft/fence_host, fence_sim): SIGKILL of the
+    starter kills the program at once instead of leaving it fencing on its own."""
+    pid_file = tmp_path / "child"
+    code = (
+        "import os, time\n"
+        "from lazarus.drivers.hooks.lifeline import die_with_parent\n"
+        "assert die_with_parent()\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    starter = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, subprocess, sys, time\n"
+         "env = dict(os.environ, LAZARUS_PARENT_PID=str(os.getpid()))\n"
+         f"subprocess.Popen([sys.executable, '-c', {code!r}], env=env)\n"
+         "time.sleep(60)\n"],
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text())
+        child = int(pid_file.read_text())
+        assert alive(child)
+        starter.kill()
+        starter.wait(10)
+        wait_until(lambda: not alive(child))
+    finally:
+        starter.kill()
+        starter.wait(10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(starter.pid, signal.SIGKILL)
+
+
+def test_a_hook_whose_parent_is_already_gone_stops() -> None:
+    check = (
+        "from lazarus.drivers.hooks.lifeline import die_with_parent\n"
+        f"assert die_with_parent({{{PARENT_ENV!r}: '1'}}) is False\n"  # the parent is not init
+        "assert die_with_parent({}) is True\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=30)
+
+
+def wait_until(probe: Callable[[], object], deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while not probe():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)

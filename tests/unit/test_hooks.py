@@ -23,7 +23,13 @@ from lazarus.api.xmlrpc import Dispatcher, Registry
 from lazarus.core.controller import Controller
 from lazarus.core.hooks import CURSOR, HookManager
 from lazarus.domain.entities import User
-from lazarus.domain.errors import AllocateError, InternalError, LockedError, NoExistsError
+from lazarus.domain.errors import (
+    AllocateError,
+    InternalError,
+    LockedError,
+    NoExistsError,
+    RpcApiError,
+)
 from lazarus.domain.hooks import (
     RUNNING,
     ExecutionRecord,
@@ -503,3 +509,93 @@ def test_a_document_argument_never_goes_to_argv(arguments: str, stdin: bool) -> 
         h.quiet()
         [request] = h.fake.requests
         assert request.stdin is stdin
+
+
+def read_only(h: Harness, on: bool) -> None:
+    """The store as on a full disk or a read-only file system: every write fails."""
+    h.store._writer.execute(f"PRAGMA query_only = {'ON' if on else 'OFF'}")
+
+
+def test_a_run_whose_record_cannot_be_written_is_finished_when_the_store_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: the failed finish left the job "running" (and its concurrency slot taken)
+    until a restart; nothing retried it. Now the record is written again with backoff,
+    each failure logged, and the job finishes once writes work."""
+    with HookHarness(hosts=2) as h:
+        hook_id = h.create(ERROR_HOOK)
+        h.fake.duration = 5.0
+        h.fail("node1")
+        h.wait_for(lambda: h.fake.running == 1)
+        read_only(h, True)
+        h.advance(60)
+        assert h.records(hook_id) == []
+        assert sum("cannot write" in r.getMessage() for r in caplog.records
+                   if r.levelname == "ERROR" and r.name == "lazarus.hooks") >= 2
+        read_only(h, False)
+        h.advance(120)
+        h.quiet()
+        [record] = h.records(hook_id)
+        assert record.result.code == 0
+        assert len([r for r in h.fake.requests if r.hook_id == hook_id]) == 1
+
+
+def test_a_run_that_cannot_be_marked_running_starts_when_the_store_is_back() -> None:
+    with HookHarness(hosts=2) as h:
+        hook_id = h.create(ERROR_HOOK)
+        with h.store.transaction() as tx:
+            tx.add_hook_job(HookJob(-1, hook_id, 10_000, "QQ=="))
+        read_only(h, True)
+        h.hooks.notify()
+        h.advance(30)
+        assert h.fake.requests == [] and h.records(hook_id) == []
+        read_only(h, False)
+        h.advance(120)
+        h.quiet()
+        assert [r.result.code for r in h.records(hook_id)] == [0]
+
+
+def test_events_are_pruned_once_dispatched_keeping_the_newest() -> None:
+    """Before: the events table grew forever. EVENT_RETENTION keeps the newest N events;
+    an event is never pruned before the hook outbox's cursor passed it."""
+    with HookHarness(hosts=1, event_retention=5) as h:
+        h.create(ERROR_HOOK)
+        for _ in range(4):
+            h.fail("node1")
+            h.sim.power_on("node1")
+            h.wait_for(lambda: h.host(h.host_id("node1")).state is HostState.MONITORED)
+        h.quiet()
+        last = h.store.last_event_id()
+        kept = h.store.events(after_id=0, limit=1000)
+        assert last > 5 and [e.id for e in kept] == list(range(last - 4, last + 1))
+        cursor = int(h.store.get_meta(CURSOR) or 0)
+        assert cursor == last
+
+
+def test_undispatched_events_are_never_pruned() -> None:
+    with HookHarness(hosts=1, event_retention=0) as h:  # 0: keep all
+        h.quiet()
+        last = h.store.last_event_id()
+        assert last > 2 and h.store.events(after_id=0, limit=1)[0].id == 1
+        h.settings.event_retention = 1
+        with h.store.transaction() as tx:
+            h.hooks.prune(tx, cursor=1)  # the cursor is behind: only event 1 may go
+        assert [e.id for e in h.store.events(after_id=0, limit=1000)] == list(range(2, last + 1))
+
+
+def test_stored_arguments_and_outputs_are_bounded_with_a_marker() -> None:
+    with HookHarness(hosts=1, hook_record_limit=1000) as h:
+        hook_id = h.create(ERROR_HOOK)
+        h.fake.script["ft/host_error"] = ExecutionResult("ft/host_error", b"o" * 5000,
+                                                         b"e" * 3000, 0)
+        h.fail("node1")
+        h.quiet()
+        [record] = h.records(hook_id)
+        assert len(record.arguments) < 1100 and record.arguments.endswith("bytes dropped]")
+        assert record.result.stdout.startswith(b"o" * 900)
+        assert b"[truncated: 4000 bytes dropped]" in record.result.stdout
+        assert b"[truncated: 2000 bytes dropped]" in record.result.stderr
+        request = next(r for r in h.fake.requests if r.hook_id == hook_id)
+        assert len(request.arguments) > 1000  # the command itself got everything
+        with pytest.raises(RpcApiError, match="truncated"):
+            OnLoopCall(h)(lambda: h.hooks.retry(hook_id, 0))

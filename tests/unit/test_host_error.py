@@ -7,8 +7,10 @@ and never starts on another host while its old host is still powered on (unless 
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -31,7 +33,7 @@ from lazarus.ha.host_error import (
     UsageError,
     parse_args,
 )
-from lazarus.ha.incident import Incident, MemoryLock
+from lazarus.ha.incident import LOCK_WAIT, Incident, MemoryLock, incident_key
 
 S, L = VmState, LcmState
 RUNNING = (S.ACTIVE, L.RUNNING)
@@ -76,7 +78,8 @@ class Cluster:
         host = self.h.host(self.h.host_id(name))
         return base64.b64encode(docs.host_xml(host).encode()).decode()
 
-    def hook(self, name: str, *flags: str) -> int:
+    def hook(self, name: str, *flags: str,
+             alongside: Coroutine[Any, Any, None] | None = None) -> int:
         _, options = parse_args([self.template(name), *flags])
         run = HostErrorRun(
             api=self.api,
@@ -87,7 +90,16 @@ class Cluster:
             options=options,
             host_id=self.h.host_id(name),
         )
-        return self.h.run(run.run())
+        if alongside is None:
+            return self.h.run(run.run())
+
+        async def both() -> int:
+            other = asyncio.ensure_future(alongside)
+            code = await run.run()
+            await other
+            return code
+
+        return self.h.run(both())
 
     def incident(self, name: str) -> Incident | None:
         return Incident.from_template(self.h.host(self.h.host_id(name)).template)
@@ -190,13 +202,41 @@ def test_second_run_for_the_same_failure_is_a_no_op(c: Cluster) -> None:
     assert any("already handled" in line for line in c.lines)
 
 
-def test_concurrent_run_is_a_no_op(c: Cluster) -> None:
+def test_a_run_that_never_gets_the_lock_fails_and_touches_nothing(c: Cluster) -> None:
+    """Before: a run finding the lock held exited 0 (SUCCESS) at once. After a controller
+    crash the holder was an orphan that died at its next write: nobody fenced, the incident
+    stayed FENCING and the hook record said success."""
     vms_on(c, "node1", 1)
     c.fail("node1")
-    assert c.lock.acquire(c.h.host_id("node1"))  # another run holds the host
-    assert c.hook("node1", "-m", "-p", "0") == EXIT_OK
+    assert c.lock.acquire(c.h.host_id("node1"))  # another run holds the host, forever
+    started = c.h.clock.now()
+    assert c.hook("node1", "-m", "-p", "0") == EXIT_ERROR
+    assert c.h.clock.now() - started >= LOCK_WAIT  # it waited (virtual time) before giving up
     assert c.runner.calls == []
-    assert any("another host_error run" in line for line in c.lines)
+    assert any("still holds this host's lock" in line and "[E]" in line for line in c.lines)
+
+
+def test_a_run_waits_for_the_lock_and_takes_over_an_unfinished_incident(c: Cluster) -> None:
+    """The holder (an orphan of a crashed controller) lets go after 20 s: the waiting run
+    takes the lock, resumes the FENCING incident, fences and recovers the VMs."""
+    ids = vms_on(c, "node1", 2)
+    c.fail("node1")
+    host = c.h.host(c.h.host_id("node1"))
+    key = incident_key(host.template.get("ERROR") or "", host.id)
+    left = Incident(key, "FENCING", int(c.h.clock.now()), 0, "migrate")
+    c.h.inv.update_host(host.id, left.to_template(), True)
+    assert c.lock.acquire(host.id)
+
+    async def orphan_dies() -> None:
+        await c.h.clock.sleep(20)
+        c.lock.release(host.id)
+
+    code = c.hook("node1", "-m", "-p", "0", alongside=orphan_dies())
+    assert code == EXIT_OK
+    assert ("off", "node1") in c.runner.calls  # fenced once more
+    incident = c.incident("node1")
+    assert incident is not None and incident.state == "DONE"
+    c.h.wait_for(lambda: all(c.h.state(i) == RUNNING for i in ids))
 
 
 def test_fence_failure_touches_no_vm_until_an_operator_confirms(c: Cluster) -> None:

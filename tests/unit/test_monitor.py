@@ -198,3 +198,26 @@ def test_a_host_dead_for_long_is_probed_every_interval_after_the_retry_burst(h: 
     h.sim.power_on("node1")
     took = h.wait_for(lambda: host_state(h, "node1") is H.MONITORED)
     assert took <= s.monitoring_interval_host + s.probe_timeout
+
+
+def test_a_host_that_dies_while_the_store_fails_goes_error_once_writes_work(
+    h: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store failures while a host dies are logged (before: the failed read of the host was
+    swallowed by a bare `except Exception: return`), and the failures counted meanwhile
+    still lead to ERROR once the store works again."""
+    from lazarus.domain.errors import InternalError
+    from lazarus.store.sqlite import _SqliteTx
+
+    def broken(self: object, host_id: int) -> object:
+        raise InternalError("Store error: disk I/O error")
+
+    h.sim.power_off("node1")
+    with monkeypatch.context() as patch:
+        patch.setattr(_SqliteTx, "host", broken)
+        h.advance(60)
+        assert host_state(h, "node1") is H.MONITORED
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("node1" in m or "host/0" in m for m in messages if "disk I/O error" in m)
+    h.advance(h.settings.monitoring_interval_host + h.settings.probe_timeout + 1)
+    assert host_state(h, "node1") is H.ERROR

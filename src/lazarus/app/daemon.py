@@ -28,21 +28,20 @@ from lazarus.api.methods import Api
 from lazarus.api.xmlrpc import Dispatcher, Limits, Registry, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
-from lazarus.domain.entities import User
 from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.hooks.lifeline import GroupRecords
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.store.sqlite import SqliteStore
 
 from . import ready as ready_lines
+from .credentials import ensure_admin
+from .datadir import DataDirLock
 from .runtime import Runtime
 from .sim_api import SimApi
 
 log = logging.getLogger("lazarus.daemon")
-
-ADMIN = "oneadmin"
-
 
 def hypervisors(sim: SimCluster) -> dict[str, Hypervisor]:
     drivers: dict[str, Hypervisor] = {"sim": SimHypervisor(sim)}
@@ -53,23 +52,6 @@ def hypervisors(sim: SimCluster) -> dict[str, Hypervisor]:
         for name in ("kvm", "qemu", "libvirt"):
             drivers[name] = real
     return drivers
-
-
-def ensure_admin(store: SqliteStore, auth_file: Path) -> tuple[Path, bool]:
-    """The oneadmin user exists and its password is in `auth_file`. True when generated now."""
-    user = store.user_by_name(ADMIN)
-    if user is not None and auth_file.exists():
-        return auth_file, False
-    if auth_file.exists():
-        name, password = auth.split_session(auth.read_auth_file(auth_file))
-        generated = False
-    else:
-        name, password = auth.generate_admin_credentials(auth_file)
-        generated = True
-    with store.transaction() as tx:
-        if tx.user_by_name(name) is None:
-            tx.add_user(User(id=-1, name=name, password_hash=auth.hash_password(password)))
-    return auth_file, generated
 
 
 @dataclass
@@ -83,6 +65,14 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = DataDirLock(self.data_dir)
+        lock.acquire()  # DataDirBusy: another daemon drives this data directory
+        try:
+            await self._run(stop)
+        finally:
+            lock.release()
+
+    async def _run(self, stop: asyncio.Event | None) -> None:
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -97,6 +87,11 @@ class Daemon:
         if self.settings.remote_hooks_dir:
             hook_env["LAZARUS_REMOTE_HOOKS_DIR"] = self.settings.remote_hooks_dir
         hook_executor = SubprocessHookExecutor.from_env(hook_env)
+        hook_executor.records = GroupRecords(self.data_dir / "run" / "hooks")
+        orphans = await hook_executor.reap_orphans()  # before their executions run again
+        if orphans:
+            log.warning("lazarus: killed %d hook process group(s) left running by the previous "
+                        "daemon: %s", len(orphans), " ".join(map(str, orphans)))
         hook_executor.env["LAZARUS_DATA_DIR"] = str(self.data_dir)  # host_error's locks, logs
         controller = Controller(
             store,

@@ -47,6 +47,7 @@ from lazarus.domain.secrets import MASK
 from lazarus.domain.template import Vector
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.fence.agent import DEFAULT_SEARCH_PATH, SubprocessAgentRunner
+from lazarus.drivers.hooks.lifeline import die_with_parent
 
 EXIT_FENCED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -134,6 +135,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not die_with_parent():
+        print("fence_host: the process that started it is gone; exiting", file=sys.stderr)
+        return EXIT_FAILED
     args = parse_args(argv)
     extra = [*args.agent_path, os.environ.get("LAZARUS_FENCE_PATH", "")]
     search = [d for entry in extra for d in entry.split(":") if d] + list(DEFAULT_SEARCH_PATH)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import defusedxml.xmlrpc
 
+from lazarus.drivers.hooks.lifeline import die_with_parent
+
 DEFAULT_ENDPOINT = "http://127.0.0.1:2633/RPC2"
 ACTIONS = ("off", "on", "status", "monitor", "reboot")
 
@@ -57,6 +59,7 @@ def call(action: str, plug: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_parent({})  # dies with fence_host; no parent check: wrappers may run it
     argv = sys.argv[1:] if argv is None else list(argv)
     params = read_params(argv, "" if argv else sys.stdin.read())
     action = params.get("action", "reboot")

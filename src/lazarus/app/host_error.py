@@ -19,6 +19,7 @@ from lazarus.api.auth import resolve_auth_file
 from lazarus.api.client import Client
 from lazarus.domain.errors import LazarusError
 from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.hooks.lifeline import die_with_parent
 from lazarus.ha.fencers import script_fencer
 from lazarus.ha.host_error import (
     EXIT_ERROR,
@@ -42,6 +43,9 @@ def _data_dir() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not die_with_parent():
+        print("host_error: the process that started it is gone; exiting", file=sys.stderr)
+        return EXIT_ERROR
     args = list(sys.argv[1:] if argv is None else argv)
     if not args and not sys.stdin.isatty():
         args = sys.stdin.read().split()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TypeGuard
 
 from lazarus.domain.entities import Event
@@ -66,6 +66,17 @@ CURSOR = "hooks.cursor"
 BATCH = 500
 POLL_INTERVAL = 5.0  # also picks up events recorded without telling the manager
 MANAGE, ALL = 2, 4  # OpenNebula lock / operation levels
+STORE_RETRY_FIRST, STORE_RETRY_MAX = 1.0, 60.0  # backoff of writes the store refused
+
+
+TRUNCATED = b" [truncated: "
+
+
+def bounded(data: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of `data`, then a marker saying how much was dropped."""
+    if limit <= 0 or len(data) <= limit:
+        return data
+    return data[:limit] + TRUNCATED + f"{len(data) - limit} bytes dropped]".encode()
 
 
 def is_hook_store(store: object) -> TypeGuard[HookStore]:
@@ -136,11 +147,19 @@ class HookManager:
         self.reload()
         self.recover()
         try:
+            delay = STORE_RETRY_FIRST
             while True:
                 self._wake.clear()
-                while self.dispatch():
-                    pass
-                self._start_jobs()
+                try:
+                    while self.dispatch():
+                        pass
+                    self._start_jobs()
+                except Exception as exc:  # the store fails: running hooks must go on
+                    log.error("hooks: cannot dispatch events, retrying in %g s: %s", delay, exc)
+                    await self.clock.sleep(delay)
+                    delay = min(delay * 2, STORE_RETRY_MAX)
+                    continue
+                delay = STORE_RETRY_FIRST
                 try:
                     await within(self._wake.wait(), POLL_INTERVAL)
                 except TimeoutError:
@@ -186,6 +205,7 @@ class HookManager:
             if last > cursor:
                 with self.store.transaction() as tx:
                     tx.set_meta(CURSOR, str(last))
+                    self.prune(tx, last)
             return 0
         events = self.store.events(after_id=cursor, limit=BATCH)
         if not events:
@@ -195,7 +215,16 @@ class HookManager:
                 for hook in self.matching(event):
                     tx.add_hook_job(self._job(hook, event))
             tx.set_meta(CURSOR, str(events[-1].id))
+            self.prune(tx, events[-1].id)
         return len(events)
+
+    def prune(self, tx: HookTx, cursor: int) -> None:
+        """EVENT_RETENTION: drop the events the outbox has dispatched (id <= cursor) beyond the
+        newest `event_retention` (the newest always stays: last_event_id reads it). The
+        outbox is the only reader of old events; new readers must move this bound."""
+        keep = self.settings.event_retention
+        if keep > 0:
+            tx.prune_events(min(cursor, tx.last_event_id() - keep))
 
     def _job(self, hook: Hook, event: Event) -> HookJob:
         encoded = b64(event.body) if event.body else ""
@@ -255,18 +284,49 @@ class HookManager:
 
     async def _execute(self, job: HookJob) -> None:
         try:
+            await self._execute_job(job)
+        finally:
+            self._done(job)
+
+    async def _persist(self, what: str, write: Callable[[], None]) -> None:
+        """Run a store write until it works. A failing store (full disk, read-only file) is
+        logged at every attempt and retried with backoff, so a hook job is never left
+        "running" with nobody to finish it (it was, until a restart, and held its slot)."""
+        delay = STORE_RETRY_FIRST
+        attempt = 1
+        while True:
+            try:
+                write()
+                if attempt > 1:
+                    log.warning("hooks: %s written after %d attempts", what, attempt)
+                return
+            except Exception as exc:
+                log.error("hooks: cannot write %s (attempt %d), retrying in %g s: %s",
+                          what, attempt, delay, exc)
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, STORE_RETRY_MAX)
+            attempt += 1
+
+    async def _execute_job(self, job: HookJob) -> None:
+        try:
             hook = self.store.hook(job.hook_id)
         except NoExistsError:
-            with self.store.transaction() as tx:
-                tx.delete_hook_job(job.id)
-            self._done(job)
+            def drop() -> None:
+                with self.store.transaction() as tx:
+                    tx.delete_hook_job(job.id)
+
+            await self._persist(f"the end of job {job.id}", drop)
             return
         if not hook.remote:
             job.remote_host = ""
         job.status = RUNNING
         job.attempt += 1
-        with self.store.transaction() as tx:
-            tx.save_hook_job(job)
+
+        def mark() -> None:
+            with self.store.transaction() as tx:
+                tx.save_hook_job(job)
+
+        await self._persist(f"the start of job {job.id} (hook {hook.id})", mark)
         request = HookRequest(
             hook_id=hook.id,
             command=hook.command,
@@ -292,19 +352,22 @@ class HookManager:
         except Exception as exc:  # an executor bug must not lose the record
             log.exception("hooks: executor failed for hook %d", hook.id)
             result = ExecutionResult(hook.command, b"", f"Internal error: {exc}\n".encode(), 255)
-        with self.store.transaction() as tx:
-            try:
-                tx.hook(job.hook_id)
-            except NoExistsError:
-                pass  # deleted while it ran: its log is gone too
-            else:
-                record = self._store_record(tx, job, result)
-                log.info(
-                    "hook/%d %s: execution %d exited %d", hook.id, hook.name,
-                    record.execution_id, result.code,
-                )
-            tx.delete_hook_job(job.id)
-        self._done(job)
+
+        def finish() -> None:
+            with self.store.transaction() as tx:
+                try:
+                    tx.hook(job.hook_id)
+                except NoExistsError:
+                    pass  # deleted while it ran: its log is gone too
+                else:
+                    record = self._store_record(tx, job, result)
+                    log.info(
+                        "hook/%d %s: execution %d exited %d", hook.id, hook.name,
+                        record.execution_id, result.code,
+                    )
+                tx.delete_hook_job(job.id)
+
+        await self._persist(f"the record of job {job.id} (hook {hook.id})", finish)
 
     def _done(self, job: HookJob) -> None:
         self._running.pop(job.id, None)
@@ -312,18 +375,20 @@ class HookManager:
         self.notify()
 
     def _store_record(self, tx: HookTx, job: HookJob, result: ExecutionResult) -> ExecutionRecord:
-        # Records are shown (one.hook.info, hooklog) and kept: secrets masked by the one rule.
-        # A retry runs the recorded arguments, so a literal secret in ARGUMENTS is retried
-        # masked (docs/security.md: put secrets in files, not in ARGUMENTS).
+        # Records are shown (one.hook.info, hooklog) and kept: secrets masked by the one rule,
+        # and bounded (HOOK_RECORD_LIMIT). A retry runs the recorded arguments, so a literal
+        # secret in ARGUMENTS is retried masked (docs/security.md: put secrets in files).
+        limit = self.settings.hook_record_limit
         shown = ExecutionResult(
-            mask_words(result.command), mask_bytes(result.stdout), mask_bytes(result.stderr),
-            result.code,
+            mask_words(result.command), bounded(mask_bytes(result.stdout), limit),
+            bounded(mask_bytes(result.stderr), limit), result.code,
         )
         record = ExecutionRecord(
             hook_id=job.hook_id,
             execution_id=-1,
             timestamp=int(self.clock.now()),
-            arguments=mask_words(job.arguments),
+            arguments=bounded(mask_words(job.arguments).encode(), limit).decode(
+                errors="replace"),
             result=shown,
             remote_host=job.remote_host,
             retry=job.retry,
@@ -406,6 +471,11 @@ class HookManager:
             hook = tx.hook(hook_id)
             lock_check(hook, MANAGE)
             record = tx.hook_record(hook_id, execution_id)
+            if TRUNCATED in record.arguments.encode():
+                raise RpcApiError(
+                    "The arguments of this execution were truncated when recorded "
+                    "(HOOK_RECORD_LIMIT); it cannot be retried."
+                )
             tx.add_hook_job(
                 HookJob(
                     id=-1,

@@ -354,7 +354,11 @@ class Monitor:
         with self.journal.tx() as t:
             try:
                 host = t.store.host(host_id)
-            except Exception:
+            except NoExistsError:
+                return  # deleted meanwhile
+            except Exception as exc:  # the store fails: say so; the count is kept for later
+                log.error("host/%d: failed probe %d not recorded, the store fails: %s",
+                          host_id, count, exc)
                 return
             host.template.set("MONITOR_FAILURES", str(count))
             if count == 1 or host.template.get("FAILING_SINCE") is None:
@@ -412,7 +416,10 @@ class Monitor:
         with self.journal.tx() as t:
             try:
                 host = t.store.host(host_id)
-            except Exception:
+            except NoExistsError:
+                return []  # deleted meanwhile
+            except Exception as exc:
+                log.error("host/%d: good probe not recorded, the store fails: %s", host_id, exc)
                 return []
             if host.state is HostState.OFFLINE:
                 return []

@@ -45,6 +45,9 @@ class Settings:
     remote_hooks_dir: str = ""  # default: /var/tmp/lazarus/hooks on the hosts
     hook_concurrency: int = 10
     hook_log_retention: int = 20
+    hook_record_limit: int = 256 * 1024  # bytes of ARGUMENTS, STDOUT, STDERR kept per record
+    # the newest events kept once the hook outbox dispatched them (0: all, forever)
+    event_retention: int = 100_000
     # API
     api_listen: str = "127.0.0.1"
     api_port: int = 2633

@@ -37,6 +37,8 @@ def script_fencer(path: Path, timeout: float = 300.0) -> Fencer:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            # fence_host dies with this run (drivers/hooks/lifeline.py: die_with_parent)
+            env={**os.environ, "LAZARUS_PARENT_PID": str(os.getpid())},
         )
         try:
             out, _ = await within(

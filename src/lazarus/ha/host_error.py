@@ -53,7 +53,7 @@ from lazarus.domain.xml import template_from_element
 from lazarus.ports.clock import Clock
 
 from . import xmldoc
-from .incident import HostLock, Incident, incident_key
+from .incident import LOCK_WAIT, HostLock, Incident, acquire_within, incident_key
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # some selected VM was not handled
@@ -200,6 +200,7 @@ class HostErrorRun:
     host_id: int
     error_text: str = ""
     poll: float = 0.5  # how often the host is looked at during the wait
+    lock_wait: float = LOCK_WAIT  # for another run's lock (incident.acquire_within)
     outcome: str = field(default="", init=False)
 
     # ------------------------------------------------------------------------ logging
@@ -215,10 +216,12 @@ class HostErrorRun:
     # ---------------------------------------------------------------------- main flow
     async def run(self) -> int:
         self.log("Hook launched")
-        if not self.lock.acquire(self.host_id):
-            self.outcome = "another run is handling this host"
-            self.log("Exiting: another host_error run holds this host's lock.")
-            return EXIT_OK
+        if not await acquire_within(self.lock, self.host_id, self.clock, self.lock_wait):
+            return self.fail(
+                f"Another host_error run still holds this host's lock after "
+                f"{self.lock_wait:g} s: this run did nothing and the incident is not finished "
+                "by it (retry it: lazarus hook retry)."
+            )
         try:
             return await self._run_locked()
         except ApiError as exc:

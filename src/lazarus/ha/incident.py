@@ -16,8 +16,13 @@ A second run for the same KEY finds the record: DONE means nothing to do; anythi
 resume where the first run stopped (the -p wait and the fence are not repeated; VMs in HANDLED
 are skipped). A new ERROR episode has a new ERROR text, hence a new KEY and a fresh record.
 
-The lock makes concurrent runs for one host a no-op: `FileLock` (flock on a file in the data
-directory) for the real hook processes, `MemoryLock` for in-process runs (simulator, tests).
+The lock serializes the runs for one host: `FileLock` (flock on a file in the data directory)
+for the real hook processes, `MemoryLock` for in-process runs (simulator, tests). A run that
+finds it held waits for it (`acquire_within`, polling on the injected clock, at most
+`LOCK_WAIT` seconds by default) and then resumes the incident; one that cannot get it gives up
+with an error, never with success. The holder can be a run that outlived a crashed controller
+(its re-run starts while the orphan still fences): exiting 0 at once then left the incident
+unfinished with a record saying SUCCESS, and nobody fenced.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from pathlib import Path
 from typing import Protocol
 
 from lazarus.domain.template import Template, Vector
+from lazarus.ports.clock import Clock
+
+LOCK_WAIT = 90.0  # seconds: a fence's whole bound (FencePolicy.total_timeout 60 s) and margin
+LOCK_POLL = 0.5
 
 STATES = (
     "WAITING", "FENCING", "FENCED", "FENCE_FAILED", "FENCE_SKIPPED", "RECOVERING", "DONE",
@@ -105,6 +114,18 @@ class HostLock(Protocol):
         ...
 
     def release(self, host_id: int) -> None: ...
+
+
+async def acquire_within(
+    lock: HostLock, host_id: int, clock: Clock, wait: float, poll: float = LOCK_POLL
+) -> bool:
+    """Take the host's lock, waiting up to `wait` seconds (on `clock`) for its holder."""
+    deadline = clock.now() + wait
+    while not lock.acquire(host_id):
+        if clock.now() >= deadline:
+            return False
+        await clock.sleep(min(poll, max(0.0, deadline - clock.now())) or poll)
+    return True
 
 
 class MemoryLock:

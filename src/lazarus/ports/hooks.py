@@ -102,6 +102,10 @@ class HookTx(HookReader, Protocol):
 
     def record(self, event: Event) -> int: ...
 
+    def prune_events(self, up_to_id: int) -> int:
+        """Delete the events with id <= up_to_id; returns how many."""
+        ...
+
 
 @runtime_checkable
 class HookStore(HookReader, Protocol):

@@ -320,5 +320,11 @@ class HookWrites:
         return record
 
 
+    def prune_events(self, up_to_id: int) -> int:
+        before = self._all("SELECT COUNT(*) FROM events WHERE id <= ?", (up_to_id,))
+        self._write("DELETE FROM events WHERE id <= ?", (up_to_id,), _no_unique)
+        return int(before[0][0])
+
+
 def _no_unique() -> str:
     return "Store constraint violated."

@@ -406,6 +406,15 @@ class _SqliteTx(HookWrites, _Reader):
         user.id = user_id
         return user
 
+    def save_user(self, user: User) -> None:
+        changed = self._write(
+            "UPDATE users SET name = ?, body = ? WHERE id = ?",
+            (user.name, codec.encode_user(user), user.id),
+            self._taken("users", "USER", user.name),
+        )
+        if not changed:
+            raise _missing("user", user.id)
+
     # -- meta, events ---------------------------------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:
         self._write(

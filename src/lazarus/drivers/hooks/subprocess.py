@@ -18,7 +18,10 @@ Rules (reference opennebula.md 2.6, with the differences in docs/hooks.md):
 - stdout and stderr are kept up to `output_limit` bytes each (the rest is read and dropped, so
   a chatty hook cannot fill the pipe and hang, nor fill the database);
 - the environment is the daemon's plus `env` (ONE_XMLRPC, ONE_AUTH, LAZARUS_XMLRPC,
-  LAZARUS_AUTH) plus the request's LAZARUS_HOOK_* values.
+  LAZARUS_AUTH) plus the request's LAZARUS_HOOK_* values, plus LAZARUS_PARENT_PID;
+- with `records` (lifeline.GroupRecords, under the data directory) each running command's
+  process group is recorded until it ends, so a restarted daemon kills the groups its
+  crashed predecessor left (`reap_orphans`) before it re-runs their executions.
 Timeouts use the event loop's clock (asyncio.wait_for): this adapter works with real processes
 and must run on a real loop, not the virtual one.
 """
@@ -36,6 +39,8 @@ from pathlib import Path
 from lazarus.domain.hooks import ExecutionResult, escapes_base
 from lazarus.ports.hooks import HookRequest
 
+from .lifeline import PARENT_ENV, GroupRecords
+
 DEFAULT_HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"  # src/lazarus/hooks (ft/)
 DEFAULT_REMOTE_DIR = "/var/tmp/lazarus/hooks"
 DEFAULT_SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
@@ -52,6 +57,7 @@ class SubprocessHookExecutor:
         ssh: Sequence[str] = DEFAULT_SSH,
         output_limit: int = OUTPUT_LIMIT,
         kill_grace: float = 2.0,
+        records: GroupRecords | None = None,
     ) -> None:
         self.hooks_dir = Path(hooks_dir).resolve()
         self.remote_dir = remote_dir.rstrip("/")
@@ -59,6 +65,11 @@ class SubprocessHookExecutor:
         self.ssh = tuple(ssh)
         self.output_limit = output_limit
         self.kill_grace = kill_grace
+        self.records = records
+
+    async def reap_orphans(self) -> list[int]:
+        """At start: kill and wait for the process groups a crashed daemon left running."""
+        return await self.records.reap() if self.records is not None else []
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SubprocessHookExecutor:
@@ -112,7 +123,7 @@ class SubprocessHookExecutor:
             argv = self.argv(request)
         except ValueError as exc:
             return ExecutionResult(shown, b"", f"Internal error: {exc}\n".encode(), INTERNAL)
-        env = {**os.environ, **self.env, **request.env}
+        env = {**os.environ, **self.env, **request.env, PARENT_ENV: str(os.getpid())}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -127,6 +138,17 @@ class SubprocessHookExecutor:
             reason = exc.strerror or str(exc)
             text = f"Internal error: {reason}: {argv[0]}\n"
             return ExecutionResult(shown, b"", text.encode(), INTERNAL)
+        if self.records is not None:
+            self.records.add(proc.pid)
+        try:
+            return await self._wait(proc, request, shown)
+        finally:
+            if self.records is not None:
+                self.records.remove(proc.pid)
+
+    async def _wait(
+        self, proc: asyncio.subprocess.Process, request: HookRequest, shown: str
+    ) -> ExecutionResult:
         try:
             async with asyncio.timeout(request.timeout):  # not wait_for: see core/waits.py
                 stdout, stderr, code = await self._communicate(proc, request)
