@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -41,3 +42,12 @@ def require_root(*binaries: str) -> None:
     missing = [b for b in binaries if shutil.which(b) is None]
     if missing:
         pytest.skip(f"missing binaries: {', '.join(missing)} (run `make setup` as root)")
+
+
+@pytest.fixture(autouse=True)
+def _logging_enabled() -> object:
+    """`lazarus sim run/fuzz` silence logging process-wide (logging.disable), which is right
+    for the command but leaks into later tests when a test runs it in-process (CliRunner):
+    tests asserting on log records then saw none, depending on test order."""
+    yield
+    logging.disable(logging.NOTSET)
