@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Render the state tables of src/lazarus/domain/transitions.py into docs/state-machines.md.
+"""Render the state tables of src/lazarus/domain/transitions.py (and the HA incident's, in
+src/lazarus/ha/incident.py) into docs/state-machines.md.
 
 The doc keeps its prose; only the part between the two marker lines is generated:
 
@@ -38,6 +39,7 @@ from lazarus.domain.transitions import (
     apply_migrate,
     recover_target,
 )
+from lazarus.ha.incident import TRANSITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "state-machines.md"
@@ -172,10 +174,20 @@ def capacity_line() -> list[str]:
     return ["### Capacity", "", f"A VM holds its host's CPU and memory while in: {names}."]
 
 
+def incident_table() -> list[str]:
+    lines = ["### HA incident (ft/host_error): state -> states it may move to", "",
+             "`Incident.advance()` refuses every other move; a state with no move is final.",
+             ""]
+    rows = [[state.name, ", ".join(t.name for t in sorted(targets)) or "(final)"]
+            for state, targets in TRANSITIONS.items()]
+    lines += _table(["state", "may move to"], rows)
+    return lines
+
+
 def render() -> str:
     """The generated section, markers included."""
     parts = [host_table(), vm_action_table(), migrate_table(), steps_table(), recover_table(),
-             retry_table(), capacity_line()]
+             retry_table(), capacity_line(), incident_table()]
     note = "<!-- Do not edit by hand: run scripts/render_state_tables.py -->"
     body: list[str] = [BEGIN, "", note]
     for part in parts:

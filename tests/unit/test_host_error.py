@@ -31,9 +31,17 @@ from lazarus.ha.host_error import (
     EXIT_OK,
     HostErrorRun,
     UsageError,
+    host_id_from_template,
     parse_args,
 )
-from lazarus.ha.incident import LOCK_WAIT, Incident, MemoryLock, incident_key
+from lazarus.ha.incident import (
+    LOCK_WAIT,
+    IllegalMove,
+    Incident,
+    IncidentState,
+    MemoryLock,
+    incident_key,
+)
 
 S, L = VmState, LcmState
 RUNNING = (S.ACTIVE, L.RUNNING)
@@ -189,6 +197,29 @@ def test_host_back_during_wait_touches_nothing(c: Cluster) -> None:
     assert any("Host came back" in line for line in c.lines)
     c.h.wait_for(lambda: c.h.state(ids[0]) == RUNNING)
     assert c.h.vm(ids[0]).last.hostname == "node1"  # type: ignore[union-attr]
+
+
+def test_retry_of_an_aborted_run_touches_nothing(c: Cluster) -> None:
+    """An operator retries the execution that ended "host came back": the retry carries the
+    old ERROR text, finds the ABORTED incident of the same key, and must not skip the wait
+    and the fence straight to recovery (it rescheduled a healthy host's VMs, unfenced)."""
+    ids = vms_on(c, "node1", 1)
+    c.fail("node1", "network")
+    failed_template = c.template("node1")
+    c.h.loop.call_later(1.0, c.h.sim.restore_network, "node1")
+    assert c.hook("node1", "-m", "-p", "5") == EXIT_OK
+    assert c.incident("node1").state == "ABORTED"  # type: ignore[union-attr]
+    c.h.wait_for(lambda: c.h.host(c.h.host_id("node1")).state is HostState.MONITORED)
+    _, options = parse_args([failed_template, "-m", "-p", "0"])
+    run = HostErrorRun(api=c.api, clock=c.h.clock, fencer=agent_fencer(c.runner, c.h.clock),
+                       lock=c.lock, emit=c.lines.append, options=options,
+                       host_id=c.h.host_id("node1"),
+                       error_text=host_id_from_template(failed_template)[1])
+    assert c.h.run(run.run()) == EXIT_OK
+    c.h.settle()
+    assert c.runner.calls == []
+    assert not c.h.vm(ids[0]).resched
+    assert c.h.state(ids[0]) == RUNNING and c.h.vm(ids[0]).last.hostname == "node1"  # type: ignore[union-attr]
 
 
 def test_second_run_for_the_same_failure_is_a_no_op(c: Cluster) -> None:
@@ -411,3 +442,44 @@ def test_only_the_failed_hosts_vms_are_read_never_the_whole_pool(c: Cluster) -> 
     assert not any(method == "one.vmpool.info" for method, _ in calls)
     read = {params[0] for method, params in calls if method == "one.vm.info"}
     assert read == set(ids) and not read & set(others)
+
+
+def test_the_incident_moves_only_by_its_table() -> None:
+    incident = Incident("k", IncidentState.WAITING)
+    with pytest.raises(IllegalMove):
+        incident.advance(IncidentState.RECOVERING)  # never past the fence
+    incident.advance(IncidentState.FENCING)
+    incident.advance(IncidentState.FENCE_FAILED)
+    incident.advance(IncidentState.FENCE_FAILED)  # a failed retry stays
+    incident.advance(IncidentState.FENCED)
+    incident.advance(IncidentState.RECOVERING)
+    incident.advance(IncidentState.DONE)
+    for final in (IncidentState.DONE, IncidentState.ABORTED):
+        incident.state = final
+        for target in IncidentState:
+            with pytest.raises(IllegalMove):
+                incident.advance(target)
+
+
+def test_the_incident_says_where_each_vm_ended(c: Cluster) -> None:
+    ids = vms_on(c, "node1", 2)
+    c.fail("node1")
+    assert c.hook("node1", "-m", "-p", "0") == EXIT_OK
+    incident = c.incident("node1")
+    assert incident is not None and incident.state == "DONE"
+    for vm_id in ids:
+        where = c.h.vm(vm_id).last.hostname  # type: ignore[union-attr]
+        assert incident.vms[vm_id] == f"RUNNING on {where}" and where != "node1"
+
+
+def test_a_vm_the_restart_policy_gave_up_is_said_and_exits_1(c: Cluster) -> None:
+    (vm_id,) = vms_on(c, "node1", 1)
+    for name in ("node2", "node3"):
+        c.h.sim.fail_next(name, "deploy", count=10)
+    c.fail("node1")
+    assert c.hook("node1", "-m", "-p", "0") == EXIT_FAILED
+    incident = c.incident("node1")
+    assert incident is not None and incident.state == "DONE"
+    assert incident.vms[vm_id].startswith("GAVE_UP in ACTIVE/BOOT_FAILURE")
+    assert any("restart policy gave up" in line for line in c.lines)
+    assert c.h.state(vm_id) == (S.ACTIVE, L.BOOT_FAILURE)

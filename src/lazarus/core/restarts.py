@@ -3,7 +3,8 @@
 A *recovery* begins when a VM is moved off a failed host: `resched` of a VM whose host is in
 ERROR or OFFLINE (ft/host_error -m, after the fence), or `recover --delete-recreate` of one
 (-r). From then on the VM carries a record in its template, visible in `lazarus vm show`,
-in its XML (TEMPLATE/HA_RECOVERY) and so in every hook that receives it:
+in its XML (USER_TEMPLATE/HA_RECOVERY: vm.xsd leaves TEMPLATE no room) and so in every hook
+that receives it:
 
     HA_RECOVERY = [ STATE = "RELOCATE", FROM = "0", TRIED = "0 1", RESTARTS = "1",
                     RELOCATIONS = "1", NEXT = "1767225612", REASON = "deploy: node2: ..." ]
@@ -17,7 +18,8 @@ e.g. BOOT_FAILURE), the policy decides, per VM:
    the decision is made again.
 2. fewer than HA_MAX_RESTARTS restarts on this host (default 1): RESTART there after
    HA_RESTART_DELAY seconds (doubling with each restart).
-3. fewer than HA_MAX_RELOCATIONS relocations (default 2): RELOCATE. The domain is destroyed
+3. fewer than HA_MAX_RELOCATIONS relocations (default 2), and a MONITORED host it has not
+   tried exists: RELOCATE. The domain is destroyed
    and undefined on the host first (it may have started despite the error); only when that
    succeeded does the VM go back to PENDING, and the scheduler places it on a host it has not
    tried (TRIED). A cleanup that fails is tried again later; no start elsewhere meanwhile.
@@ -140,7 +142,7 @@ class RestartPolicy:
             when = now + delay * 2 ** restarts
             text = (f"HA recovery: start failed on {host.name}; restart {restarts + 1} of "
                     f"{max_restarts} there in {when - now:g} s")
-        elif relocations < max_relocations:
+        elif relocations < max_relocations and self._untried(t, vm, rec):
             rec.set("RELOCATIONS", str(relocations + 1))
             rec.set("RESTARTS", "0")  # restarts are counted per host, as Proxmox's max_restart
             rec.set("STATE", "RELOCATE")
@@ -148,11 +150,12 @@ class RestartPolicy:
             text = (f"HA recovery: start failed on {host.name}; relocation {relocations + 1} of "
                     f"{max_relocations}: cleaning up there, then another host")
         else:
+            why = "" if relocations >= max_relocations else " (no host left to try)"
             rec.set("STATE", "GAVE_UP")
             rec.set("NEXT", "")
             t.store.save_vm(vm)
             t.note(vm.subject, f"HA recovery gave up after {restarts} restart(s) and "
-                               f"{relocations} relocation(s): {detail}")
+                               f"{relocations} relocation(s){why}: {detail}")
             return
         rec.set("NEXT", str(int(when)))
         t.store.save_vm(vm)
@@ -264,6 +267,13 @@ class RestartPolicy:
             rec.set("STATE", "RECOVERING")
             self.lc.enter(t, current, (VmState.PENDING, LcmState.LCM_INIT),
                           f"HA relocation {rec.get('RELOCATIONS')}: off {host.subject}")
+
+    @staticmethod
+    def _untried(t: Tx, vm: VM, rec: Vector) -> bool:
+        """Some MONITORED host the VM has not been tried on is left to relocate it to."""
+        tried = {int(x) for x in (rec.get("TRIED") or "").split() if x.isdigit()}
+        tried.add(vm.host_id if vm.host_id is not None else -1)
+        return any(h.state is HostState.MONITORED and h.id not in tried for h in t.store.hosts())
 
     @staticmethod
     def _limit(vm: VM, key: str, default: int) -> int:

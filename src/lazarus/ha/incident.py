@@ -1,4 +1,4 @@
-"""The HA incident record and the per-host lock used by ft/host_error.
+r"""The HA incident record and the per-host lock used by ft/host_error.
 
 The incident is kept in the failed host's template, written with one.host.update (append), so
 it survives crashes and is visible to operators (`lazarus host show`) while host_error uses
@@ -6,15 +6,24 @@ only OpenNebula API methods:
 
     HA_INCIDENT = [
       KEY = "3f2a9c1e",                     # which failure: a digest of the host's ERROR text
-      STATE = "FENCED",                     # WAITING FENCING FENCED FENCE_FAILED FENCE_SKIPPED
-                                            # RECOVERING DONE ABORTED
+      STATE = "DONE",                       # IncidentState, moves per TRANSITIONS only
       STARTED = "1767225600", UPDATED = "1767225612",
       MODE = "migrate", FENCE = "fence_redfish level 1: off confirmed",
-      HANDLED = "4 7 9", FAILED = "12" ]
+      HANDLED = "4 7 9", FAILED = "12",
+      VM_4 = "RUNNING on node3", VM_7 = "GAVE_UP: deploy: node2: ...", ... ]
 
-A second run for the same KEY finds the record: DONE means nothing to do; anything else means
-resume where the first run stopped (the -p wait and the fence are not repeated; VMs in HANDLED
-are skipped). A new ERROR episode has a new ERROR text, hence a new KEY and a fresh record.
+The incident is a state machine (rendered into docs/state-machines.md):
+
+    (new) -> WAITING -> FENCING -> FENCED | FENCE_SKIPPED -> RECOVERING -> DONE
+                    \-> ABORTED (the host came back)   \-> FENCE_FAILED -> (retry) FENCED ...
+
+`Incident.advance()` refuses any other move (IllegalMove). A second run for the same KEY
+finds the record and resumes its state: DONE and ABORTED are final (nothing to do: an
+operator's retry of a run that ended "host came back" must not recover a healthy host's VMs);
+WAITING resumes the wait (its deadline counts from STARTED), FENCING and FENCE_FAILED fence
+again (an "off" is idempotent), FENCED / FENCE_SKIPPED / RECOVERING go on with the VMs (those
+in HANDLED are skipped). A new ERROR episode has a new ERROR text, hence a new KEY and a
+fresh record.
 
 The lock serializes the runs for one host: `FileLock` (flock on a file in the data directory)
 for the real hook processes, `MemoryLock` for in-process runs (simulator, tests). A run that
@@ -31,19 +40,45 @@ import fcntl
 import hashlib
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from lazarus.domain.errors import LazarusError
 from lazarus.domain.template import Template, Vector
 from lazarus.ports.clock import Clock
 
 LOCK_WAIT = 90.0  # seconds: a fence's whole bound (FencePolicy.total_timeout 60 s) and margin
 LOCK_POLL = 0.5
 
-STATES = (
-    "WAITING", "FENCING", "FENCED", "FENCE_FAILED", "FENCE_SKIPPED", "RECOVERING", "DONE",
-    "ABORTED",
-)
+
+class IncidentState(StrEnum):
+    WAITING = "WAITING"  # the -p wait and the mass-failure guard
+    FENCING = "FENCING"
+    FENCED = "FENCED"  # proven off (or confirmed by an operator)
+    FENCE_FAILED = "FENCE_FAILED"  # not proven off: an operator decides, then a retry
+    FENCE_SKIPPED = "FENCE_SKIPPED"  # -u
+    RECOVERING = "RECOVERING"  # acting on the VMs, then watching them start
+    DONE = "DONE"
+    ABORTED = "ABORTED"  # the host came back: nothing was touched
+
+
+St = IncidentState
+TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
+    St.WAITING: frozenset({St.FENCING, St.ABORTED}),
+    St.FENCING: frozenset({St.FENCED, St.FENCE_FAILED, St.FENCE_SKIPPED}),
+    St.FENCE_FAILED: frozenset({St.FENCED, St.FENCE_FAILED, St.FENCE_SKIPPED}),
+    St.FENCED: frozenset({St.RECOVERING}),
+    St.FENCE_SKIPPED: frozenset({St.RECOVERING}),
+    St.RECOVERING: frozenset({St.RECOVERING, St.DONE}),
+    St.DONE: frozenset(),
+    St.ABORTED: frozenset(),
+}
+FINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+
+
+class IllegalMove(LazarusError):
+    pass
 
 
 def incident_key(error_text: str, host_id: int) -> str:
@@ -53,13 +88,23 @@ def incident_key(error_text: str, host_id: int) -> str:
 @dataclass
 class Incident:
     key: str
-    state: str = "WAITING"
+    state: IncidentState = IncidentState.WAITING
     started: int = 0
     updated: int = 0
     mode: str = ""
     fence: str = ""
     handled: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    vms: dict[int, str] = field(default_factory=dict)  # per VM: where it ended, or why not
+
+    def advance(self, new: IncidentState) -> None:
+        """Move to `new`; IllegalMove when the table does not allow it (staying put in a state
+        that is not final is allowed: a step that ends without a move)."""
+        if new is self.state and self.state not in FINAL:
+            return
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalMove(f"incident {self.key}: {self.state} -> {new} is not allowed")
+        self.state = new
 
     @classmethod
     def from_template(cls, template: Template) -> Incident | None:
@@ -75,15 +120,18 @@ class Incident:
             raw = v.get(name) or "0"
             return int(raw) if raw.isdigit() else 0
 
+        raw = v.get("STATE") or "WAITING"
         return cls(
             key=v.get("KEY") or "",
-            state=v.get("STATE") or "WAITING",
+            state=IncidentState(raw) if raw in IncidentState.__members__ else St.WAITING,
             started=num("STARTED"),
             updated=num("UPDATED"),
             mode=v.get("MODE") or "",
             fence=v.get("FENCE") or "",
             handled=ids("HANDLED"),
             failed=ids("FAILED"),
+            vms={int(name[3:]): value for name, value in v.pairs
+                 if name.startswith("VM_") and name[3:].isdigit()},
         )
 
     def to_template(self) -> Template:
@@ -101,6 +149,8 @@ class Incident:
                             ("FENCE", self.fence),
                             ("HANDLED", " ".join(map(str, self.handled))),
                             ("FAILED", " ".join(map(str, self.failed))),
+                            *((f"VM_{vm_id}", line[:200])
+                              for vm_id, line in sorted(self.vms.items())),
                         ]
                     ),
                 )

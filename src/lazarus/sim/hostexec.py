@@ -15,22 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from lazarus.core.waits import within
 from lazarus.domain.hooks import ExecutionResult
 from lazarus.ha.host_error import (
     EXIT_ERROR,
-    EXIT_OK,
     Api,
     Fencer,
     HostErrorRun,
     Options,
+    StepOutcome,
     UsageError,
     host_id_from_template,
     parse_args,
 )
-from lazarus.ha.incident import HostLock, Incident
+from lazarus.ha.incident import HostLock, Incident, IncidentState
 from lazarus.ports.clock import Clock
 from lazarus.ports.hooks import HookRequest
 
@@ -40,12 +40,10 @@ HOST_ERROR = "ft/host_error"
 class _NoFenceRun(HostErrorRun):
     """A broken host_error: claims the fence succeeded without touching the device."""
 
-    async def _fence(self, host: object, incident: Incident) -> int:
+    async def _step_fence(self, host: Any, incident: Incident) -> StepOutcome:
         self.log("Fencing success")  # the lie a broken build would tell
         incident.fence = "skipped by the simulator's break_fencing switch"
-        incident.state = "FENCED"
-        self._save(incident)
-        return EXIT_OK
+        return StepOutcome(IncidentState.FENCED)
 
 
 class RunObserver(Protocol):
