@@ -87,6 +87,8 @@ class RestartPolicy:
         """A recovery of `vm` off its failed host starts (resched / recreate)."""
         if (vm.user_template.get("HA") or vm.template.get("HA") or "").strip().upper() in _OFF:
             return
+        if vm.state is not VmState.ACTIVE:
+            return  # a POWEROFF or SUSPENDED VM moved off the host stays so: nothing to start
         host_id = vm.host_id
         rec = record(vm)
         if rec is not None and (rec.get("STATE") or "") in ACTIVE_STATES:

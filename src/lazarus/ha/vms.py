@@ -225,4 +225,4 @@ class VmStep:
             if not why and (state is VmState.PENDING or lcm is LcmState.UNKNOWN):
                 why = "waiting for room"
             return False, f"not running yet: {name}" + (f", {why}" if why else "")
-        return True, f"{name} (changed by someone else)"
+        return True, f"{name} on {where or 'no host'}"

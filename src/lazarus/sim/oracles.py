@@ -94,6 +94,7 @@ class Oracles:
         self.hook_ends: dict[int, list[tuple[float, int]]] = {}  # host id -> (when, exit code)
         self.mass_at: list[float] = []  # instants the ERROR share exceeded the guard
         self.crashed_vms: set[str] = set()
+        self.ran_at: dict[int, float] = {}  # vm -> when the store last said ACTIVE/RUNNING
         self.touched_vms: set[str] = set()
         self.owed: list[_Owed] = []
         for name, host in w.cluster.hosts.items():  # what already runs when the oracles start
@@ -140,6 +141,10 @@ class Oracles:
     def on_journal(self, events: list[Event]) -> None:
         store = self.world.store
         for event in events:
+            if event.kind == "state" and event.obj == "VM" and event.lcm_state == "RUNNING" and (
+                self.world.cluster.running_hosts(event.obj_id)
+            ):  # the record says RUNNING and the domain does run somewhere
+                self.ran_at[event.obj_id] = self.world.clock.monotonic()
             if event.kind == "state" and event.obj == "HOST":
                 name = store.host(event.obj_id).name
                 if event.state == "ERROR":
@@ -273,6 +278,8 @@ class Oracles:
             return "", ""
         if vm.state is VmState.DONE:
             return "", ""
+        if self.ran_at.get(vm_id, -1.0) > owed.t0:
+            return "", ""  # it ran again after this fault: a later failure owes it now
         started = self.last_start.get(vm_id)
         if started is not None and started[0] != owed.host and (
             self.power_lost.get(started[0], -1.0) >= started[1]
@@ -294,7 +301,9 @@ class Oracles:
             ds = w.store.datastore(vm.last.ds_id)
             if (ds.template.get("SHARED") or "").upper() != "YES":
                 return "", ""
-        if (vm.state is VmState.POWEROFF and self.power_lost.get(owed.host, -1.0) >= owed.t0
+        home = self.last_start.get(vm_id)
+        if (vm.state is VmState.POWEROFF and home is not None and home[0] == owed.host
+                and self.power_lost.get(owed.host, -1.0) >= home[1]
                 and not vm.resched and not recovering(vm)):
             return "", ""  # died with the power; its host came back before a recovery began
         record = vm.template.vectors("HA_RECOVERY")
