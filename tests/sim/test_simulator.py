@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -34,6 +35,29 @@ def test_a_power_loss_with_fencing_broken_is_caught_as_unfenced_start() -> None:
     the host merely hangs: the VMs keep running there."""
     broken = run_scenario(load(SCENARIOS / "host-hang.toml"), break_fencing=True)
     assert "unfenced_start" in {v.oracle for v in broken.violations}
+
+
+def test_a_healthy_host_sent_to_error_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The false_error oracle can fire: a monitor that takes good probes of node2 for failed
+    ones once a store fault began (a plausible bug: a refused write read as a dead host)
+    sends a healthy host to ERROR."""
+    from lazarus.core.monitor import Monitor
+
+    scenario = load(SCENARIOS / "store-fault-host-dies.toml")
+    assert run_scenario(scenario).ok
+    real = Monitor._observe
+    seen = {"node2": 0}
+
+    def broken(self: Monitor, host: Any, probe: Any, cursor: int) -> None:
+        seen["node2"] += host.name == "node2"
+        if host.name == "node2" and seen["node2"] > 4:
+            self._failed(host.id, "write refused, counted as a failed probe")
+            return
+        real(self, host, probe, cursor)
+
+    monkeypatch.setattr(Monitor, "_observe", broken)
+    result = run_scenario(scenario)
+    assert "false_error" in {v.oracle for v in result.violations}, result.summary()
 
 
 def test_same_seed_same_timeline() -> None:

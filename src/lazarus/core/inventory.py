@@ -177,6 +177,8 @@ def bootstrap(journal: Journal, datastore_root: str) -> None:
 
     Deliberate difference: datastore 0 ("system") uses TM_MAD=shared, SHARED=YES, so that
     host_error -m can migrate VMs out of the box; OpenNebula's default is ssh (local)."""
+    if journal.store.clusters():
+        return  # a read: a restart on a store that refuses writes (full disk) still starts
     with journal.tx() as t:
         if t.store.clusters():
             return

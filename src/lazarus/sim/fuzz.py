@@ -58,9 +58,12 @@ def generate(seed: int) -> sc.Scenario:
         elif kind < 0.8:
             events.append(sc.Event(at=at, action="capacity", host=host,
                                    memory=rng.choice((2048, 4096, 16384))))
-        else:
+        elif kind < 0.92:
             events.append(sc.Event(at=at, action="controller_crash",
                                    down=rng.choice((0.0, 2.0, 10.0))))
+        else:  # the database refuses writes for a while (a full disk, a restart)
+            events.append(sc.Event(at=at, action="store_fault",
+                                   down=rng.choice((2.0, 10.0, 30.0))))
     events.sort(key=lambda e: e.at)
     return sc.Scenario(
         name=f"fuzz-{seed}",

@@ -18,6 +18,9 @@ runs, scenario faults). Each violation names its oracle:
     hook_lost       a HOST => ERROR event that got no host_error execution (checked at the end)
     accounting      a host's VMS / CPU_USAGE / MEM_USAGE / RUNNING_VMS differ from the VMs
                     placed on it (checked at the end)
+    false_error     a host went to ERROR although it had been powered, reachable and
+                    answering for longer than detection takes (a store fault, a controller
+                    crash or a bug must never make a healthy host look dead)
 
 Used by sim/runner.py; the runner also checks the scenario's final-state expectations.
 """
@@ -95,6 +98,10 @@ class Oracles:
         self.mass_at: list[float] = []  # instants the ERROR share exceeded the guard
         self.crashed_vms: set[str] = set()
         self.ran_at: dict[int, float] = {}  # vm -> when the store last said ACTIVE/RUNNING
+        self.troubled: dict[str, float] = {}  # host -> last instant a fault touched it
+        st = w.settings
+        self.detection = (st.monitoring_interval_host + (st.monitor_failures + 1)
+                          * (st.probe_timeout + st.retry_interval) + 1.0)
         self.touched_vms: set[str] = set()
         self.owed: list[_Owed] = []
         for name, host in w.cluster.hosts.items():  # what already runs when the oracles start
@@ -148,6 +155,7 @@ class Oracles:
             if event.kind == "state" and event.obj == "HOST":
                 name = store.host(event.obj_id).name
                 if event.state == "ERROR":
+                    self._false_error(name)
                     self.error_events.append((event.id, event.obj_id))
                     self.entered_error.setdefault(event.obj_id, []).append(
                         self.world.clock.monotonic())
@@ -157,6 +165,16 @@ class Oracles:
             elif "confirmed the host is powered off" in event.line:
                 name = event.line.split(":", 1)[0].split(" ", 1)[-1]
                 self.cleared[name] = "confirmed by an operator"
+
+    def _false_error(self, name: str) -> None:
+        cluster = self.world.cluster
+        host = cluster.hosts.get(name)
+        if host is None or not host.powered or host.hung or not cluster.reachable(name):
+            return
+        quiet = self.world.clock.monotonic() - self.troubled.get(name, -1e18)
+        if quiet > self.detection:
+            self.flag("false_error", f"{name} went to ERROR although it has been powered, "
+                                     f"reachable and answering for {min(quiet, 1e9):.0f} s")
 
     def _error_share(self, failing: bool = False) -> float:
         """The share of (not OFFLINE) hosts in ERROR; with `failing`, also those whose last
@@ -210,6 +228,10 @@ class Oracles:
 
     # -- recovery deadlines ----------------------------------------------------------------------
     def on_fault(self, e: sc.Event) -> None:
+        now = self.world.clock.monotonic()
+        for name in [e.host, *e.parties]:
+            if name in self.world.cluster.hosts:
+                self.troubled[name] = now  # a fault or its repair: detection may follow
         if e.action == "vm_crash":
             self.crashed_vms.add(e.vm)
         for p in e.params:
@@ -241,8 +263,10 @@ class Oracles:
     def _check(self, owed: _Owed) -> None:
         w = self.world
         now = w.clock.monotonic()
-        if not owed.extended and (w.down or any(c[0] >= owed.t0 for c in w.crashes)):
-            owed.extended = True  # a restart costs a detection cycle: one more deadline
+        if not owed.extended and (w.down or any(c[0] >= owed.t0 for c in w.crashes) or any(
+            until >= owed.t0 for _, until in w.store_faults
+        )):
+            owed.extended = True  # a restart or a store fault costs a cycle: one more deadline
             w.loop.call_later(w.scenario.expect.recovery_deadline, self._check, owed)
             return
         if w.down:

@@ -47,13 +47,14 @@ ACTIONS = {
     "capacity": ("host",),
     "fail_next": ("host", "op"),
     "controller_crash": (),
+    "store_fault": ("down",),
     "api": ("method",),
 }
 FENCE_FAULTS = ("none", "unreachable", "wrong_password", "lying", "ignores_off", "reports_off",
                 "slow")
 VM_STATES = ("RUNNING", "POWEROFF", "SUSPENDED", "PENDING", "HOLD")
 ORACLES = ("split_brain", "unfenced_start", "recovery", "mass_fence", "fence_rate", "hook_lost",
-           "accounting")
+           "accounting", "false_error")
 
 
 class ScenarioError(LazarusError):

@@ -127,6 +127,8 @@ class World:
         self.generation = 0
         self.crashes: list[tuple[float, float]] = []  # (crashed at, restarted at), monotonic
         self.down = False
+        # (from, until) of each store fault: writes refused as by a full disk (monotonic)
+        self.store_faults: list[tuple[float, float]] = []
         self.t0 = 0.0  # monotonic instant the scenario's events count from
         self.errors: list[str] = []
         self.partitions: set[tuple[str, str]] = set()  # host-host / host-storage, oracle only
@@ -319,6 +321,10 @@ class World:
             cl.fail_next(e.host, e.op, e.permanent, e.count)
         elif a == "controller_crash":
             await self.crash(e.down)
+        elif a == "store_fault":
+            self.store_faults.append((self.clock.monotonic(), self.clock.monotonic() + e.down))
+            self.store.refuse_writes(True)
+            self.loop.call_later(e.down, self.store.refuse_writes, False)
         elif a == "api":
             self._api(e)
 

@@ -585,6 +585,13 @@ class SqliteStore(_Reader):
             finally:
                 self._tx_thread = None
 
+    def refuse_writes(self, refuse: bool) -> None:
+        """Make every write fail as a full disk or a read-only file would (SQLite's own
+        query_only switch: a write raises, the store is untouched), or allow them again. For
+        the simulator's store faults and tests; nothing in the controller calls it."""
+        with self._lock:
+            self._writer.execute(f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")
+
     def close(self) -> None:
         """Close every connection. Idempotent."""
         with self._lock:
