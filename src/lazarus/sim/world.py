@@ -145,15 +145,7 @@ class World:
         """Kill the controller's tasks abruptly; after `down` seconds start a new one."""
         self.crashes.append((self.clock.monotonic(), self.clock.monotonic() + down))
         self.down = True
-        old = self.controller
-        tasks = [*old._tasks, *old.lifecycle._tasks.values()]
-        if old.hooks is not None:
-            tasks += list(old.hooks._running.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        old._tasks.clear()
-        old.journal.listeners.clear()
+        await self.controller.abort()
         await self.clock.sleep(down)
         self.generation += 1
         self._build_controller()
