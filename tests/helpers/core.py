@@ -2,7 +2,8 @@
 
     def test_x():
         with Harness(hosts=3) as h:
-            h.run(h.until_running(vm_id))
+            vm_id = h.running_vm("web")           # placed by the scheduler, RUNNING
+            h.wait_for(lambda: h.state(vm_id) == (VmState.ACTIVE, LcmState.RUNNING))
 
 `Recording` wraps the simulated driver and keeps every call as (operation, host name), so
 tests can assert that a dead host was never contacted.

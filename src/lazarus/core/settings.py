@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class Settings:
-    # monitoring (issue: OpenNebula's default interval is 180 s; ours is 5 s)
+    # monitoring (OpenNebula's default interval is 180 s; ours is 5 s)
     monitoring_interval_host: float = 5.0
     monitor_failures: int = 3  # consecutive failed probes before ERROR
     retry_interval: float = 0.5  # re-probe cadence once a probe failed

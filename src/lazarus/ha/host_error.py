@@ -1,6 +1,6 @@
 """ft/host_error: recover the VMs of a host in ERROR, after proving the host is off.
 
-Command line compatible with OpenNebula's host_error.rb (reference section 1): the hook
+Command line compatible with OpenNebula's share/hooks/ft/host_error.rb: the hook
 passes "<base64 HOST XML> <options>" on stdin (ARGUMENTS_STDIN=yes) or as arguments.
 
     -m/--migrate   resched VMs on SHARED=YES system datastores (others skipped, logged)
