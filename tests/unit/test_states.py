@@ -1,6 +1,7 @@
 """State numbers and short names, spot-checked against OpenNebula's tables (include/Host.h,
-include/VirtualMachine.h, the recover ops) and the ACTION list in vm.xsd. Clients index their own name lists by these
-numbers, so a renumbering here would silently break pyone and the Ruby CLI."""
+include/VirtualMachine.h, the recover ops) and the ACTION list in vm.xsd. Clients index their
+own name lists by these numbers, so a renumbering here would silently break pyone and the Ruby
+CLI."""
 
 from __future__ import annotations
 
