@@ -30,8 +30,8 @@ import pytest
 from click.testing import CliRunner
 from defusedxml import ElementTree as SafeET
 
-from conftest import require_root
 from helpers.daemon import FAST_SETTINGS, Daemon, wait_for
+from helpers.env import require_root
 from lazarus.cli.main import lazarus
 from lazarus.ha.examples import ERROR_HOOK as SHIPPED_ERROR_HOOK
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from defusedxml import ElementTree as SafeET
 from lxml import etree
 
-from conftest import XSD_DIR
 from helpers.core import Harness
+from helpers.env import require_xsd
 from lazarus.api.stack import build_dispatcher
 from lazarus.core.controller import Controller
 from lazarus.core.hooks import CURSOR, HookManager
@@ -145,7 +144,7 @@ def validate(xsd: str, document: str) -> None:
     for elem in root.iter():
         if isinstance(elem.tag, str):
             elem.tag = f"{{{NS}}}{elem.tag}"
-    schema = etree.XMLSchema(etree.parse(str(Path(XSD_DIR) / xsd)))
+    schema = etree.XMLSchema(etree.parse(str(require_xsd(xsd))))
     assert schema.validate(root), f"{xsd}: {schema.error_log}\n{document[:1500]}"
     SafeET.fromstring(document)
 
