@@ -8,7 +8,7 @@ raise PermanentDriverError; a migration either moves the domain or leaves it whe
 `hv_backend` runs each test once per driver: "sim" (virtual time), "libvirt-test" (in-process
 test:/// URIs) and "libvirtd" (root: test-only daemons); see tests/helpers/hypervisors.py. The
 fixture lives here, not in tests/contract/conftest.py: a conftest.py below tests/ would shadow
-the top-level `conftest` module that `from conftest import vrun` relies on.
+the top-level `conftest` module.
 """
 
 from __future__ import annotations

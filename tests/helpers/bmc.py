@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import require_root
+from helpers.env import require_root
 from lazarus.lab.bmc import BmcSet
 
 BMC_BINARIES = ("libvirtd", "virsh", "openssl", "ipmitool", "fence_redfish", "fence_ipmilan")

@@ -2,7 +2,10 @@
 
     def test_x():
         with Harness(hosts=3) as h:
-            h.run(h.until_running(vm_id))
+            vm_id = h.running_vm("web")           # placed by the scheduler, RUNNING
+            h.wait_for(lambda: h.state(vm_id) == (VmState.ACTIVE, LcmState.RUNNING))
+
+`vrun(coro)` runs a coroutine on a fresh virtual-time loop, for tests without a Harness.
 
 `Recording` wraps the simulated driver and keeps every call as (operation, host name), so
 tests can assert that a dead host was never contacted.
@@ -19,12 +22,15 @@ from lazarus.core.settings import Settings
 from lazarus.domain.entities import VM, Host
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.template import Template
-from lazarus.drivers.clock import VirtualClock, VirtualEventLoop
+from lazarus.drivers.clock import VirtualClock, VirtualEventLoop, run_virtual
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import HostProbe, VmSpec
 from lazarus.store.sqlite import SqliteStore
 
 T = TypeVar("T")
+
+# vrun(coro): run a coroutine on a fresh virtual-time loop (no real sleeps)
+vrun = run_virtual
 
 
 class Recording:

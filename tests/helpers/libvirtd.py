@@ -15,9 +15,7 @@ only while a client is connected, so the daemon holds a keeper connection for it
 
 Every process is stopped by its pid when the context exits (also after a failed start). Root
 only: call `require_libvirtd()` first (it skips the test with a reason elsewhere). It does what
-tests/conftest.py's require_root("libvirtd") does, plus the libvirt-python check, without
-importing `conftest` (which module that name means depends on which conftest.py pytest loaded
-last, once any subdirectory has its own).
+helpers.env.require_root("libvirtd") does, plus the libvirt-python check.
 """
 
 from __future__ import annotations

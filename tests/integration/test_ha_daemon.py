@@ -1,10 +1,10 @@
 """ft/host_error end to end: the real daemon, the real hook runner, the shipped error_hook.
 
-Each test starts its own `lazarus serve` (tests/helpers/daemon.py) with simulated hosts
-(VM_MAD sim), creates share/examples/host_hooks/error_hook with `lazarus hook create`, sets
-its ARGUMENTS with `lazarus hook update --append`, breaks a host through `lazarus.sim.power`
-/ `lazarus.sim.network`, and checks where the VMs end (OpenNebula's observed results:
-reference opennebula.md 1.12). Hosts are fenced by ft/fence_host through the fence_sim agent
+Each test starts its own `lazarus serve` (tests/helpers/daemon.py) with simulated hosts (VM_MAD
+sim), creates share/examples/host_hooks/error_hook with `lazarus hook create`, sets its
+ARGUMENTS with `lazarus hook update --append`, breaks a host through `lazarus.sim.power` /
+`lazarus.sim.network`, and checks where the VMs end (the results OpenNebula's own host_error.rb
+gives when run). Hosts are fenced by ft/fence_host through the fence_sim agent
 ($LAZARUS_FENCE_PATH = the package's hooks/ft), which powers the simulated host off.
 
 The split-brain invariant is checked in every test by `Watch`, a thread that samples the
@@ -30,8 +30,8 @@ import pytest
 from click.testing import CliRunner
 from defusedxml import ElementTree as SafeET
 
-from conftest import require_root
 from helpers.daemon import FAST_SETTINGS, Daemon, wait_for
+from helpers.env import require_root
 from lazarus.cli.main import lazarus
 from lazarus.ha.examples import ERROR_HOOK as SHIPPED_ERROR_HOOK
 

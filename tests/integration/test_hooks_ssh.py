@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_root
+from helpers.env import require_root
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.ports.hooks import HookRequest
 

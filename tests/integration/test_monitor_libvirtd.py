@@ -1,4 +1,4 @@
-"""Host monitoring against test-only libvirtd daemons (root): issue 3's detection checks.
+"""Host monitoring against test-only libvirtd daemons (root): failure detection checks.
 
 Three hosts are three test-driver libvirtd processes (tests/helpers/libvirtd.py), reached by
 the real LibvirtHypervisor (VM_MAD "kvm", LIBVIRT_URI = the daemon's test+tcp URI,

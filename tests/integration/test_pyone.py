@@ -1,10 +1,11 @@
 """OpenNebula's own Python client, pyone, against a real `lazarus serve` daemon.
 
-pyone binds every answer to classes generated from OpenNebula's XSDs and maps failure codes
-to its exception classes, so these tests check the API's conformance from a real client's
-side (reference 5.2, 5.3, 7): values bind, state numbers index pyone's enums, filters and
-pagination of vmpool.info behave, and errors raise the right exception. Simulated hosts
-(VM_MAD "sim"), no root needed; bounded polling against the real-time daemon.
+pyone binds every answer to classes generated from OpenNebula's XSDs and maps failure codes to
+its exception classes, so these tests check the API's conformance from a real client's side
+(return convention, method signatures, pyone's bindings): values bind, state numbers index
+pyone's enums, filters and pagination of vmpool.info behave, and errors raise the right
+exception. Simulated hosts (VM_MAD "sim"), no root needed; bounded polling against the
+real-time daemon.
 """
 
 # pyone binds XML elements to UPPER_CASE attributes, which ruff takes for constants (SIM300).

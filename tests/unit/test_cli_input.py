@@ -1,5 +1,5 @@
 """The CLI reads bounded input (cli/context.py read_template): a template on stdin or in a file
-larger than the API accepts is refused with a clear error before anything is sent (issue 20)."""
+larger than the API accepts is refused with a clear error before anything is sent."""
 
 from __future__ import annotations
 

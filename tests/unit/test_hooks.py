@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from defusedxml import ElementTree as SafeET
 from lxml import etree
 
-from conftest import XSD_DIR
 from helpers.core import Harness
-from lazarus.api.hook_methods import HookApi
-from lazarus.api.xmlrpc import Dispatcher, Registry
+from helpers.env import require_xsd
+from lazarus.api.stack import build_dispatcher
 from lazarus.core.controller import Controller
 from lazarus.core.hooks import CURSOR, HookManager
 from lazarus.domain.entities import User
@@ -146,7 +144,7 @@ def validate(xsd: str, document: str) -> None:
     for elem in root.iter():
         if isinstance(elem.tag, str):
             elem.tag = f"{{{NS}}}{elem.tag}"
-    schema = etree.XMLSchema(etree.parse(str(Path(XSD_DIR) / xsd)))
+    schema = etree.XMLSchema(etree.parse(str(require_xsd(xsd))))
     assert schema.validate(root), f"{xsd}: {schema.error_log}\n{document[:1500]}"
     SafeET.fromstring(document)
 
@@ -411,14 +409,8 @@ def test_crud_locks_and_delete_drops_the_log() -> None:
 
 def test_api_hooks_fire_on_success_and_failure_through_the_dispatcher() -> None:
     with HookHarness(hosts=1) as h:
-        registry = Registry()
-        hook_api = HookApi(h.hooks, h.store, h.store)
-        from lazarus.api.methods import Api
-
-        Api(h.controller).register(registry)
-        hook_api.register(registry)
         admin = User(0, "oneadmin", "x")
-        dispatcher = Dispatcher(registry, lambda session: admin, hook_api.observe)
+        dispatcher = build_dispatcher(h.controller, lambda session: admin)
 
         def call(method: str, *params: object) -> list[object]:
             async def run() -> list[object]:
@@ -458,14 +450,8 @@ def test_api_hook_on_host_update_keeps_no_secret() -> None:
     """The FENCE PASSWORD of a one.host.update is masked in $API, the event, the record's
     ARGUMENTS and output, and the hook's own literal ARGUMENTS secret in the record."""
     with HookHarness(hosts=1) as h:
-        registry = Registry()
-        hook_api = HookApi(h.hooks, h.store, h.store)
-        from lazarus.api.methods import Api
-
-        Api(h.controller).register(registry)
-        hook_api.register(registry)
         admin = User(0, "oneadmin", "x")
-        dispatcher = Dispatcher(registry, lambda session: admin, hook_api.observe)
+        dispatcher = build_dispatcher(h.controller, lambda session: admin)
 
         def call(method: str, *params: object) -> list[object]:
             async def run() -> list[object]:

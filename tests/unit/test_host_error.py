@@ -17,8 +17,7 @@ import pytest
 from helpers.core import Harness
 from lazarus.api.auth import Authenticator, hash_password
 from lazarus.api.local import LocalClient
-from lazarus.api.methods import Api
-from lazarus.api.xmlrpc import Dispatcher, Registry
+from lazarus.api.stack import build_dispatcher
 from lazarus.domain import xml as docs
 from lazarus.domain.entities import User
 from lazarus.domain.states import HostState, LcmState, VmState
@@ -54,9 +53,7 @@ class Cluster:
         self.h = Harness(hosts=hosts)
         with self.h.store.transaction() as tx:
             tx.add_user(User(id=-1, name="oneadmin", password_hash=hash_password("pw")))
-        registry = Registry()
-        Api(self.h.controller).register(registry)
-        dispatcher = Dispatcher(registry, Authenticator(self.h.store.user_by_name))
+        dispatcher = build_dispatcher(self.h.controller, Authenticator(self.h.store.user_by_name))
         self.api = LocalClient(dispatcher, "oneadmin:pw")
         self.runner = SimAgentRunner(self.h.sim, self.h.clock)
         self.lock = MemoryLock()

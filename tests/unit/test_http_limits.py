@@ -1,5 +1,5 @@
 """Connection time and capacity limits of the API server (api/server.py) and the client's
-bounded retries (api/client.py), issue 20: slow clients cannot hold threads past the request
+bounded retries (api/client.py): slow clients cannot hold threads past the request
 deadline, local HA callers keep slots, a 503 or a reset is retried with backoff."""
 
 from __future__ import annotations

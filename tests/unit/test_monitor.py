@@ -1,4 +1,4 @@
-"""Host monitoring rules on the virtual clock (issue 3; reference 3.2-3.4)."""
+"""Host monitoring rules on the virtual clock (oned's host transitions and VM sync)."""
 
 from __future__ import annotations
 

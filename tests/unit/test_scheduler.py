@@ -1,4 +1,4 @@
-"""Scheduler placement rules (issue 3 item 2; reference 4.4)."""
+"""Scheduler placement rules (OpenNebula's resched and placement rules)."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_plan_matches_the_plain_scan(
     assert plan(vms, hosts, policy, per_host, 1000) == _scan_plan(vms, hosts, policy, per_host)
 
 
-# -- one bad VM must not stop placement for everyone (issue 20) -----------------------------
+# -- one bad VM must not stop placement for everyone ----------------------------------------
 
 
 def test_plan_skips_a_vm_it_cannot_plan() -> None:

@@ -1,6 +1,6 @@
 """SimCluster / SimHypervisor behaviour beyond the shared contract: the fault switches.
 
-All in virtual time (conftest.vrun): waiting costs nothing and elapsed virtual seconds are
+All in virtual time (helpers.core.vrun): waiting costs nothing and elapsed virtual seconds are
 asserted exactly.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import vrun
+from helpers.core import vrun
 from lazarus.domain.entities import Host
 from lazarus.domain.errors import PermanentDriverError, TemporaryDriverError
 from lazarus.drivers.clock import VirtualClock, VirtualEventLoop

@@ -1,6 +1,7 @@
-"""State numbers and short names, spot-checked against the reference tables (opennebula.md 3.1,
-4.1, 4.2, 4.3) and the ACTION list in vm.xsd. Clients index their own name lists by these
-numbers, so a renumbering here would silently break pyone and the Ruby CLI."""
+"""State numbers and short names, spot-checked against OpenNebula's tables (include/Host.h,
+include/VirtualMachine.h, the recover ops) and the ACTION list in vm.xsd. Clients index their
+own name lists by these numbers, so a renumbering here would silently break pyone and the Ruby
+CLI."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
-# reference 4.2, verbatim order: number i has name LCM_NAMES[i]
+# OpenNebula's LCM states in their order: number i has name LCM_NAMES[i]
 LCM_NAMES = words("""LCM_INIT PROLOG BOOT RUNNING MIGRATE SAVE_STOP SAVE_SUSPEND SAVE_MIGRATE
 PROLOG_MIGRATE PROLOG_RESUME EPILOG_STOP EPILOG SHUTDOWN CANCEL FAILURE CLEANUP_RESUBMIT
 UNKNOWN HOTPLUG

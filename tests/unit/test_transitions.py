@@ -1,8 +1,8 @@
 """The state tables: every allowed and every refused transition of the API actions.
 
-The expectations are written out here from the reference (opennebula.md 3.2, 4.3-4.5),
-independently of domain/transitions.py, and checked over every VM state and the LCM states
-a VM can rest in.
+The expectations are written out here from OpenNebula's rules (host status, recover, resched,
+migrate), independently of domain/transitions.py, and checked over every VM state and the LCM
+states a VM can rest in.
 """
 
 from __future__ import annotations

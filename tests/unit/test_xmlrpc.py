@@ -344,7 +344,7 @@ def test_observer_sees_every_authorized_call(
     with pytest.raises(NoExistsError):
         client.call("one.vm.info", 99)
     # Rejected callers never reach API hooks: 500 bogus calls once queued 500 hook runs
-    # ahead of ft/host_error (issue 20).
+    # ahead of ft/host_error.
     with Client(client.endpoint, "oneadmin:bad") as bad, pytest.raises(AuthenticationError):
         bad.call("one.vm.info", 4, True)
     with pytest.raises(AuthorizationError):

@@ -22,7 +22,7 @@ injectable):
   connection, before reading any request (api/server.py), so nothing has run;
 * a reset of a fresh connection is retried for reads only (`is_read_call`: *.info, pools,
   system.version/config), which are safe to run twice; a write may have run and is not.
-So a daemon at its connection cap for a moment (issue 20) no longer fails ft/host_error.
+So a daemon at its connection cap for a moment (api/server.py) no longer fails ft/host_error.
 
 `lane="ha"` sends "X-Lazarus-Lane: ha": the daemon runs this caller's writes ahead of other
 API writes (app/runtime.py); ft/host_error and ft/fence_host use it.

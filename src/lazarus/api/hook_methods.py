@@ -1,8 +1,10 @@
 """The one.hook* methods and the API-hook observer.
 
-    hooks = HookApi(controller.hooks, controller.store, runtime.call)
+    hooks = HookApi(controller.hooks, controller.hooks.store, controller.store, runtime.call)
     hooks.register(registry)                     # one.hook.*, one.hookpool.info, one.hooklog.info
     dispatcher = Dispatcher(registry, authenticator, observer=hooks.observe)
+
+api/stack.py's build_dispatcher does exactly this for every composition root.
 
 Reads (info, pool, log) run in the HTTP thread straight from the store; changes run on the
 controller's loop through `run` (app/runtime.py), like api/methods.py.

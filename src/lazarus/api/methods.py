@@ -7,7 +7,7 @@ result or raises its error, so the core never sees two writers at once. In the s
 in tests `run` simply calls the function (we are already on the loop).
 
 Every handler takes `ctx` first (the Dispatcher fills it) and the parameters after the
-session, with OpenNebula's signatures and defaults (reference 5.3).
+session, with the signatures and defaults oned registers (e.g. one.vm.recover "A:sii").
 """
 
 from __future__ import annotations

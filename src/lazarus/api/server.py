@@ -8,7 +8,7 @@ missing: 411) and checked against the body limit before reading (413, connection
 TCP_NODELAY and single-write responses so keep-alive clients (pyone's requests session,
 api/client.py) are not slowed by Nagle/delayed ACK.
 
-Time and connection limits (issue 20: 50 connections trickling a byte every 10 s held 50
+Time and connection limits (once, 50 connections trickling a byte every 10 s held 50
 threads for 130 s; at the connection cap every caller, ft/host_error included, got 503):
 * every socket read waits at most `idle_timeout`, and one whole request (request line,
   headers and body) must arrive within `request_timeout` of its first byte, or of the accept

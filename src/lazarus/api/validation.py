@@ -5,7 +5,7 @@ before the change reaches the controller's loop. A value out of bounds is refuse
 clear message and the OpenNebula error class of the call (AllocateError on allocate,
 InternalError on update, as oned answers a template it cannot take); nothing is stored.
 
-Why each bound exists (issue 20, a black-box attack of `lazarus serve`):
+Why each bound exists (found by a black-box attack of `lazarus serve`):
 * one VM with CPU="1e307" made the scheduler raise OverflowError every cycle, so no VM was
   placed by anyone: every number the core computes with is finite and in a sane range;
 * 1 MB names, 50,000 attributes: size and count limits keep the store, the XML documents

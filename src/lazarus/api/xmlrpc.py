@@ -1,8 +1,9 @@
 """The XML-RPC transport of the controller API: OpenNebula's wire protocol over HTTP/1.1.
 
-Who uses it: the daemon (app/) builds a `Registry`, registers the one.* method handlers,
-wraps it in a `Dispatcher` with an `Authenticator` (api/auth.py) and serves it with
-`XmlRpcServer`; api/client.py uses the same wire format (api/wire.py).
+Who uses it: api/stack.py builds a `Registry` with the one.* method handlers and wraps it in
+a `Dispatcher` with an `Authenticator` (api/auth.py); the daemon (app/) serves it with
+`XmlRpcServer`, the simulator calls it through api/local.py; api/client.py uses the same wire
+format (api/wire.py).
 
 Per call (`Dispatcher.call`):
 1. the first parameter must be the session string "user:password"; the injected

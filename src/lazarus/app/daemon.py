@@ -1,8 +1,9 @@
 """`lazarus serve`: the composition root of the production controller.
 
-Builds the SQLite store in the data directory, the real clock, the hypervisor drivers (the
-in-process simulated cluster for VM_MAD=sim, libvirt for kvm/qemu/libvirt when
-libvirt-python is installed), the controller core and the XML-RPC API, then runs until
+Builds the SQLite store in the data directory, the real clock, the hypervisor drivers named in
+the VM_MAD setting (the in-process simulated cluster for sim, with its `lazarus.sim.*` methods;
+libvirt for kvm/qemu/libvirt when libvirt-python is installed), the controller core and the
+XML-RPC API (api/stack.py), then runs until
 SIGTERM/SIGINT. On first start it generates the oneadmin credentials into a one_auth file
 (mode 0600) and prints its path; the CLI and hook scripts find it through $LAZARUS_AUTH,
 $ONE_AUTH or the default path.
@@ -23,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lazarus.api import auth
-from lazarus.api.hook_methods import HookApi
-from lazarus.api.methods import Api
-from lazarus.api.xmlrpc import Dispatcher, Limits, Registry, XmlRpcServer
+from lazarus.api.stack import build_dispatcher
+from lazarus.api.xmlrpc import Limits, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
 from lazarus.drivers.clock import SystemClock
@@ -43,14 +43,26 @@ from .sim_api import SimApi
 
 log = logging.getLogger("lazarus.daemon")
 
-def hypervisors(sim: SimCluster) -> dict[str, Hypervisor]:
-    drivers: dict[str, Hypervisor] = {"sim": SimHypervisor(sim)}
-    if importlib.util.find_spec("libvirt") is not None:
+LIBVIRT_NAMES = ("kvm", "qemu", "libvirt")
+
+
+def hypervisors(sim: SimCluster, vm_mad: str) -> dict[str, Hypervisor]:
+    """The VMM drivers named in VM_MAD (Settings.vm_mad) that can run here."""
+    wanted = vm_mad.replace(",", " ").split()
+    drivers: dict[str, Hypervisor] = {}
+    if "sim" in wanted:
+        drivers["sim"] = SimHypervisor(sim)
+    libvirt_names = [name for name in LIBVIRT_NAMES if name in wanted]
+    if libvirt_names and importlib.util.find_spec("libvirt") is not None:
         from lazarus.drivers.vmm.libvirt import LibvirtHypervisor
 
         real = LibvirtHypervisor()
-        for name in ("kvm", "qemu", "libvirt"):
+        for name in libvirt_names:
             drivers[name] = real
+    for name in wanted:
+        if name != "sim" and name not in LIBVIRT_NAMES:
+            log.warning("lazarus: VM_MAD %s: no such driver; hosts with it fail their probes",
+                        name)
     return drivers
 
 
@@ -93,10 +105,11 @@ class Daemon:
             log.warning("lazarus: killed %d hook process group(s) left running by the previous "
                         "daemon: %s", len(orphans), " ".join(map(str, orphans)))
         hook_executor.env["LAZARUS_DATA_DIR"] = str(self.data_dir)  # host_error's locks, logs
+        drivers = hypervisors(self.sim, self.settings.vm_mad)
         controller = Controller(
             store,
             clock,
-            hypervisors(self.sim),
+            drivers,
             self.settings,
             datastore_root=str(self.data_dir / "datastores"),
             hook_executor=hook_executor,
@@ -107,16 +120,14 @@ class Daemon:
         hook_executor.env["LAZARUS_FENCE_KEY"] = str(fence_key_file.resolve())
         runtime = Runtime(loop)
         runtime.bind()
-        registry = Registry()
-        Api(controller, runtime.call, fence_key).register(registry)
-        SimApi(self.sim, controller, runtime.call, self.data_dir / "sim.json").register(registry)
-        observer = None
-        if controller.hooks is not None:
-            hook_api = HookApi(controller.hooks, store, store, runtime.call)
-            hook_api.register(registry)
-            observer = hook_api.observe
-        dispatcher = Dispatcher(
-            registry, auth.Authenticator(store.user_by_name), observer, admit=runtime.admit
+        # lazarus.sim.* operate the simulated cluster: served only when its driver is loaded
+        sim_methods = (
+            [SimApi(self.sim, controller, runtime.call, self.data_dir / "sim.json")]
+            if "sim" in drivers else []
+        )
+        dispatcher = build_dispatcher(
+            controller, auth.Authenticator(store.user_by_name), run=runtime.call,
+            fence_key=fence_key, extra_methods=sim_methods, admit=runtime.admit,
         )
         limits = Limits(request_timeout=self.settings.api_request_timeout)
         server = XmlRpcServer(

@@ -9,12 +9,13 @@ another host, with seconds since the failure; a final table; the daemon is stopp
 directory removed.
 
 With --lab (root, network namespaces) the same story runs on real qemu hosts: lab/demo.py.
+`lazarus demo` (cli/main.py) chooses between the two; this module knows nothing of the lab,
+which sits above app/ (it starts `lazarus serve` through app/serve_process.py).
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import subprocess
 import sys
@@ -187,29 +188,3 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return False
-
-
-def lab_available() -> tuple[bool, str]:
-    """Whether the lab demo can run here, and why not."""
-    if os.geteuid() != 0:
-        return False, "not root (the lab needs network namespaces)"
-    try:
-        from lazarus.lab import missing_requirements
-        from lazarus.lab.demo import run_lab_demo  # noqa: F401
-    except ImportError as exc:
-        return False, f"the lab is not available ({exc})"
-    missing = missing_requirements()
-    if missing:
-        return False, f"missing: {', '.join(missing)}"
-    return True, "root, namespaces and the lab packages are available"
-
-
-def main(use_lab: bool | None, keep: bool = False) -> int:
-    if use_lab is None:
-        use_lab, why = lab_available()
-        print(f"Using the {'lab (real qemu hosts)' if use_lab else 'simulated cluster'}: {why}.")
-    if use_lab:
-        from lazarus.lab.demo import run_lab_demo
-
-        return int(run_lab_demo(print))
-    return run_sim_demo(print, keep)

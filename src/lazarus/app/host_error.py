@@ -19,8 +19,8 @@ from lazarus.api.auth import resolve_auth_file
 from lazarus.api.client import Client
 from lazarus.domain.errors import LazarusError
 from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.fence.script import script_fencer
 from lazarus.drivers.hooks.lifeline import die_with_parent
-from lazarus.ha.fencers import script_fencer
 from lazarus.ha.host_error import (
     EXIT_ERROR,
     HostErrorRun,

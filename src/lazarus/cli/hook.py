@@ -1,4 +1,4 @@
-"""`lazarus hook ...`: state and API hooks, like OpenNebula's `onehook` (reference 2.10).
+"""`lazarus hook ...`: state and API hooks, like OpenNebula's `onehook`.
 
 A thin shell over one.hook.* / one.hookpool.info / one.hooklog.info (cli/main.py mounts the
 group when this module imports). `show -e` decodes the base64 tokens of an execution's

@@ -1,4 +1,4 @@
-"""`lazarus host ...`: the hosts, like OpenNebula's `onehost` (reference 2.10, 3.1, 5.3).
+"""`lazarus host ...`: the hosts, like OpenNebula's `onehost`.
 
 A thin shell over one.hostpool.info / one.host.* (cli/main.py mounts the group). Lists print
 the `onehost list` columns; `--json` prints the same data as objects with state names and

@@ -104,9 +104,26 @@ def demo(use_lab: bool | None, keep: bool) -> None:
     \b
     Example: lazarus demo --sim
     """
-    from lazarus.app import demo as demo_app
+    if use_lab is None:
+        use_lab, why = _lab_available()
+        print(f"Using the {'lab (real qemu hosts)' if use_lab else 'simulated cluster'}: {why}.")
+    if use_lab:
+        from lazarus.lab.demo import run_lab_demo
 
-    raise SystemExit(demo_app.main(use_lab, keep))
+        raise SystemExit(int(run_lab_demo(print)))
+    from lazarus.app.demo import run_sim_demo
+
+    raise SystemExit(run_sim_demo(print, keep))
+
+
+def _lab_available() -> tuple[bool, str]:
+    """The demo's two compositions live in app/ (simulated) and lab/ (above app/); the choice
+    between them is made here, above both."""
+    try:
+        from lazarus.lab.demo import lab_available
+    except ImportError as exc:
+        return False, f"the lab is not available ({exc})"
+    return lab_available()
 
 
 for _group in (host, vm, datastore, sim):

@@ -1,4 +1,4 @@
-"""`lazarus vm ...`: virtual machines, like OpenNebula's `onevm` (reference 4, 5.3, 5.5).
+"""`lazarus vm ...`: virtual machines, like OpenNebula's `onevm`.
 
 A thin shell over one.vmpool.info / one.vm.* (cli/main.py mounts the group). `vm list` prints
 the `onevm list` columns (STAT is the LCM short name while ACTIVE: runn, unkn, boot...);

@@ -7,7 +7,7 @@ asyncio loop; the API server calls in through app/runtime.py.
     controller = Controller(store, clock, {"sim": SimHypervisor(cluster)}, Settings())
     await controller.start()      # bootstrap defaults, resume interrupted work, start loops
     ...
-    await controller.stop()
+    await controller.stop()       # or abort(): a crash, for the simulator
 """
 
 from __future__ import annotations
@@ -92,6 +92,21 @@ class Controller:
             except Exception:
                 log.exception("controller: service %s crashed; restarting in 1 s", name)
                 await self.clock.sleep(1.0)
+
+    async def abort(self) -> None:
+        """End this controller as SIGKILL ends its process: every task (service loops, VM driver
+        steps, restart timers, hook runs) is cancelled at once, nothing is closed in order, and
+        no journal listener hears of anything after. The store stays as it is, for a new
+        Controller to resume from (the simulator's controller crash, sim/world.py)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        tasks += self.lifecycle.abort()
+        if self.hooks is not None:
+            tasks += self.hooks.abort()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.journal.listeners.clear()
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -172,6 +172,13 @@ class HookManager:
             self._running.clear()
             self._ha_jobs.clear()
 
+    def abort(self) -> list[asyncio.Task[None]]:
+        """Cancel the running hook tasks without waiting (a crash: Controller.abort)."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        return tasks
+
     def recover(self) -> int:
         """Jobs left running by a crash: record them as interrupted, queue them again."""
         interrupted = self.store.hook_jobs(RUNNING)

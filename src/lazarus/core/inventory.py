@@ -1,6 +1,6 @@
 """Hosts, datastores and clusters: the API operations on the inventory, and first-start defaults.
 
-OpenNebula's rules (reference 3.2): enable -> MONITORED when the host was DISABLED and already
+OpenNebula's rules (src/host/Host.cc): enable -> MONITORED when the host was DISABLED and already
 has capacity, otherwise INIT; disable -> DISABLED; offline -> OFFLINE with capacity cleared.
 Names are unique per kind. A host that still has VMs placed on it cannot be deleted.
 """

@@ -315,6 +315,14 @@ class Lifecycle:
                 return
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def abort(self) -> list[asyncio.Task[None]]:
+        """Cancel every driver task and restart timer without waiting, as a crash ends them;
+        Controller.abort awaits what this returns."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        return [*tasks, *self.restarts.abort()]
+
     async def close(self) -> None:
         await self.restarts.close()
         for task in self._tasks.values():

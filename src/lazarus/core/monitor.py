@@ -26,7 +26,7 @@ DISABLED hosts are monitored but never enter ERROR; OFFLINE hosts are not probed
 3.2). The consecutive failure count is published in the host template as MONITOR_FAILURES so
 that ft/host_error can count monitoring cycles through the API alone.
 
-VM sync follows OpenNebula's rules (reference 3.4); a VM whose state changed while a probe
+VM sync follows oned's rules (on ERROR, RUNNING -> UNKNOWN); a VM whose state changed while a probe
 was in flight is left alone (the probe may predate the change). A domain found on a host the
 VM is no longer placed on is stale: it is destroyed and undefined, never started.
 """

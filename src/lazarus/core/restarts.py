@@ -177,6 +177,13 @@ class RestartPolicy:
                 count += 1
         return count
 
+    def abort(self) -> list[asyncio.Task[None]]:
+        """Cancel the timers without waiting (a crash: Controller.abort awaits them)."""
+        tasks = list(self._timers.values())
+        for task in tasks:
+            task.cancel()
+        return tasks
+
     async def close(self) -> None:
         tasks = list(self._timers.values())
         for task in tasks:

@@ -3,7 +3,7 @@
 `plan()` is pure: from VMs, hosts and a policy it returns the placements to make, never more
 than `max_actions_per_host` per host and `max_actions_per_cycle` in all. Candidates are
 PENDING VMs and VMs with RESCHED=1 in ACTIVE/RUNNING, ACTIVE/UNKNOWN or POWEROFF (OpenNebula's
-rule, reference 4.4); higher HA_PRIORITY first, then older VMs. Targets are MONITORED hosts
+scheduler's rule); higher HA_PRIORITY first, then older VMs. Targets are MONITORED hosts
 with enough free CPU and memory after reservations (HOST_SHARE), never a resched VM's current
 host, never a host whose cluster has no system datastore.
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class Settings:
-    # monitoring (issue: OpenNebula's default interval is 180 s; ours is 5 s)
+    # monitoring (OpenNebula's default interval is 180 s; ours is 5 s)
     monitoring_interval_host: float = 5.0
     monitor_failures: int = 3  # consecutive failed probes before ERROR
     retry_interval: float = 0.5  # re-probe cadence once a probe failed
@@ -38,6 +38,10 @@ class Settings:
     ha_max_relocations: int = 2
     ha_restart_delay: float = 5.0  # before the first restart; doubles for each further one
     # drivers
+    # VMM drivers the daemon loads, by the VM_MAD name hosts give (oned.conf's VM_MAD): sim
+    # (the in-process simulated cluster, with the lazarus.sim.* methods), and kvm, qemu,
+    # libvirt (all three the libvirt driver, when libvirt-python is installed)
+    vm_mad: str = "sim kvm qemu libvirt"
     driver_timeout: float = 120.0
     cleanup_timeout: float = 10.0
     # hooks

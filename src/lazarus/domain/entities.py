@@ -1,7 +1,7 @@
 """The objects Lazarus keeps: hosts, VMs with their history, datastores, clusters, users, events.
 
 Plain mutable dataclasses. The core changes them and hands them to the Store inside one
-transaction; the XML renderer (domain/xml.py) turns them into OpenNebula's documents. Capacity
+transaction; the XML renderer (domain/xml/) turns them into OpenNebula's documents. Capacity
 units are OpenNebula's: CPU in percent of a core (100 = one core), memory in KiB.
 """
 

@@ -1,14 +1,14 @@
 """Hooks: OpenNebula's state and API hooks, their templates, matching keys and execution records.
 
-A hook is created from an OpenNebula hook template (reference opennebula.md 2.2):
+A hook is created from an OpenNebula hook template (`onehook create`):
 
     NAME = host_error            TYPE = state          RESOURCE = HOST     STATE = ERROR
     COMMAND = "ft/host_error"    ARGUMENTS = "$TEMPLATE -m -p 5"           ARGUMENTS_STDIN = yes
 
 `parse_hook` validates such a template with OpenNebula's error texts and normalises it the way
 oned does (NAME and TYPE leave the template, ON becomes STATE/LCM_STATE, REMOTE is stored as
-YES/NO). `Hook.key` and `event_key` are the exact-match keys of reference 2.4
-("HOST/ERROR/", "VM/ACTIVE/UNKNOWN", "API one.vm.allocate"); every hook on a key fires.
+YES/NO). `Hook.key` and `event_key` are the exact-match keys oned's hook manager
+looks up ("HOST/ERROR/", "VM/ACTIVE/UNKNOWN", "API one.vm.allocate"); every hook on a key fires.
 
 `HookJob` is one queued execution (the durable outbox row the hook manager runs);
 `ExecutionRecord` is one entry of a hook's execution log (HOOK_EXECUTION_RECORD).
@@ -216,7 +216,7 @@ def _common(template: Template, error: type[Exception]) -> str:
             seconds = float(timeout)
         except ValueError:
             raise error(f"Invalid TIMEOUT: {timeout}") from None
-        # A negative, infinite or NaN TIMEOUT once reached the executor as is (issue 20).
+        # A negative, infinite or NaN TIMEOUT once reached the executor as is.
         if not 0 <= seconds <= MAX_TIMEOUT:
             raise error(f"Invalid TIMEOUT: {timeout} (seconds, 0 to {MAX_TIMEOUT})")
     return command

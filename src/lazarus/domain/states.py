@@ -1,4 +1,4 @@
-"""OpenNebula's state numbers, kept exactly (reference: opennebula.md sections 3.1, 4.1-4.3).
+"""OpenNebula's state numbers, kept exactly (include/Host.h, include/VirtualMachine.h).
 
 Clients such as pyone and the Ruby OCA index their own name lists by these numbers, so the
 obsolete values (host 1/5/6/7, VM 7, LCM 13/14/55/58) stay reserved and are never produced.
@@ -191,7 +191,7 @@ _LCM_SHORT_PREFIXES = (
 
 
 class RecoverOp(IntEnum):
-    """one.vm.recover operation codes (reference 4.3)."""
+    """one.vm.recover operation codes, OpenNebula's numbers (0..5)."""
 
     FAILURE = 0
     SUCCESS = 1

@@ -2,7 +2,7 @@
 
 `VirtualEventLoop` is an asyncio loop whose time only moves when the loop would otherwise wait:
 when no callback is ready and no I/O is pending it jumps straight to the next timer. So
-`await clock.sleep(180)` costs microseconds, timeouts (`asyncio.wait_for`) fire in virtual
+`await clock.sleep(180)` costs microseconds, timeouts (`asyncio.timeout`) fire in virtual
 time, and a run is deterministic. Do not mix it with real threads or subprocesses: they would
 see virtual time race ahead of them.
 """

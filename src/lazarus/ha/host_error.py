@@ -1,7 +1,8 @@
 """ft/host_error: recover the VMs of a host in ERROR, after proving the host is off.
 
-Command line compatible with OpenNebula's host_error.rb: the hook passes "<base64 HOST XML>
-<options>" on stdin (ARGUMENTS_STDIN=yes) or as arguments (ha/options.py parses them).
+Command line compatible with OpenNebula's share/hooks/ft/host_error.rb: the hook passes
+"<base64 HOST XML> <options>" on stdin (ARGUMENTS_STDIN=yes) or as arguments (ha/options.py
+parses them).
 
     -m/--migrate   resched VMs on SHARED=YES system datastores (others skipped, logged)
     -r/--recreate  one.vm.recover(id, 4): back to PENDING, disks recreated

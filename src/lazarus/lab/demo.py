@@ -1,6 +1,6 @@
 """The lab version of `lazarus demo`, and the failover story `lazarus lab check` tells.
 
-`run_lab_demo(out)` (called by app/demo.py when root and namespaces are available): three real
+`run_lab_demo(out)` (called by `lazarus demo`, cli/main.py, when `lab_available()`): three real
 qemu hosts with Redfish BMCs under a real `lazarus serve` (default settings), the HOST/ERROR
 hook with the shipped example's arguments (ft/host_error -m -p 5), six tiny guests. One host
 is powered off through its BMC; the timeline shows, in seconds since the power-off, the host
@@ -14,18 +14,30 @@ seconds from the fault to all VMs RUNNING elsewhere (None on timeout); cli/lab.p
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lazarus.lab.e2e import DEFAULT_HOOK_ARGS, LabCluster
+from lazarus.lab.lab import missing_requirements
 from lazarus.lab.observe import VmView
 from lazarus.lab.proc import LabError
 
 Out = Callable[[str], None]
 DEMO_SUBNET = "10.250.253"
 FENCED_STATES = ("FENCED", "RECOVERING", "DONE")
+
+
+def lab_available() -> tuple[bool, str]:
+    """Whether the lab demo can run here, and why not."""
+    if os.geteuid() != 0:
+        return False, "not root (the lab needs network namespaces)"
+    missing = missing_requirements()
+    if missing:
+        return False, f"missing: {', '.join(missing)}"
+    return True, "root, namespaces and the lab packages are available"
 
 
 def follow_failover(cl: LabCluster, victim: str, moving: Sequence[int], fault_at: float,

@@ -56,7 +56,9 @@ class HookReader(Protocol):
     def hook_log(
         self, min_ts: int = -1, max_ts: int = -1, hook_id: int = -1, rc: int = 0
     ) -> list[ExecutionRecord]:
-        """one.hooklog.info's filter (reference 2.7); ordered by hook id DESC, then exec id."""
+        """one.hooklog.info's filter, as oned's: timestamp > min_ts, timestamp < max_ts, the hook
+        (each ignored when < 0); rc 1 only successes, -1 only failures, 0 all. Ordered by hook id
+        DESC, then exec id."""
         ...
 
     def hook_jobs(self, status: str | None = None) -> list[HookJob]:

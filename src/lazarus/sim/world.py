@@ -7,7 +7,7 @@ cluster, simulated fence devices, the real API method table and the real hook pa
     world.close()
 
 What is real here: core.controller.Controller (journal, lifecycle, inventory, monitor,
-scheduler, hook manager), the SQLite store (in memory), api.methods.Api + the Dispatcher behind
+scheduler, hook manager), the SQLite store (in memory), the API stack of api/stack.py behind
 LocalClient, ha.host_error.HostErrorRun and core.fencing through ha.fencers.agent_fencer.
 What is simulated: the hypervisor (drivers/vmm/sim), the fence devices (drivers/fence/sim),
 the hook process (sim/hostexec.py runs host_error in-process) and time (drivers/clock).
@@ -24,10 +24,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from lazarus.api.auth import Authenticator, hash_password
-from lazarus.api.hook_methods import HookApi
 from lazarus.api.local import LocalClient
-from lazarus.api.methods import Api
-from lazarus.api.xmlrpc import Dispatcher, Registry
+from lazarus.api.stack import build_dispatcher
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
 from lazarus.domain.entities import Event, User
@@ -142,28 +140,14 @@ class World:
             datastore_root="/sim/datastores", hook_executor=self.executor,
         )
         self.controller.journal.listeners.append(self._on_journal)
-        registry = Registry()
-        Api(self.controller).register(registry)
-        assert self.controller.hooks is not None
-        self.hook_api = HookApi(self.controller.hooks, self.store, self.store)
-        self.hook_api.register(registry)
-        dispatcher = Dispatcher(registry, Authenticator(self.store.user_by_name),
-                                self.hook_api.observe)
+        dispatcher = build_dispatcher(self.controller, Authenticator(self.store.user_by_name))
         self.api = LocalClient(dispatcher, f"oneadmin:{PASSWORD}")
 
     async def crash(self, down: float) -> None:
         """Kill the controller's tasks abruptly; after `down` seconds start a new one."""
         self.crashes.append((self.clock.monotonic(), self.clock.monotonic() + down))
         self.down = True
-        old = self.controller
-        tasks = [*old._tasks, *old.lifecycle._tasks.values()]
-        if old.hooks is not None:
-            tasks += list(old.hooks._running.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        old._tasks.clear()
-        old.journal.listeners.clear()
+        await self.controller.abort()
         await self.clock.sleep(down)
         self.generation += 1
         self._build_controller()

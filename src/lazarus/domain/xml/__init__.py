@@ -1,7 +1,7 @@
 """OpenNebula's XML documents, rendered from Lazarus' entities (and templates parsed back).
 
-Pure string building, stdlib only, shaped after the XSDs in the shared reference
-(opennebula-xsd/): element order, required elements, integers that stay integers. Every
+Pure string building, stdlib only, shaped after OpenNebula's XSDs (share/doc/xsd in its
+source): element order, required elements, integers that stay integers. Every
 document is validated against those XSDs in tests/unit/test_xml.py and bound with pyone.
 
     text.py   escaping, CDATA, typed numbers, template_xml / template_from_element

@@ -1,10 +1,10 @@
 """HOOK, HOOK_POOL, HOOKLOG / HOOK_EXECUTION_RECORD and CALL_INFO documents.
 
-Shapes follow hook.xsd, hook_pool.xsd and api_info.xsd (reference opennebula.md 2.3, 2.6,
-2.7, 2.9). The hook TEMPLATE is written in the XSD's element order (ARGUMENTS, ARGUMENTS_STDIN,
-CALL, COMMAND, LCM_STATE, REMOTE, RESOURCE, STATE); attributes the XSD does not list (TIMEOUT,
-operator extras) follow them, as oned writes them (the shipped XSD predates TIMEOUT). STDOUT
-and STDERR are base64 with a line break every 60 characters, as HEM sends them.
+Shapes follow OpenNebula's hook.xsd, hook_pool.xsd and api_info.xsd. The hook TEMPLATE is
+written in the XSD's element order (ARGUMENTS, ARGUMENTS_STDIN, CALL, COMMAND, LCM_STATE,
+REMOTE, RESOURCE, STATE); attributes the XSD does not list (TIMEOUT, operator extras) follow
+them, as oned writes them (the shipped XSD predates TIMEOUT). STDOUT and STDERR are base64 with
+a line break every 60 characters, as HEM sends them.
 
 Users: api/hook_methods.py (one.hook.info, one.hookpool.info, one.hooklog.info), the hook
 manager (CALL_INFO of API events, the $API argument).

@@ -1,8 +1,8 @@
 """HOST, DATASTORE, CLUSTER and OPENNEBULA_CONFIGURATION documents (and their pools).
 
-Shapes follow host.xsd, datastore.xsd, cluster.xsd and opennebula_configuration.xsd
-(reference opennebula.md 5.4, 5.5). Integer-typed elements always hold integers: pyone refuses
-anything else (reference section 7).
+Shapes follow OpenNebula's host.xsd, datastore.xsd, cluster.xsd and
+opennebula_configuration.xsd. Integer-typed elements always hold integers: pyone binds the
+documents with generated classes and refuses anything else.
 
 Users: the API (host/datastore/cluster info and pool calls, system.config), the hook manager
 ($TEMPLATE of HOST state hooks).

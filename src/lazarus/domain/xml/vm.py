@@ -1,6 +1,6 @@
 """VM documents: `one.vm.info` (full), `one.vmpool.info` (short) and `one.vmpool.infoextended`.
 
-Shapes follow vm.xsd, vm_pool.xsd and vm_pool_extended.xsd (reference opennebula.md 5.5).
+Shapes follow OpenNebula's vm.xsd, vm_pool.xsd and vm_pool_extended.xsd.
 The VM TEMPLATE is not free-form in vm.xsd: it is a sequence of known attributes in a fixed
 order, with TM_MAD_SYSTEM and VMID required. OpenNebula keeps every other attribute in the
 USER_TEMPLATE. `split_vm_template` does that split (the API uses it on allocate); the renderer

@@ -3,7 +3,7 @@
     executor = SubprocessHookExecutor(hooks_dir=Path(".../hooks"), env={"ONE_XMLRPC": url, ...})
     result = await executor.run(HookRequest(hook_id=0, command="ft/host_error", arguments=...))
 
-Rules (reference opennebula.md 2.6, with the differences in docs/hooks.md):
+Rules (those of OpenNebula's hook execution manager, with the differences in docs/hooks.md):
 - never a shell: argv = [command, *arguments split on spaces], or [command] with the arguments
   on stdin when ARGUMENTS_STDIN is yes;
 - a relative COMMAND is resolved in `hooks_dir`; one that leaves it (`..`) is refused
@@ -22,7 +22,7 @@ Rules (reference opennebula.md 2.6, with the differences in docs/hooks.md):
 - with `records` (lifeline.GroupRecords, under the data directory) each running command's
   process group is recorded until it ends, so a restarted daemon kills the groups its
   crashed predecessor left (`reap_orphans`) before it re-runs their executions.
-Timeouts use the event loop's clock (asyncio.wait_for): this adapter works with real processes
+Timeouts use the event loop's clock (asyncio.timeout): this adapter works with real processes
 and must run on a real loop, not the virtual one.
 """
 

@@ -14,7 +14,7 @@ How it stays responsive when hosts die:
   is noticed within about interval * (count + 1) seconds and the next call reconnects;
 - every blocking libvirt call runs in its own daemon thread, so a call stuck on a hung host
   never blocks the asyncio loop, its shutdown, or interpreter exit; callers bound calls with
-  asyncio.wait_for;
+  asyncio.timeout (core/waits.py: within; never asyncio.wait_for, which can hang on 3.11);
 - libvirt errors become TemporaryDriverError (connection / RPC / keepalive failures) or
   PermanentDriverError (everything else), chained `from` the libvirt error.
 
@@ -101,7 +101,7 @@ def default_domain_type(uri: str) -> str:
 
 
 def map_state(state: int, reason: int = 0) -> DomainState:
-    """libvirt (state, reason) -> what a probe reports (opennebula.md 3.4)."""
+    """libvirt (state, reason) -> what a probe reports (the states oned's VM sync knows)."""
     lv = _libvirt()
     if state == lv.VIR_DOMAIN_CRASHED:
         return DomainState.FAILURE
