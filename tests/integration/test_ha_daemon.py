@@ -532,6 +532,8 @@ def test_controller_killed_during_the_fence_fences_again_after_the_restart(
     watch.check()
     assert c.power("node1") == "off"
     assert mark.read_text().count("off") == 2  # fenced once more after the restart
+    # host_error saves DONE (after following the VMs), then exits: its record comes after
+    wait_for("the re-run's record", lambda: len(c.records()) == 2)
     codes = [r["code"] for r in c.records()]
     assert codes == ["-1", "0"], c.records()
     assert all(c.truth(v) == ["node2"] for v in vms)
