@@ -10,6 +10,7 @@ keeps them) and are appended to host_error.log in $LAZARUS_LOG_DIR or <data dir>
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from lazarus.api.auth import resolve_auth_file
 from lazarus.api.client import Client
 from lazarus.domain.errors import LazarusError
 from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.files import open_private
 from lazarus.drivers.hooks.lifeline import die_with_parent
 from lazarus.ha.fencers import script_fencer
 from lazarus.ha.host_error import (
@@ -53,15 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     log_file = None
     try:
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_file = open(log_dir / "host_error.log", "a", encoding="utf-8")  # noqa: SIM115
+        log_file = open_private(log_dir / "host_error.log")  # 0600: docs/security.md
     except OSError as exc:
         print(f"host_error: cannot open {log_dir}/host_error.log: {exc}", file=sys.stderr)
 
     def emit(line: str) -> None:
+        nonlocal log_file
         print(line, flush=True)
-        if log_file is not None:
+        if log_file is None:
+            return
+        try:
             log_file.write(line + "\n")
             log_file.flush()
+        except OSError as exc:  # a full disk must not stop a failover: stdout still has it
+            print(f"host_error: cannot write host_error.log any more: {exc}", file=sys.stderr,
+                  flush=True)
+            with contextlib.suppress(OSError):
+                log_file.close()
+            log_file = None
 
     try:
         b64, options = parse_args(args)
@@ -89,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         if log_file is not None:
-            log_file.close()
+            with contextlib.suppress(OSError):
+                log_file.close()
 
 
 if __name__ == "__main__":
