@@ -226,9 +226,8 @@ class HookManager:
         keep, last = self.settings.event_retention, tx.last_event_id()
         if keep > 0:
             tx.prune_events(min(cursor, last - keep))
-        # A hooked call's event (obj API, record_api: the call's masked parameters, up to a
-        # 256 KiB template each) has no
-        # reader once dispatched, its jobs hold $API: it goes at once, whatever the setting.
+        # A hooked call's event (obj API: its masked parameters, up to 256 KiB) has no
+        # reader once dispatched (its jobs hold $API): it goes at once, whatever the setting.
         tx.prune_events(min(cursor, last - 1), obj="API")
 
     def _job(self, hook: Hook, event: Event) -> HookJob:
