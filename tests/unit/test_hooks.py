@@ -132,6 +132,19 @@ def test_update_keeps_the_rules() -> None:
     assert merged.get("TIMEOUT") == "30" and merged.get("STATE") == "ERROR"
 
 
+def test_a_masked_hook_template_written_back_keeps_its_secret_words() -> None:
+    """one.hook.info shows ARGUMENTS "--password ****"; writing that template back whole
+    stored the mask (the command then ran with the literal ****)."""
+    from lazarus.domain.secrets import redact
+
+    hook = parse_hook(tpl(ERROR_HOOK))
+    hook.template.set("ARGUMENTS", "$TEMPLATE --password s3cret -p 1")
+    shown = redact(hook.template)
+    assert "s3cret" not in shown.render()
+    new = updated_template(hook, shown, append=False)
+    assert new.get("ARGUMENTS") == "$TEMPLATE --password s3cret -p 1"
+
+
 def test_read_calls_and_substitution() -> None:
     assert is_read_call("one.vm.info") and is_read_call("one.hookpool.info")
     assert not is_read_call("one.vm.allocate") and not is_read_call("one.hook.retry")
