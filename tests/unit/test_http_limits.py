@@ -213,3 +213,22 @@ def test_reset_of_a_fresh_connection_is_retried_for_reads_only() -> None:
     with pytest.raises(TransportError):
         client.call("one.vm.recover", 3, 4)  # it may have run: never sent twice
     assert sleeps == []
+
+
+def test_a_write_refused_at_the_cap_reads_503_not_a_reset(make_server: Any) -> None:
+    """Before: the refused socket was closed at once; the client's request bytes met a reset
+    ("broken pipe" / "connection reset"), which the client retries for reads only, so a write
+    at the cap failed. Now the server closes it without a reset and every try reads 503."""
+    server = make_server(Limits(max_connections=1, reserved_connections=0))
+    holder = Client(server.url, SESSION, retries=0)
+    holder.call("one.system.version")  # accepted, kept alive: the one slot is taken
+    try:
+        for size in (10, 300_000):
+            for _ in range(10):
+                with Client(server.url, SESSION, retries=0) as client, \
+                        pytest.raises(TransportError) as failure:
+                    client.call("one.host.update", 0, "A" * size, 1)
+                assert "HTTP 503" in str(failure.value), failure.value
+    finally:
+        holder.close()
+    assert server._httpd.lingerer.lingering() <= 20
