@@ -33,6 +33,7 @@ from lazarus.ha.host_error import (
 from lazarus.ha.incident import FileLock
 
 HOOKS_DIR = Path(__file__).resolve().parent.parent / "hooks"
+STORE_WAIT = 600.0  # seconds: a store refusing writes for longer waits for an operator
 
 
 def _data_dir() -> Path:
@@ -42,6 +43,15 @@ def _data_dir() -> Path:
         return resolve_auth_file().parent
     except LazarusError:
         return defaults.data_dir()
+
+
+def _store_wait() -> float:
+    """$LAZARUS_STORE_WAIT seconds (default STORE_WAIT): how long a write the store refuses
+    is retried before the run gives up (exit 255; docs/security.md, "Store failures")."""
+    try:
+        return max(0.0, float(os.environ.get("LAZARUS_STORE_WAIT") or STORE_WAIT))
+    except ValueError:
+        return STORE_WAIT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         if not fence_script.exists():
             fence_script = HOOKS_DIR / "ft" / "fence_host"
         run = HostErrorRun(
-            api=Client.from_env(lane="ha"),  # its writes go ahead of other API writes
+            # its writes go ahead of other API writes; a write the store refused (full
+            # disk, read-only database) is sent again for up to STORE_WAIT s
+            api=Client.from_env(lane="ha", store_wait=_store_wait(),
+                                on_store_retry=lambda text: emit(f"[host_error][W] {text}")),
             clock=SystemClock(),
             fencer=script_fencer(fence_script),
             lock=FileLock(_data_dir() / "locks"),

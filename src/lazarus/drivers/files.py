@@ -26,7 +26,9 @@ def open_private(path: Path | str, mode: str = "a") -> TextIO:
         info = os.fstat(fd)
         if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
             os.fchmod(fd, PRIVATE)
-        return os.fdopen(fd, mode, encoding="utf-8")
+        if mode == "a":  # literal modes: typed as text files
+            return open(fd, "a", encoding="utf-8")
+        return open(fd, "w", encoding="utf-8")
     except BaseException:
         os.close(fd)
         raise
