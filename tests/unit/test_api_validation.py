@@ -179,3 +179,11 @@ def test_a_masked_host_template_written_back_keeps_the_fence_password(api: Api, 
     stored = h.store.host(0).template
     assert [v.get("PASSWORD") for v in stored.vectors("FENCE")] == ["bmc-pw"]
     assert stored.get("LABEL") == "b"
+
+
+def test_refusals_never_echo_a_secret_word(api: Api) -> None:
+    """Found by tests/integration/test_attack.py: the ADDRESS refusal echoed the value, and
+    with it "passwd=<secret>", into the answer, $API, hook records and events."""
+    message = refused(lambda: api.host_update(CTX, 0, 'ADDRESS = "h passwd=top-s3cret"', 1),
+                      InternalError, "ADDRESS")
+    assert "top-s3cret" not in message and "passwd=****" in message
