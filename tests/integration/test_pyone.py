@@ -21,6 +21,7 @@ import pytest
 
 from helpers.daemon import Daemon, running_daemon, wait_for
 from lazarus import ONE_VERSION
+from lazarus.api.auth import read_fence_key
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +200,23 @@ def test_exceptions(one: Any, daemon: Daemon) -> None:
     with pytest.raises(pyone.OneException):
         one.vm.allocate("NAME=[broken", False)
     one.vm.recover(held, 3)
+
+
+def test_a_template_read_and_written_back_keeps_the_fence_password(one: Any,
+                                                                     daemon: Daemon) -> None:
+    """pyone reads the host (PASSWORD shown ****) and writes its TEMPLATE back whole
+    (replace): the stored FENCE PASSWORD stays, the edited attribute changes. Before, the
+    store held **** and the next fence sent password=**** to the BMC."""
+    host_id = one.host.allocate("pw1", "sim", "sim", -1)
+    one.host.update(host_id, 'FENCE = [ AGENT = "fence_ipmilan", IP = "10.0.0.7", '
+                    'PASSWORD = "bmc-secret-7" ]\nLABEL = "a"', 1)
+    template = dict(one.host.info(host_id).TEMPLATE)
+    assert template["FENCE"]["PASSWORD"] == "****"
+    template["LABEL"] = "b"
+    one.host.update(host_id, {"TEMPLATE": template}, 0)
+    assert one.host.info(host_id).TEMPLATE["LABEL"] == "b"
+    key = read_fence_key(daemon.data_dir / "fence_key")
+    with daemon.client() as client:
+        fence = str(client.call("lazarus.host.fencecreds", host_id, key))
+    assert "bmc-secret-7" in fence and "****" not in fence
+    one.host.delete(host_id)

@@ -159,3 +159,31 @@ def test_hook_and_datastore_names(h: Harness, api: Api) -> None:
     refused(lambda: hooks.rename(CTX, hook_id, "n\r\nx"), ActionError, "control characters")
     ds = 'NAME="d\x00"\nTYPE="SYSTEM_DS"\nTM_MAD="shared"\n'
     refused(lambda: api.datastore_allocate(CTX, ds), AllocateError)
+
+
+@pytest.mark.parametrize("append", [0, 1], ids=["replace", "append"])
+def test_a_masked_host_template_written_back_keeps_the_fence_password(api: Api, h: Harness,
+                                                                      append: int) -> None:
+    """Before: reading the host (PASSWORD shown ****) and writing the template back with
+    one.host.update stored "****": the next fence sent password=**** to the BMC."""
+    from defusedxml import ElementTree as SafeET
+
+    from lazarus.domain.xml import template_from_element
+
+    api.host_update(CTX, 0, 'FENCE = [ AGENT = "fence_ipmilan", PASSWORD = "bmc-pw" ]\n'
+                    'LABEL = "a"', 1)
+    shown = template_from_element(SafeET.fromstring(api.host_info(CTX, 0)).find("TEMPLATE"))
+    assert shown.vectors("FENCE")[0].get("PASSWORD") == "****"
+    shown.set("LABEL", "b")
+    api.host_update(CTX, 0, shown.render(), append)
+    stored = h.store.host(0).template
+    assert [v.get("PASSWORD") for v in stored.vectors("FENCE")] == ["bmc-pw"]
+    assert stored.get("LABEL") == "b"
+
+
+def test_refusals_never_echo_a_secret_word(api: Api) -> None:
+    """Found by tests/integration/test_attack.py: the ADDRESS refusal echoed the value, and
+    with it "passwd=<secret>", into the answer, $API, hook records and events."""
+    message = refused(lambda: api.host_update(CTX, 0, 'ADDRESS = "h passwd=top-s3cret"', 1),
+                      InternalError, "ADDRESS")
+    assert "top-s3cret" not in message and "passwd=****" in message

@@ -130,6 +130,19 @@ def test_update_keeps_the_rules() -> None:
     assert merged.get("TIMEOUT") == "30" and merged.get("STATE") == "ERROR"
 
 
+def test_a_masked_hook_template_written_back_keeps_its_secret_words() -> None:
+    """one.hook.info shows ARGUMENTS "--password ****"; writing that template back whole
+    stored the mask (the command then ran with the literal ****)."""
+    from lazarus.domain.secrets import redact
+
+    hook = parse_hook(tpl(ERROR_HOOK))
+    hook.template.set("ARGUMENTS", "$TEMPLATE --password s3cret -p 1")
+    shown = redact(hook.template)
+    assert "s3cret" not in shown.render()
+    new = updated_template(hook, shown, append=False)
+    assert new.get("ARGUMENTS") == "$TEMPLATE --password s3cret -p 1"
+
+
 def test_read_calls_and_substitution() -> None:
     assert is_read_call("one.vm.info") and is_read_call("one.hookpool.info")
     assert not is_read_call("one.vm.allocate") and not is_read_call("one.hook.retry")
@@ -585,3 +598,24 @@ def test_stored_arguments_and_outputs_are_bounded_with_a_marker() -> None:
         assert len(request.arguments) > 1000  # the command itself got everything
         with pytest.raises(RpcApiError, match="truncated"):
             OnLoopCall(h)(lambda: h.hooks.retry(hook_id, 0))
+
+
+def test_api_events_are_pruned_once_dispatched() -> None:
+    """Before: EVENT_RETENTION kept the newest 100,000 events whatever their kind, and an API
+    event holds the call's whole masked parameters (a template can be 256 KiB): 100,000 of
+    them are tens of GB. Once dispatched, an API event has no reader (its jobs hold $API),
+    so it goes at once; the newest event row always stays (last_event_id reads it)."""
+    with HookHarness(hosts=1) as h:
+        hook_id = h.create("NAME=api\nTYPE=api\nCALL=one.host.update\nCOMMAND=api-cmd")
+        body = "<CALL_INFO>" + "x" * 100_000 + "</CALL_INFO>"
+        for _ in range(5):
+            OnLoopCall(h)(lambda: h.hooks.record_api("one.host.update", body))
+        h.quiet()
+        last = h.store.last_event_id()
+        api = [e.id for e in h.store.events(after_id=0, limit=1000) if e.obj == "API"]
+        assert api == [last]  # only the newest row, kept for the id sequence
+        assert len([r for r in h.fake.requests if r.hook_id == hook_id]) == 5  # all ran
+        h.fail("node1")  # a state event after it: the last API event goes too
+        h.quiet()
+        assert [e for e in h.store.events(after_id=0, limit=1000) if e.obj == "API"] == []
+        assert h.store.events(after_id=0, limit=1000, kind="state")  # state history kept

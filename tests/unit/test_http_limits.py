@@ -17,6 +17,7 @@ from lazarus.api.server import DeadlineReader, Limits, XmlRpcServer, admits
 from lazarus.api.wire import dumps_call, dumps_response
 from lazarus.api.xmlrpc import CallContext, Dispatcher, Registry, call_lane
 from lazarus.domain.entities import User
+from lazarus.domain.errors import InternalError
 
 PASSWORD = "s3cr3t-Pa55"
 SESSION = f"oneadmin:{PASSWORD}"
@@ -168,6 +169,8 @@ class FakeConnection:
     def getresponse(self) -> Any:
         status = self._next
         body = dumps_response([True, "ok", 0]) if status == 200 else b""
+        if isinstance(status, list):  # a scripted result array, answered with 200
+            status, body = 200, dumps_response(status)
 
         class Response:
             will_close = status != 200
@@ -212,4 +215,68 @@ def test_reset_of_a_fresh_connection_is_retried_for_reads_only() -> None:
     client, sleeps, _ = scripted([ConnectionResetError(), 200])
     with pytest.raises(TransportError):
         client.call("one.vm.recover", 3, 4)  # it may have run: never sent twice
+    assert sleeps == []
+
+
+def test_a_write_refused_at_the_cap_reads_503_not_a_reset(make_server: Any) -> None:
+    """Before: the refused socket was closed at once; the client's request bytes met a reset
+    ("broken pipe" / "connection reset"), which the client retries for reads only, so a write
+    at the cap failed. Now the server closes it without a reset and every try reads 503."""
+    server = make_server(Limits(max_connections=1, reserved_connections=0))
+    holder = Client(server.url, SESSION, retries=0)
+    holder.call("one.system.version")  # accepted, kept alive: the one slot is taken
+    try:
+        for size in (10, 300_000):
+            for _ in range(10):
+                with Client(server.url, SESSION, retries=0) as client, \
+                        pytest.raises(TransportError) as failure:
+                    client.call("one.host.update", 0, "A" * size, 1)
+                assert "HTTP 503" in str(failure.value), failure.value
+    finally:
+        holder.close()
+    assert server._httpd.lingerer.lingering() <= 20
+
+
+FULL = [False, "[one.host.update] Store error: database or disk is full", 0x2000, -1, 0]
+
+
+class StepSleep:
+    """The injected sleep of the client, moving the injected clock (no real time)."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 0.0, []  # type: ignore[var-annotated]
+
+    def __call__(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_write_the_store_refused_is_retried_until_it_lands() -> None:
+    """Before: host_error's write refused by a full disk failed the run at once and nothing
+    ran it again. With store_wait the client sends it again, with backoff, until it lands."""
+    told: list[str] = []
+    step = StepSleep()
+    client, _, log = scripted([FULL, FULL, FULL, 200], store_wait=600, clock=lambda: step.now,
+                              on_store_retry=told.append)
+    client._sleep = step
+    assert client.call("one.host.update", 3, "A = 1", 1) == "ok"
+    assert step.sleeps == [1.0, 2.0, 4.0] and len(log) == 4
+    assert "the store refused the write" in told[0] and "attempt 3" in told[2]
+
+
+def test_store_retries_are_bounded_and_reads_or_other_errors_are_not_retried() -> None:
+    step = StepSleep()
+    client, _, log = scripted([FULL] * 100, store_wait=100, clock=lambda: step.now)
+    client._sleep = step
+    with pytest.raises(InternalError, match="refused this write for 100 s"):
+        client.call("one.host.update", 3, "A = 1", 1)
+    assert sum(step.sleeps) == 100 and max(step.sleeps) == 30.0
+    other = [False, "[one.vm.recover] Error: something else", 0x2000, -1, 0]
+    client, sleeps, log = scripted([other, 200], store_wait=100)
+    with pytest.raises(InternalError, match="something else"):
+        client.call("one.vm.recover", 3, 4)
+    assert sleeps == [] and len(log) == 1
+    client, sleeps, log = scripted([FULL, 200])  # store_wait 0 (the CLI): at once
+    with pytest.raises(InternalError, match="disk is full"):
+        client.call("one.host.update", 3, "A = 1", 1)
     assert sleeps == []

@@ -200,6 +200,24 @@ def test_a_host_dead_for_long_is_probed_every_interval_after_the_retry_burst(h: 
     assert took <= s.monitoring_interval_host + s.probe_timeout
 
 
+def test_a_store_refusing_writes_is_one_line_per_probe_not_a_traceback(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk fails the write (or the COMMIT), not the read: each probe of each host
+    logged a 40-line traceback ("applying a probe failed"), 350 KB a minute for two hosts,
+    on a disk that is full. Now one line naming the store failure; ERROR once writes work."""
+    h.sim.power_off("node1")
+    h.store._writer.execute("PRAGMA query_only = ON")  # every write fails, as on a full disk
+    h.advance(60)
+    assert host_state(h, "node1") is H.MONITORED
+    h.store._writer.execute("PRAGMA query_only = OFF")
+    monitor = [r for r in caplog.records if r.name == "lazarus.monitor" and r.levelname == "ERROR"]
+    assert monitor and all(r.exc_info is None for r in monitor), monitor[0].getMessage()
+    assert any("not recorded, the store fails" in r.getMessage() for r in monitor)
+    h.advance(h.settings.monitoring_interval_host + h.settings.probe_timeout + 1)
+    assert host_state(h, "node1") is H.ERROR
+
+
 def test_a_host_that_dies_while_the_store_fails_goes_error_once_writes_work(
     h: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -128,3 +128,30 @@ def test_no_document_shows_a_secret(kind: str) -> None:
 def test_secret_words_inside_a_quoted_template_value() -> None:
     text = 'FENCE = [ AGENT = "x", OPTIONS = "lanplus=1 passwd=clear --password clear" ]'
     assert "clear" not in mask_text(text)
+
+
+def test_a_masked_template_written_back_keeps_the_stored_secrets() -> None:
+    """Before: one.host.update (replace) of the template a client read stored "****"."""
+    from lazarus.domain.secrets import keep_stored_secrets
+
+    stored = Template.parse(
+        'FENCE = [ AGENT = "fence_ipmilan", IP = "10.0.0.1", PASSWORD = "pw-one" ]\n'
+        'FENCE = [ AGENT = "fence_redfish", IP = "10.0.0.2", PASSWORD = "pw-two",'
+        ' OPTIONS = "ssl_insecure=1 passwd=pw-three" ]\n'
+        'ROOT_PASSWORD = "root-pw"\nDESCRIPTION = "x"')
+    shown = redact(stored)
+    assert "pw-" not in shown.render()
+    assert keep_stored_secrets(shown, stored).render() == stored.render()
+    # the levels reordered, another attribute changed: each level keeps its own secret
+    swapped = Template([shown.items[1], shown.items[0], ("DESCRIPTION", "y")])
+    kept = keep_stored_secrets(swapped, stored)
+    assert [v.get("PASSWORD") for v in kept.vectors("FENCE")] == ["pw-two", "pw-one"]
+    assert "ROOT_PASSWORD" not in kept  # dropped on purpose: dropped
+    # an edited level (new IP) keeps its password; a new password is taken as sent
+    edited = Template.parse('FENCE = [ AGENT = "fence_ipmilan", IP = "10.0.0.9", '
+                            'PASSWORD = "****" ]\nROOT_PASSWORD = "new-pw"')
+    kept = keep_stored_secrets(edited, stored)
+    assert kept.vectors("FENCE")[0].get("PASSWORD") == "pw-one"
+    assert kept.get("ROOT_PASSWORD") == "new-pw"
+    # "****" where nothing was stored stays as sent
+    assert keep_stored_secrets(Template.parse('TOKEN = "****"'), Template()).get("TOKEN") == MASK

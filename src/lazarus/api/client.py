@@ -24,6 +24,14 @@ injectable):
   system.version/config), which are safe to run twice; a write may have run and is not.
 So a daemon at its connection cap for a moment (api/server.py) no longer fails ft/host_error.
 
+`store_wait=S` (ft/host_error: app/host_error.py): a *write* the daemon refused because its
+store could not write (code INTERNAL, "Store error: ...": full disk, read-only database; the
+transaction was rolled back, nothing of it landed) is sent again with backoff (1 s doubling
+to 30 s, `clock` and `sleep` injectable) for up to S seconds, each retry told to
+`on_store_retry`; after S seconds the last error is raised, saying so. A call that made
+several transactions may have landed its first ones: the retry meets the new state (host_error
+checks every VM's state before acting). 0 (the default: CLI, tests) raises at once.
+
 `lane="ha"` sends "X-Lazarus-Lane: ha": the daemon runs this caller's writes ahead of other
 API writes (app/runtime.py); ft/host_error and ft/fence_host use it.
 
@@ -55,6 +63,7 @@ from lazarus.domain.errors import (
     LockedError,
     NoExistsError,
     RpcApiError,
+    is_store_failure,
 )
 from lazarus.domain.hooks import is_read_call
 
@@ -79,6 +88,7 @@ _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 RETRIES = 3
 FIRST_BACKOFF = 0.1  # seconds, doubling, at most MAX_BACKOFF
 MAX_BACKOFF = 2.0
+STORE_FIRST_BACKOFF, STORE_MAX_BACKOFF = 1.0, 30.0  # writes the store refused (store_wait)
 
 
 class _Reset(Exception):
@@ -137,6 +147,9 @@ class Client:
         lane: str = "",
         retries: int = RETRIES,
         sleep: Callable[[float], None] = time.sleep,
+        store_wait: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_store_retry: Callable[[str], None] | None = None,
     ) -> None:
         parts = urllib.parse.urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -156,21 +169,50 @@ class Client:
             self._headers["X-Lazarus-Lane"] = lane
         self._retries = max(0, retries)
         self._sleep = sleep
+        self._store_wait = store_wait
+        self._clock = clock
+        self._on_store_retry = on_store_retry
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, timeout: float = 60.0, lane: str = ""
+        cls, env: Mapping[str, str] | None = None, *, timeout: float = 60.0, lane: str = "",
+        **options: Any,
     ) -> Client:
-        """Endpoint from defaults.endpoint(), session from the resolved one_auth file."""
+        """Endpoint from defaults.endpoint(), session from the resolved one_auth file;
+        `options` as the constructor's (store_wait, on_store_retry, ...)."""
         env = os.environ if env is None else env
         session = auth.read_auth_file(auth.resolve_auth_file(env))
-        return cls(defaults.endpoint(env), session, timeout=timeout, lane=lane)
+        return cls(defaults.endpoint(env), session, timeout=timeout, lane=lane, **options)
 
     def __repr__(self) -> str:
         return f"Client({self.endpoint!r}, user={self.user!r})"
 
     def call(self, method: str, *params: object) -> Any:
         """Call `method(session, *params)`; returns the value or raises (see module doc)."""
+        if self._store_wait <= 0 or is_read_call(method):
+            return self._call_once(method, params)
+        deadline = self._clock() + self._store_wait
+        delay, attempt = STORE_FIRST_BACKOFF, 1
+        while True:
+            try:
+                return self._call_once(method, params)
+            except InternalError as exc:
+                left = deadline - self._clock()
+                if not is_store_failure(exc):
+                    raise
+                if left <= 0:
+                    raise InternalError(
+                        f"{exc.message} (the store refused this write for "
+                        f"{self._store_wait:g} s; gave up)", exc.resp_id) from exc
+                wait = min(delay, left)
+                if self._on_store_retry is not None:
+                    self._on_store_retry(
+                        f"{method}: the store refused the write ({exc.message}); "
+                        f"retrying in {wait:g} s (attempt {attempt})")
+                self._sleep(wait)
+                delay, attempt = min(delay * 2, STORE_MAX_BACKOFF), attempt + 1
+
+    def _call_once(self, method: str, params: tuple[object, ...]) -> Any:
         body = dumps_call(method, [self._session, *params])  # IntEnum goes out as int
         status, reason, data = self._send(method, body)
         if status != 200:

@@ -103,7 +103,8 @@ class HookApi:
             MASK if i in secret else mask_text(p) if isinstance(p, str) else p
             for i, p in enumerate(params)
         )
-        document = call_info_xml(shown, result, self._extra(method, result))
+        answer = [mask_text(r) if isinstance(r, str) else r for r in result]  # error texts
+        document = call_info_xml(shown, answer, self._extra(method, result))
         self.run(lambda: self.manager.record_api(method, document))
 
     def _extra(self, method: str, result: list[object]) -> str:

@@ -16,7 +16,8 @@ threads for 130 s; at the connection cap every caller, ft/host_error included, g
   headers close the connection;
 * `max_connections` concurrent connections, of which the last `reserved_connections` are
   kept for loopback peers (the hook commands, ft/host_error among them, call back from the
-  controller's host): a remote peer beyond the soft cap gets 503 (`admits`);
+  controller's host): a remote peer beyond the soft cap gets 503 (`admits`), and the refused
+  socket is closed without a reset (api/linger.py), so the client reads that 503;
 * a connection whose call failed authentication is closed after the answer, so an
   unauthenticated client cannot keep a slot with keep-alive;
 * the listen backlog is `backlog` (128), not socketserver's 5.
@@ -48,6 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from . import defaults
+from .linger import Lingerer
 
 if TYPE_CHECKING:
     from .xmlrpc import Dispatcher
@@ -233,6 +235,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.request_queue_size = limits.backlog  # server_activate's listen(); default 5
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self.lingerer = Lingerer(budget=limits.max_body + 65536)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _RequestHandler)
@@ -258,8 +261,9 @@ class _HTTPServer(ThreadingHTTPServer):
                     b"Connection: close\r\n\r\n"
                 )
             except OSError:
-                pass
-            self.shutdown_request(request)
+                self.shutdown_request(request)
+                return
+            self.lingerer.add(request)  # closed without a reset: the client reads the 503
             return
         super().process_request(request, client_address)
 
@@ -369,6 +373,7 @@ class XmlRpcServer:
         self._stopped.wait()
         self._httpd.server_close()
         self._httpd.drop_connections()
+        self._httpd.lingerer.close()
         self._wake_r.close()
         self._wake_w.close()
 

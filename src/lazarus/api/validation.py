@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from lazarus.domain.errors import ApiError
+from lazarus.domain.secrets import mask_words
 from lazarus.domain.template import Template, Vector
 
 MAX_TEMPLATE_CHARS = 256 * 1024  # one template parameter, before parsing
@@ -148,5 +149,7 @@ def check_host_name(name: str, error: type[ApiError]) -> None:
 
 
 def printable(text: str, limit: int = 64) -> str:
-    """`text` for an error message: control characters escaped, at most `limit` characters."""
-    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+    """`text` for an error message: control characters escaped, at most `limit` characters,
+    secret words masked (the message reaches $API, hook records and events: an ADDRESS
+    "h passwd=x" was echoed in clear)."""
+    return repr(mask_words(text[:limit])) + ("..." if len(text) > limit else "")

@@ -10,6 +10,7 @@ keeps them) and are appended to host_error.log in $LAZARUS_LOG_DIR or <data dir>
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from lazarus.api.client import Client
 from lazarus.domain.errors import LazarusError
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.fence.script import script_fencer
+from lazarus.drivers.files import open_private
 from lazarus.drivers.hooks.lifeline import die_with_parent
 from lazarus.ha.host_error import (
     EXIT_ERROR,
@@ -31,6 +33,7 @@ from lazarus.ha.host_error import (
 from lazarus.ha.incident import FileLock
 
 HOOKS_DIR = Path(__file__).resolve().parent.parent / "hooks"
+STORE_WAIT = 600.0  # seconds: a store refusing writes for longer waits for an operator
 
 
 def _data_dir() -> Path:
@@ -40,6 +43,15 @@ def _data_dir() -> Path:
         return resolve_auth_file().parent
     except LazarusError:
         return defaults.data_dir()
+
+
+def _store_wait() -> float:
+    """$LAZARUS_STORE_WAIT seconds (default STORE_WAIT): how long a write the store refuses
+    is retried before the run gives up (exit 255; docs/security.md, "Store failures")."""
+    try:
+        return max(0.0, float(os.environ.get("LAZARUS_STORE_WAIT") or STORE_WAIT))
+    except ValueError:
+        return STORE_WAIT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,15 +65,24 @@ def main(argv: list[str] | None = None) -> int:
     log_file = None
     try:
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_file = open(log_dir / "host_error.log", "a", encoding="utf-8")  # noqa: SIM115
+        log_file = open_private(log_dir / "host_error.log")  # 0600: docs/security.md
     except OSError as exc:
         print(f"host_error: cannot open {log_dir}/host_error.log: {exc}", file=sys.stderr)
 
     def emit(line: str) -> None:
+        nonlocal log_file
         print(line, flush=True)
-        if log_file is not None:
+        if log_file is None:
+            return
+        try:
             log_file.write(line + "\n")
             log_file.flush()
+        except OSError as exc:  # a full disk must not stop a failover: stdout still has it
+            print(f"host_error: cannot write host_error.log any more: {exc}", file=sys.stderr,
+                  flush=True)
+            with contextlib.suppress(OSError):
+                log_file.close()
+            log_file = None
 
     try:
         b64, options = parse_args(args)
@@ -71,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         if not fence_script.exists():
             fence_script = HOOKS_DIR / "ft" / "fence_host"
         run = HostErrorRun(
-            api=Client.from_env(lane="ha"),  # its writes go ahead of other API writes
+            # its writes go ahead of other API writes; a write the store refused (full
+            # disk, read-only database) is sent again for up to STORE_WAIT s
+            api=Client.from_env(lane="ha", store_wait=_store_wait(),
+                                on_store_retry=lambda text: emit(f"[host_error][W] {text}")),
             clock=SystemClock(),
             fencer=script_fencer(fence_script),
             lock=FileLock(_data_dir() / "locks"),
@@ -89,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         if log_file is not None:
-            log_file.close()
+            with contextlib.suppress(OSError):
+                log_file.close()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Self
 
 from lazarus.api.client import Client
+from lazarus.drivers.files import open_private
 
 from .ready import ReadyReader
 
@@ -77,7 +78,7 @@ class ServeProcess:
         env = self.env()
         env.pop("LAZARUS_XMLRPC", None)  # a restart listens on a new port
         env.update({f"LAZARUS_{k.upper()}": str(v) for k, v in self.settings.items()})
-        with self.log_path.open("a", encoding="utf-8") as log:
+        with open_private(self.log_path) as log:  # 0600: its lines may name hosts, paths
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "lazarus.cli.main", "serve", "--port", "0",
                  "--listen", "127.0.0.1", "--data-dir", str(self.data_dir)],

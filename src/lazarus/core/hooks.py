@@ -227,11 +227,15 @@ class HookManager:
 
     def prune(self, tx: HookTx, cursor: int) -> None:
         """EVENT_RETENTION: drop the events the outbox has dispatched (id <= cursor) beyond the
-        newest `event_retention` (the newest always stays: last_event_id reads it). The
-        outbox is the only reader of old events; new readers must move this bound."""
-        keep = self.settings.event_retention
+        newest `event_retention` (the newest always stays: last_event_id reads it), and
+        dispatched API events at once. The outbox is the only reader of old events; new
+        readers must move this bound."""
+        keep, last = self.settings.event_retention, tx.last_event_id()
         if keep > 0:
-            tx.prune_events(min(cursor, tx.last_event_id() - keep))
+            tx.prune_events(min(cursor, last - keep))
+        # A hooked call's event (obj API: its masked parameters, up to 256 KiB) has no
+        # reader once dispatched (its jobs hold $API): it goes at once, whatever the setting.
+        tx.prune_events(min(cursor, last - 1), obj="API")
 
     def _job(self, hook: Hook, event: Event) -> HookJob:
         encoded = b64(event.body) if event.body else ""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 
 from lazarus.domain.entities import Cluster, Datastore, Host, HostShare
 from lazarus.domain.errors import ActionError, AllocateError, RpcApiError
+from lazarus.domain.secrets import keep_stored_secrets
 from lazarus.domain.states import HostState, HostStatus
 from lazarus.domain.template import Template, Vector
 from lazarus.domain.transitions import HostEvent, apply_host
@@ -96,6 +97,8 @@ class Inventory:
     def update_host(self, host_id: int, template: Template, append: bool) -> int:
         with self.journal.tx() as t:
             host = t.store.host(host_id)
+            # a document read masked and written back keeps its secrets (docs/security.md)
+            template = keep_stored_secrets(template, host.template)
             if append:
                 host.template.merge(template)
             else:

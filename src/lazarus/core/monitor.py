@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lazarus.domain.entities import VM, Event, Host
-from lazarus.domain.errors import DriverError, NoExistsError
+from lazarus.domain.errors import DriverError, NoExistsError, is_store_failure
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.transitions import HostEvent, apply_host
 from lazarus.ports.clock import Clock
@@ -299,8 +299,12 @@ class Monitor:
             else:  # a driver bug is a failed probe, not a dead monitor
                 log.error("%s: probe crashed", host.subject, exc_info=result)
                 self._failed(host.id, f"internal error: {result}")
-        except Exception:
-            log.exception("%s: applying a probe failed", host.subject)
+        except Exception as exc:
+            if is_store_failure(exc):  # a full disk: one line a probe, not a traceback
+                log.error("%s: probe result not recorded, the store fails: %s",
+                          host.subject, exc)
+            else:
+                log.exception("%s: applying a probe failed", host.subject)
         self._inflight[host.id] -= 1  # only now: the state changes it made wake no one
         if self.failures.get(host.id, 0) == 0:
             interval = self.settings.monitoring_interval_host

@@ -76,6 +76,17 @@ class InternalError(ApiError):
     code = ErrorCode.INTERNAL
 
 
+# The text every store adapter puts before a database failure (full disk, read-only file,
+# busy): the transaction was rolled back, nothing of it landed. Over the wire the code stays
+# INTERNAL (as oned's); HA callers retry such a write for a while (api/client.py store_wait).
+STORE_ERROR = "Store error: "
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """A call refused because the store could not write (an InternalError with STORE_ERROR)."""
+    return isinstance(exc, InternalError) and STORE_ERROR in exc.message
+
+
 class AllocateError(ApiError):
     code = ErrorCode.ALLOCATE
 

@@ -25,6 +25,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .errors import AllocateError, InternalError, LockedError
+from .secrets import keep_stored_secrets
 from .states import HostState, LcmState, VmState
 from .template import Template
 
@@ -253,7 +254,7 @@ def updated_template(
     not defined."), a state hook without a valid STATE/LCM_STATE ("The STATE attribute is not
     defined or it's invalid."), an api hook without a valid CALL."""
     new = hook.template.copy() if append else Template()
-    incoming = template.copy()
+    incoming = keep_stored_secrets(template.copy(), hook.template)  # written back masked
     for name in ("NAME", "TYPE"):
         incoming.remove(name)
     if append:

@@ -158,3 +158,56 @@ def public_vm(vm: VM) -> VM:
 def public_datastore(ds: Datastore) -> Datastore:
     masked = redact(ds.template)
     return ds if masked is ds.template else replace(ds, template=masked)
+
+
+def keep_stored_secrets(new: Template, stored: Template) -> Template:
+    """`new` (a template a client sends to replace or extend `stored`) with every value that is
+    the masked form of the stored value at the same place put back to the stored value.
+
+    A client that reads a document (masked) and writes it back whole must not store "****"
+    over a FENCE PASSWORD. The same place: a top-level attribute of the same name and
+    occurrence; a vector of the same name whose masked form equals the new vector exactly
+    (the FENCE levels may be reordered), else the vector of the same name and occurrence,
+    key by key. A value the client really changed is taken as it is, and "****" where
+    nothing was stored stays "****"."""
+    if MASK not in new.render():
+        return new
+    scalars: dict[str, list[str]] = {}
+    vectors: dict[str, list[Vector]] = {}
+    for name, value in stored.items:
+        if isinstance(value, Vector):
+            vectors.setdefault(name, []).append(value)
+        else:
+            scalars.setdefault(name, []).append(value)
+    left = {name: list(found) for name, found in vectors.items()}  # not yet matched whole
+    seen: dict[str, int] = {}
+    items: list[tuple[str, str | Vector]] = []
+    for name, value in new.items:
+        index = seen[name] = seen.get(name, -1) + 1
+        if isinstance(value, Vector):
+            items.append((name, _kept_vector(value, left.get(name, []),
+                                             vectors.get(name, []), index)))
+        else:
+            old = scalars.get(name, [])
+            if index < len(old) and value != old[index] and value == _value(name, old[index]):
+                value = old[index]
+            items.append((name, value))
+    return Template(items)
+
+
+def _kept_vector(new: Vector, unmatched: list[Vector], same_name: list[Vector],
+                 index: int) -> Vector:
+    for candidate in unmatched:
+        if Vector([(k, _value(k, v)) for k, v in candidate.pairs]).pairs == new.pairs:
+            unmatched.remove(candidate)
+            return Vector(list(candidate.pairs))
+    if index >= len(same_name):
+        return new
+    old = same_name[index]
+    pairs = []
+    for key, value in new.pairs:
+        was = old.get(key)
+        if was is not None and value != was and value == _value(key, was):
+            value = was
+        pairs.append((key, value))
+    return Vector(pairs)

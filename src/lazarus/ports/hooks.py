@@ -104,8 +104,8 @@ class HookTx(HookReader, Protocol):
 
     def record(self, event: Event) -> int: ...
 
-    def prune_events(self, up_to_id: int) -> int:
-        """Delete the events with id <= up_to_id; returns how many."""
+    def prune_events(self, up_to_id: int, obj: str | None = None) -> int:
+        """Delete the events with id <= up_to_id (of object `obj` only, if given); how many."""
         ...
 
 

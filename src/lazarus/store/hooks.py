@@ -320,9 +320,11 @@ class HookWrites:
         return record
 
 
-    def prune_events(self, up_to_id: int) -> int:
-        before = self._all("SELECT COUNT(*) FROM events WHERE id <= ?", (up_to_id,))
-        self._write("DELETE FROM events WHERE id <= ?", (up_to_id,), _no_unique)
+    def prune_events(self, up_to_id: int, obj: str | None = None) -> int:
+        where, params = ("id <= ?", (up_to_id,)) if obj is None else (
+            "id <= ? AND obj = ?", (up_to_id, obj))
+        before = self._all(f"SELECT COUNT(*) FROM events WHERE {where}", params)
+        self._write(f"DELETE FROM events WHERE {where}", params, _no_unique)
         return int(before[0][0])
 
 

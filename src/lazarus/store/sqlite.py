@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from lazarus.domain.entities import VM, Cluster, Datastore, Event, Host, User
-from lazarus.domain.errors import AllocateError, InternalError, NoExistsError
+from lazarus.domain.errors import STORE_ERROR, AllocateError, InternalError, NoExistsError
 from lazarus.domain.states import VmState
 
 from . import codec, migrations, rendered
@@ -69,7 +69,7 @@ def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[_Row
     try:
         return conn.execute(sql, params).fetchall()
     except (sqlite3.Error, UnicodeEncodeError) as exc:  # the latter: a lone surrogate in a str
-        raise InternalError(f"Store error: {exc}") from exc
+        raise InternalError(f"{STORE_ERROR}{exc}") from exc
 
 
 def _missing(what: str, obj_id: int) -> NoExistsError:
@@ -266,7 +266,7 @@ class _SqliteTx(HookWrites, _Reader):
         except sqlite3.IntegrityError as exc:
             raise AllocateError(unique()) from exc
         except (sqlite3.Error, UnicodeEncodeError) as exc:
-            raise InternalError(f"Store error: {exc}") from exc
+            raise InternalError(f"{STORE_ERROR}{exc}") from exc
 
     def _taken(self, table: str, kind: str, name: str) -> Callable[[], str]:
         def message() -> str:
@@ -300,7 +300,7 @@ class _SqliteTx(HookWrites, _Reader):
                 [(now, str(int(now)), host_id) for host_id in host_ids],
             )
         except sqlite3.Error as exc:
-            raise InternalError(f"Store error: {exc}") from exc
+            raise InternalError(f"{STORE_ERROR}{exc}") from exc
 
     def save_host(self, host: Host) -> None:
         changed = self._write(

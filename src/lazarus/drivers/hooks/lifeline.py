@@ -30,6 +30,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from lazarus.drivers.files import write_private
+
 PARENT_ENV = "LAZARUS_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
 
@@ -84,7 +86,7 @@ class GroupRecords:
         with contextlib.suppress(OSError):
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = self.directory / f".{pgid}.tmp"
-            tmp.write_text(f"{pgid} {stat[2]}\n")
+            write_private(tmp, f"{pgid} {stat[2]}\n")
             tmp.replace(self.directory / str(pgid))
 
     def remove(self, pgid: int) -> None:
