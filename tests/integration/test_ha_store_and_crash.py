@@ -18,9 +18,9 @@ import pytest
 import test_ha_daemon as ha
 from test_ha_daemon import ERROR, MONITORED, Cluster, Watch
 
-from conftest import require_root
 from helpers.bmc import BMC_BINARIES
 from helpers.daemon import wait_for
+from helpers.env import require_root
 from lazarus.lab.bmc import BmcError, BmcSet
 
 make_cluster = ha.make_cluster  # the fixture, shared
@@ -103,6 +103,8 @@ def test_disk_full_failover(make_cluster: Callable[..., Cluster], tiny_tmpfs: Pa
     wait_for("the VMs RUNNING on node2", lambda: c.running_on(vms, other), DEADLINE)
     watch.stop()
     watch.check()
+    # host_error saves DONE (after following the VMs), then exits: its record comes after
+    wait_for("host_error's record", lambda: len(c.records()) == 1, DEADLINE)
     [record] = c.records()
     assert record["code"] == "0", record
     assert "the store refused the write" in record["stdout"]
@@ -156,6 +158,7 @@ def test_controller_killed_during_a_real_ipmi_fence_fences_again_after_the_resta
         wait_for("the VMs RUNNING on node2", lambda: c.running_on(vms, other), DEADLINE)
         watch.stop()
         watch.check()
+        wait_for("the re-run's record", lambda: len(c.records()) == 2, DEADLINE)
         records = c.records()
         assert [r["code"] for r in records] == ["-1", "0"], records
         again = records[1]["stdout"]

@@ -365,7 +365,9 @@ class BmcSet:
         for host in self.hosts:
             port = self.ipmi_ports[host] = free_port(socket.SOCK_DGRAM, self.bind)
             _run([vbmc, "add", host, "--port", str(port), "--address", self.bind,
-                  "--username", self.username, "--password", self.password,
+                  # "--password=X": a random password may start with "-" (argparse then
+                  # took it for an option and the lab's IPMI BMC failed to start, by chance)
+                  f"--username={self.username}", f"--password={self.password}",
                   "--libvirt-uri", self.libvirt_uri], env)  # fmt: skip
             _run([vbmc, "start", host], env)
         ipmi_env = dict(os.environ, IPMI_PASSWORD=self.password)  # -E: not in argv
