@@ -1,7 +1,8 @@
 """The hook manager: matches recorded events to hooks and runs them, never losing one.
 
 The events table is the outbox. Every state change is recorded with its Event in the same
-transaction (core/journal.py); API calls someone hooked are recorded as Event(kind="api") by
+transaction (core/journal.py); API calls someone hooked are recorded as
+Event(kind=API_CALL, method=...) by
 `record_api` before the caller gets its answer. The manager keeps a cursor (meta key
 `hooks.cursor`) of the last event it has dispatched:
 
@@ -34,7 +35,7 @@ import threading
 from collections.abc import Callable, Collection
 from typing import TypeGuard
 
-from lazarus.domain.entities import Event
+from lazarus.domain.entities import Event, EventKind, ObjType
 from lazarus.domain.errors import NoExistsError, RpcApiError
 from lazarus.domain.hooks import (
     INTERRUPTED_CODE,
@@ -67,6 +68,7 @@ BATCH = 500
 POLL_INTERVAL = 5.0  # also picks up events recorded without telling the manager
 MANAGE, ALL = 2, 4  # OpenNebula lock / operation levels
 STORE_RETRY_FIRST, STORE_RETRY_MAX = 1.0, 60.0  # backoff of writes the store refused
+_HOOKED_KINDS = (EventKind.STATE, EventKind.API_CALL)  # the kinds hooks can match (event_key)
 
 
 TRUNCATED = b" [truncated: "
@@ -121,7 +123,7 @@ class HookManager:
         )
 
     def matching(self, event: Event) -> list[Hook]:
-        key = event_key(event.kind, event.obj, event.state, event.lcm_state, event.line)
+        key = event_key(event.kind, event.obj, event.state, event.lcm_state, event.method)
         if key is None:
             return []
         return [h for h in self._index.get(key, []) if event.id > h.since_event]
@@ -129,7 +131,7 @@ class HookManager:
     # -- waking -------------------------------------------------------------------------------
     def notify(self, events: list[Event] | None = None) -> None:
         """Journal listener (and anything that recorded an event): dispatch soon."""
-        if events is not None and not any(e.kind in ("state", "api") for e in events):
+        if events is not None and not any(e.kind in _HOOKED_KINDS for e in events):
             return
         if self._wake is None or self._loop is None:
             return
@@ -228,7 +230,7 @@ class HookManager:
 
     def _job(self, hook: Hook, event: Event) -> HookJob:
         encoded = b64(event.body) if event.body else ""
-        if event.kind == "api":
+        if event.kind == EventKind.API_CALL:
             arguments = substitute(hook.arguments, api_b64=encoded)
         else:
             arguments = substitute(hook.arguments, template_b64=encoded)
@@ -402,7 +404,8 @@ class HookManager:
         """Record an API event (before the caller is answered); None if nobody hooks it."""
         if method not in self.hooked_calls:
             return None
-        event = Event(kind="api", line=method, obj="API", body=call_info)
+        event = Event(kind=EventKind.API_CALL, line=method, obj=ObjType.API, body=call_info,
+                      method=method)
         with self.store.transaction() as tx:
             event.time = self.clock.now()
             event_id = tx.record(event)

@@ -153,7 +153,7 @@ class Lifecycle:
                 t.vm_flag(vm, "RESCHED", int(vm.resched), f"{name} requested")
                 return vm_id
             if name.startswith("reboot"):
-                t.note(vm.subject, f"{name} requested")
+                t.note(vm, f"{name} requested")
                 self._spawn(vm_id, self._reboot(vm_id, hard=name.endswith("-hard")))
                 return vm_id
             if vm.last is not None and name in ACTION_HISTORY:
@@ -403,7 +403,7 @@ class Lifecycle:
         if outcome.ok:
             outcome = await self._perform(Op.DEPLOY, vm)
         with self.journal.tx() as t:
-            t.note(vm.subject, f"reboot {'ok' if outcome.ok else 'failed: ' + outcome.detail}")
+            t.note(vm, f"reboot {'ok' if outcome.ok else 'failed: ' + outcome.detail}")
 
     # ------------------------------------------------------------------ driver operations
     def _ds_of(self, vm: VM) -> int:

@@ -42,7 +42,7 @@ from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
-from lazarus.domain.entities import VM, Event, Host
+from lazarus.domain.entities import VM, Event, EventKind, Host, ObjType
 from lazarus.domain.errors import DriverError, NoExistsError
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.transitions import HostEvent, apply_host
@@ -217,28 +217,25 @@ class Monitor:
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
             self._last_event = max(self._last_event, event.id)
-            if event.obj == "VM":
+            if event.obj == ObjType.VM and event.kind in (EventKind.STATE, EventKind.FLAG):
                 self._changed[event.obj_id] = event.id
                 host_id = self._vm_host.get(event.obj_id)
                 if host_id is not None:
                     self._dirty.add(host_id)  # where it was
                 if event.host_id >= 0:
                     self._dirty.add(event.host_id)  # where it is now (deployed, moved)
-            elif event.obj == "HOST":
+            elif event.obj == ObjType.HOST and event.kind == EventKind.STATE:
                 self._dirty.add(event.obj_id)
                 self._stale.add(event.obj_id)
                 if event.state in ("OFFLINE", "INIT", "MONITORED") and not self._inflight.get(
                     event.obj_id
                 ):  # an operator's change; a probe being applied schedules its own next one
                     self.wake(event.obj_id)
-            elif event.line.startswith("host/"):  # e.g. "host/3 n3: template updated"
-                head = event.line[5:].split(" ", 1)[0]
-                if head.isdigit():
-                    host_id = int(head)
-                    self._dirty.add(host_id)
-                    self._stale.add(host_id)
-                    if host_id not in self._tracked:
-                        self.wake(host_id)  # a new host
+            elif event.obj == ObjType.HOST:  # created, template updated, renamed, a note...
+                self._dirty.add(event.obj_id)
+                self._stale.add(event.obj_id)
+                if event.obj_id not in self._tracked:
+                    self.wake(event.obj_id)  # a new host
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Listen to drivers that report lost connections (from any thread)."""
@@ -480,7 +477,7 @@ class Monitor:
             if vm_id not in placed and not self.lifecycle.busy(vm_id):
                 stale.append((vm_id, dom.deploy_id))
                 running = " (RUNNING!)" if dom.state is DomainState.RUNNING else ""
-                t.note(host.subject, f"stale domain {dom.deploy_id}{running}: cleaning up")
+                t.note(host, f"stale domain {dom.deploy_id}{running}: cleaning up")
         return stale
 
     def _sync_one(self, t: Tx, host: Host, vm: VM, dom: DomainInfo | None) -> None:
@@ -546,7 +543,7 @@ class Monitor:
         except (TimeoutError, DriverError) as exc:
             outcome = f"cleanup failed: {exc or 'timeout'}"
         with self.journal.tx() as t:
-            t.note(host.subject, f"stale domain {deploy_id}: {outcome}")
+            t.note(host, f"stale domain {deploy_id}: {outcome}")
 
 
 def _signature(probe: HostProbe) -> tuple[object, ...]:
