@@ -152,7 +152,7 @@ class RestartPolicy:
             rec.set("NEXT", "")
             t.store.save_vm(vm)
             t.note(vm, f"HA recovery gave up after {restarts} restart(s) and "
-                               f"{relocations} relocation(s): {detail}")
+                       f"{relocations} relocation(s): {detail}")
             return
         rec.set("NEXT", str(int(when)))
         t.store.save_vm(vm)
@@ -255,7 +255,7 @@ class RestartPolicy:
                 rec.set("REASON", f"cleanup before relocation: {outcome.detail}"[:200])
                 t.store.save_vm(current)
                 t.note(current, f"HA recovery: cannot relocate yet ({outcome.detail}); "
-                                        "nothing starts elsewhere until the domain is gone")
+                                "nothing starts elsewhere until the domain is gone")
                 self._arm(vm_id, self.lc.clock.now() + self.lc.settings.ha_restart_delay)
                 return
             tried = (rec.get("TRIED") or "").split()
