@@ -31,10 +31,13 @@ from lazarus.domain.transitions import (
     HOLDS_CAPACITY,
     MIGRATE_FROM,
     RETRY_OF,
+    UNKNOWN,
     VM_ACTIONS,
     VM_STEPS,
+    VM_SYNC,
     HostEvent,
     Pair,
+    Seen,
     apply_host,
     apply_migrate,
     recover_target,
@@ -169,6 +172,33 @@ def retry_table() -> list[str]:
     return lines
 
 
+def vm_sync_table() -> list[str]:
+    groups: dict[tuple[Seen, Pair], list[str]] = {}
+    for (seen, stored, awaiting), target in VM_SYNC.items():
+        if stored == UNKNOWN and (seen, stored, not awaiting) not in VM_SYNC:
+            label = _name(stored) + (" with RESCHED" if awaiting else " without RESCHED")
+        elif stored == UNKNOWN and awaiting:
+            continue  # the same as without RESCHED: listed once
+        else:
+            label = _name(stored)
+        groups.setdefault((seen, target), []).append(label)
+    rows = []
+    for (seen, target), labels in groups.items():
+        shown = _name(target)
+        if seen is Seen.MISSING:
+            shown += " (ACTIVE/UNKNOWN with `MISSING_VM_STATE = UNKNOWN`)"
+        rows.append([_code(seen.value), ", ".join(labels), shown])
+    lines = ["### VM: a probe's report x stored state -> state (the monitor's VM sync)", ""]
+    lines += _table(["the host reports", "VM state before", "VM state after"], rows)
+    lines += [
+        "",
+        "Any other combination leaves the VM alone. `MISSING`: the host does not list the "
+        "VM's domain. An ACTIVE/UNKNOWN VM with RESCHED set was rescheduled off the host by "
+        "an HA recovery and waits for room: it is not given up to POWEROFF.",
+    ]
+    return lines
+
+
 def capacity_line() -> list[str]:
     names = ", ".join(s.name for s in sorted(HOLDS_CAPACITY))
     return ["### Capacity", "", f"A VM holds its host's CPU and memory while in: {names}."]
@@ -187,7 +217,7 @@ def incident_table() -> list[str]:
 def render() -> str:
     """The generated section, markers included."""
     parts = [host_table(), vm_action_table(), migrate_table(), steps_table(), recover_table(),
-             retry_table(), capacity_line(), incident_table()]
+             retry_table(), vm_sync_table(), capacity_line(), incident_table()]
     note = "<!-- Do not edit by hand: run scripts/render_state_tables.py -->"
     body: list[str] = [BEGIN, "", note]
     for part in parts:

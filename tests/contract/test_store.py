@@ -23,9 +23,11 @@ from lazarus.domain.entities import (
     Cluster,
     Datastore,
     Event,
+    EventKind,
     History,
     Host,
     HostShare,
+    ObjType,
     User,
 )
 from lazarus.domain.errors import AllocateError, ErrorCode, InternalError, NoExistsError
@@ -470,6 +472,28 @@ def test_events_round_trip_and_paging(store: Store) -> None:
     assert store.events(after_id=6) == []
 
 
+def test_typed_event_fields_round_trip(store: Store) -> None:
+    written = [
+        Event(kind=EventKind.FLAG, line="vm/5 web: RESCHED=1 (resched requested)",
+              obj=ObjType.VM, obj_id=5, state="ACTIVE", lcm_state="UNKNOWN", flag="RESCHED",
+              value="1", time=1.0),
+        Event(kind=EventKind.API_CALL, line="one.vm.allocate", obj=ObjType.API,
+              method="one.vm.allocate", body="<CALL_INFO/>", time=2.0),
+        Event(kind=EventKind.TEMPLATE, line="host/3 n3: template updated", obj=ObjType.HOST,
+              obj_id=3, time=3.0),
+        Event(kind=EventKind.NOTE, line="datastore/1 default: created", obj=ObjType.DATASTORE,
+              obj_id=1, time=4.0),
+    ]
+    with store.transaction() as tx:
+        for event in written:
+            tx.record(event)
+    read = store.events()
+    assert read == written
+    assert [type(e.kind) for e in read] == [EventKind] * 4  # enums, not bare strings
+    assert [type(e.obj) for e in read] == [ObjType] * 4
+    assert [e.id for e in store.events(kind=EventKind.TEMPLATE)] == [3]
+
+
 def test_meta(store: Store) -> None:
     assert store.get_meta("missing") is None
     with store.transaction() as tx:
@@ -883,6 +907,42 @@ def test_a_database_from_before_migration_3_gets_its_bodies(db_path: Path) -> No
         assert opened.vm_short_bodies() == [vm_short_xml(vm)]
     finally:
         opened.close()
+
+
+def test_a_database_from_before_migration_4_gets_typed_events(db_path: Path) -> None:
+    SqliteStore.open(db_path, schema=[m for m in MIGRATIONS if m.number < 4]).close()
+    old = [  # kind, obj, obj_id, state, lcm_state, line, body: rows as the code before wrote
+        ("state", "HOST", 3, "ERROR", "", "host/3 n3: MONITORED => ERROR (x)", "<HOST/>"),
+        ("flag", "VM", 5, "ACTIVE", "UNKNOWN", "vm/5 web: RESCHED=1 (resched requested)", ""),
+        ("flag", "VM", 5, "ACTIVE", "UNKNOWN", "vm/5 web: RESCHED=0 (unresched requested)", ""),
+        ("log", "", -1, "", "", "host/12 n12: stale domain one-7: removed", ""),
+        ("api", "", -1, "", "", "host/2 n2: template updated (append: A)", ""),
+        ("api", "API", -1, "", "", "one.vm.allocate", "<CALL/>"),
+        ("log", "", -1, "", "", "vm/40 db: reboot ok", ""),
+        ("api", "", -1, "", "", "datastore/100 big: created", ""),
+        ("api", "", -1, "", "", "cluster/0 default: bootstrap: default cluster ...", ""),
+    ]
+    _raw(db_path, *[
+        ("INSERT INTO events (time, kind, obj, obj_id, state, lcm_state, line, body) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (float(n), *row))
+        for n, row in enumerate(old)
+    ])
+    opened = SqliteStore.open(db_path)
+    try:
+        got = [(e.kind, e.obj, e.obj_id, e.flag, e.value, e.method) for e in opened.events()]
+    finally:
+        opened.close()
+    assert got == [
+        (EventKind.STATE, ObjType.HOST, 3, "", "", ""),
+        (EventKind.FLAG, ObjType.VM, 5, "RESCHED", "1", ""),
+        (EventKind.FLAG, ObjType.VM, 5, "RESCHED", "0", ""),
+        (EventKind.NOTE, ObjType.HOST, 12, "", "", ""),
+        (EventKind.NOTE, ObjType.HOST, 2, "", "", ""),
+        (EventKind.API_CALL, ObjType.API, -1, "", "", "one.vm.allocate"),
+        (EventKind.NOTE, ObjType.VM, 40, "", "", ""),
+        (EventKind.NOTE, ObjType.DATASTORE, 100, "", "", ""),
+        (EventKind.NOTE, ObjType.CLUSTER, 0, "", "", ""),
+    ]
 
 
 def test_renderer_fingerprint_is_stable_and_names_the_version() -> None:

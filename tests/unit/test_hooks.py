@@ -20,7 +20,7 @@ from helpers.env import require_xsd
 from lazarus.api.stack import build_dispatcher
 from lazarus.core.controller import Controller
 from lazarus.core.hooks import CURSOR, HookManager
-from lazarus.domain.entities import User
+from lazarus.domain.entities import Event, EventKind, ObjType, User
 from lazarus.domain.errors import (
     AllocateError,
     InternalError,
@@ -34,6 +34,7 @@ from lazarus.domain.hooks import (
     ExecutionResult,
     Hook,
     HookJob,
+    event_key,
     is_read_call,
     parse_hook,
     substitute,
@@ -118,6 +119,27 @@ def test_custom_vm_hook_and_api_hook_keys() -> None:
     assert parse_hook(tpl(custom + "COMMAND=x")).key == "VM/POWEROFF/LCM_INIT"
     api = parse_hook(tpl("NAME=a\nTYPE=api\nCALL=one.vm.allocate\nCOMMAND=x\nREMOTE=TRUE"))
     assert api.key == "API one.vm.allocate" and api.template.get("REMOTE") == "YES"
+
+
+@pytest.mark.parametrize(
+    ("event", "key"),
+    [
+        (Event(kind=EventKind.STATE, line="anything", obj=ObjType.HOST, obj_id=3,
+               state="ERROR"), "HOST/ERROR/"),
+        (Event(kind=EventKind.STATE, line="", obj=ObjType.VM, obj_id=5, state="ACTIVE",
+               lcm_state="UNKNOWN"), "VM/ACTIVE/UNKNOWN"),
+        (Event(kind=EventKind.API_CALL, line="reworded", obj=ObjType.API,
+               method="one.vm.allocate"), "API one.vm.allocate"),
+        # an inventory fact whose line happens to read like a method is not an API call
+        (Event(kind=EventKind.TEMPLATE, line="one.host.update", obj=ObjType.HOST, obj_id=1),
+         None),
+        (Event(kind=EventKind.FLAG, line="vm/5: RESCHED=1", obj=ObjType.VM, obj_id=5,
+               state="ACTIVE", lcm_state="UNKNOWN", flag="RESCHED", value="1"), None),
+    ],
+    ids=["host-state", "vm-state", "api-call", "template-note", "flag"],
+)
+def test_event_keys_come_from_fields_not_lines(event: Event, key: str | None) -> None:
+    assert event_key(event.kind, event.obj, event.state, event.lcm_state, event.method) == key
 
 
 def test_update_keeps_the_rules() -> None:

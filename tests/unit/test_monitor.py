@@ -239,3 +239,45 @@ def test_a_host_that_dies_while_the_store_fails_goes_error_once_writes_work(
     assert any("node1" in m or "host/0" in m for m in messages if "disk I/O error" in m)
     h.advance(h.settings.monitoring_interval_host + h.settings.probe_timeout + 1)
     assert host_state(h, "node1") is H.ERROR
+
+
+def test_a_refused_timestamp_refresh_is_logged_and_the_monitor_keeps_going(
+    h: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_write_touches runs as a loop callback: a store that refuses the write must not stop
+    the monitor (before: the InternalError escaped the callback)."""
+    from lazarus.domain.errors import InternalError
+    from lazarus.store.sqlite import _SqliteTx
+
+    def refused(self: object, ids: object, when: float) -> None:
+        raise InternalError("Store error: database or disk is full")
+
+    node1 = h.host_id("node1")
+    with monkeypatch.context() as patch:
+        patch.setattr(_SqliteTx, "touch_hosts", refused)
+        h.advance(h.settings.persist_interval + 2 * h.settings.monitoring_interval_host)
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("not refreshed" in m and "disk is full" in m for m in messages)
+    first = int(h.host(node1).monitoring["TIMESTAMP"])
+    h.advance(h.settings.persist_interval + 2 * h.settings.monitoring_interval_host)
+    assert int(h.host(node1).monitoring["TIMESTAMP"]) > first  # refreshed again
+    h.sim.power_off("node1")
+    h.wait_for(lambda: host_state(h, "node1") is H.ERROR)  # and still detecting
+
+
+def test_a_failed_probe_the_store_cannot_save_is_logged(
+    h: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lazarus.domain.errors import InternalError
+    from lazarus.store.sqlite import _SqliteTx
+
+    def refused(self: object, host: object) -> None:
+        raise InternalError("Store error: disk I/O error")
+
+    h.sim.power_off("node1")
+    with monkeypatch.context() as patch:
+        patch.setattr(_SqliteTx, "save_host", refused)
+        h.advance(h.settings.monitoring_interval_host + h.settings.probe_timeout + 1)
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("host/0" in m and "not recorded" in m and "disk I/O" in m for m in messages)
+    h.wait_for(lambda: host_state(h, "node1") is H.ERROR)

@@ -1,7 +1,8 @@
 """The hook manager: matches recorded events to hooks and runs them, never losing one.
 
 The events table is the outbox. Every state change is recorded with its Event in the same
-transaction (core/journal.py); API calls someone hooked are recorded as Event(kind="api") by
+transaction (core/journal.py); API calls someone hooked are recorded as
+Event(kind=API_CALL, method=...) by
 `record_api` before the caller gets its answer. The manager keeps a cursor (meta key
 `hooks.cursor`) of the last event it has dispatched:
 
@@ -18,7 +19,7 @@ same for every run of one job, so a hook can make itself idempotent.
 
 At most `settings.hook_concurrency` commands run at once in each of two lanes: HA hooks
 (state hooks on hosts such as ft/host_error, or HA = YES) and all others; HA jobs start
-first. Hook CRUD (the one.hook.* API)
+first. Hook CRUD (the one.hook.* API, core/hook_crud.py mixed in here)
 goes through this object on the controller's loop thread, which also keeps the in-memory
 index (key -> hooks) and `hooked_calls`, read by the API observer from HTTP threads.
 
@@ -34,8 +35,8 @@ import threading
 from collections.abc import Callable, Collection
 from typing import TypeGuard
 
-from lazarus.domain.entities import Event
-from lazarus.domain.errors import NoExistsError, RpcApiError
+from lazarus.domain.entities import Event, EventKind, ObjType
+from lazarus.domain.errors import NoExistsError
 from lazarus.domain.hooks import (
     INTERRUPTED_CODE,
     PENDING,
@@ -46,17 +47,14 @@ from lazarus.domain.hooks import (
     HookJob,
     b64,
     event_key,
-    lock_check,
-    parse_hook,
     substitute,
-    updated_template,
 )
 from lazarus.domain.secrets import mask_bytes, mask_words
-from lazarus.domain.template import Template
 from lazarus.ports.clock import Clock
 from lazarus.ports.hooks import HookExecutor, HookRequest, HookStore, HookTx
 from lazarus.ports.store import Store
 
+from .hook_crud import HookCrud, bounded
 from .settings import Settings
 from .waits import within
 
@@ -65,25 +63,15 @@ log = logging.getLogger("lazarus.hooks")
 CURSOR = "hooks.cursor"
 BATCH = 500
 POLL_INTERVAL = 5.0  # also picks up events recorded without telling the manager
-MANAGE, ALL = 2, 4  # OpenNebula lock / operation levels
 STORE_RETRY_FIRST, STORE_RETRY_MAX = 1.0, 60.0  # backoff of writes the store refused
-
-
-TRUNCATED = b" [truncated: "
-
-
-def bounded(data: bytes, limit: int) -> bytes:
-    """At most `limit` bytes of `data`, then a marker saying how much was dropped."""
-    if limit <= 0 or len(data) <= limit:
-        return data
-    return data[:limit] + TRUNCATED + f"{len(data) - limit} bytes dropped]".encode()
+_HOOKED_KINDS = (EventKind.STATE, EventKind.API_CALL)  # the kinds hooks can match (event_key)
 
 
 def is_hook_store(store: object) -> TypeGuard[HookStore]:
     return isinstance(store, HookStore)
 
 
-class HookManager:
+class HookManager(HookCrud):
     def __init__(
         self,
         store: HookStore,
@@ -121,7 +109,7 @@ class HookManager:
         )
 
     def matching(self, event: Event) -> list[Hook]:
-        key = event_key(event.kind, event.obj, event.state, event.lcm_state, event.line)
+        key = event_key(event.kind, event.obj, event.state, event.lcm_state, event.method)
         if key is None:
             return []
         return [h for h in self._index.get(key, []) if event.id > h.since_event]
@@ -129,7 +117,7 @@ class HookManager:
     # -- waking -------------------------------------------------------------------------------
     def notify(self, events: list[Event] | None = None) -> None:
         """Journal listener (and anything that recorded an event): dispatch soon."""
-        if events is not None and not any(e.kind in ("state", "api") for e in events):
+        if events is not None and not any(e.kind in _HOOKED_KINDS for e in events):
             return
         if self._wake is None or self._loop is None:
             return
@@ -239,7 +227,7 @@ class HookManager:
 
     def _job(self, hook: Hook, event: Event) -> HookJob:
         encoded = b64(event.body) if event.body else ""
-        if event.kind == "api":
+        if event.kind == EventKind.API_CALL:
             arguments = substitute(hook.arguments, api_b64=encoded)
         else:
             arguments = substitute(hook.arguments, template_b64=encoded)
@@ -413,90 +401,10 @@ class HookManager:
         """Record an API event (before the caller is answered); None if nobody hooks it."""
         if method not in self.hooked_calls:
             return None
-        event = Event(kind="api", line=method, obj="API", body=call_info)
+        event = Event(kind=EventKind.API_CALL, line=method, obj=ObjType.API, body=call_info,
+                      method=method)
         with self.store.transaction() as tx:
             event.time = self.clock.now()
             event_id = tx.record(event)
         self.notify()
         return event_id
-
-    # -- CRUD (one.hook.*) --------------------------------------------------------------------
-    def allocate(self, template: Template) -> int:
-        hook = parse_hook(template, self.known_calls)
-        with self.store.transaction() as tx:
-            hook.since_event = tx.last_event_id()
-            tx.add_hook(hook)
-        self.reload()
-        log.info("hook/%d %s: created (%s %s)", hook.id, hook.name, hook.type, hook.key)
-        return hook.id
-
-    def delete(self, hook_id: int) -> int:
-        with self.store.transaction() as tx:
-            lock_check(tx.hook(hook_id), MANAGE)
-            tx.delete_hook(hook_id)
-        self.reload()
-        return hook_id
-
-    def update(self, hook_id: int, template: Template, append: bool) -> int:
-        with self.store.transaction() as tx:
-            hook = tx.hook(hook_id)
-            lock_check(hook, MANAGE)
-            hook.template = updated_template(hook, template, append, self.known_calls)
-            tx.save_hook(hook)
-        self.reload()
-        return hook_id
-
-    def rename(self, hook_id: int, name: str) -> int:
-        if not name.strip():
-            raise RpcApiError("New name cannot be empty.")
-        with self.store.transaction() as tx:
-            hook = tx.hook(hook_id)
-            lock_check(hook, MANAGE)
-            hook.name = name.strip()
-            tx.save_hook(hook)
-        self.reload()
-        return hook_id
-
-    def lock(self, hook_id: int, level: int, test: bool = False) -> int:
-        if level not in (1, 2, 3, 4):
-            raise RpcApiError(f"Invalid lock level {level}: use 1 (use) to 4 (all).")
-        with self.store.transaction() as tx:
-            hook = tx.hook(hook_id)
-            if test:
-                lock_check(hook, ALL)  # already locked at any level: refused
-            hook.lock = level
-            hook.lock_time = int(self.clock.now())
-            tx.save_hook(hook)
-        return hook_id
-
-    def unlock(self, hook_id: int) -> int:
-        with self.store.transaction() as tx:
-            hook = tx.hook(hook_id)
-            hook.lock, hook.lock_time = 0, 0
-            tx.save_hook(hook)
-        return hook_id
-
-    def retry(self, hook_id: int, execution_id: int) -> int:
-        """Queue the recorded arguments again with the hook's current settings (RETRY=yes)."""
-        with self.store.transaction() as tx:
-            hook = tx.hook(hook_id)
-            lock_check(hook, MANAGE)
-            record = tx.hook_record(hook_id, execution_id)
-            if TRUNCATED in record.arguments.encode():
-                raise RpcApiError(
-                    "The arguments of this execution were truncated when recorded "
-                    "(HOOK_RECORD_LIMIT); it cannot be retried."
-                )
-            tx.add_hook_job(
-                HookJob(
-                    id=-1,
-                    hook_id=hook_id,
-                    event_id=-1,
-                    arguments=record.arguments,
-                    remote_host=record.remote_host,
-                    retry=True,
-                    created=self.clock.now(),
-                )
-            )
-        self.notify()
-        return hook_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from lazarus.domain.entities import Cluster, Datastore, Host, HostShare
+from lazarus.domain.entities import Cluster, Datastore, EventKind, Host, HostShare
 from lazarus.domain.errors import ActionError, AllocateError, RpcApiError
 from lazarus.domain.secrets import keep_stored_secrets
 from lazarus.domain.states import HostState, HostStatus
@@ -51,7 +51,7 @@ class Inventory:
                     cluster=cluster.name,
                 )
             )
-            t.note(host.subject, f"created (VM_MAD={vm_mad}, cluster {cluster.id})", "api")
+            t.note(host, f"created (VM_MAD={vm_mad}, cluster {cluster.id})", EventKind.CREATED)
         for callback in self.on_host_created:
             callback(host)
         return host.id
@@ -64,7 +64,7 @@ class Inventory:
                     f"Cannot delete host {host.id}: it still has VMs {sorted(host.vms)}"
                 )
             t.store.delete_host(host.id)
-            t.note(host.subject, "deleted", "api")
+            t.note(host, "deleted", EventKind.DELETED)
         return host_id
 
     def set_status(self, host_id: int, status: int) -> int:
@@ -106,8 +106,8 @@ class Inventory:
                 host.template = Template(keep + list(template.items))
             t.store.save_host(host)
             names = ", ".join(dict.fromkeys(name for name, _ in template.items)) or "nothing"
-            t.note(host.subject, f"template updated ({'append' if append else 'replace'}: {names})",
-                   "api")
+            t.note(host, f"template updated ({'append' if append else 'replace'}: {names})",
+                   EventKind.TEMPLATE)
         return host_id
 
     def rename_host(self, host_id: int, name: str) -> int:
@@ -122,7 +122,7 @@ class Inventory:
             old = host.name
             host.name = name
             t.store.save_host(host)
-            t.note(host.subject, f"renamed from {old}", "api")
+            t.note(host, f"renamed from {old}", EventKind.RENAMED)
         return host_id
 
     def confirm_fenced(self, host_id: int, user: str) -> int:
@@ -137,7 +137,8 @@ class Inventory:
             stamp = str(int(self.clock.now()))
             host.template.set("FENCE_CONFIRMED", Vector([("TIME", stamp), ("USER", user)]))
             t.store.save_host(host)
-            t.note(host.subject, f"operator {user} confirmed the host is powered off", "api")
+            t.note(host, f"operator {user} confirmed the host is powered off",
+                   EventKind.FENCE_CONFIRMED)
         return host_id
 
     # ---------------------------------------------------------------------- datastores
@@ -171,7 +172,7 @@ class Inventory:
                     template=body,
                 )
             )
-            t.note(f"datastore/{ds.id} {ds.name}", "created", "api")
+            t.note(ds, "created", EventKind.CREATED)
         return ds.id
 
 
@@ -185,7 +186,7 @@ def bootstrap(journal: Journal, datastore_root: str) -> None:
     with journal.tx() as t:
         if t.store.clusters():
             return
-        t.store.add_cluster(Cluster(id=-1, name="default"))
+        cluster = t.store.add_cluster(Cluster(id=-1, name="default"))
         defaults = [
             ("system", 1, "-", "shared", "YES"),
             ("default", 0, "fs", "shared", "YES"),
@@ -205,5 +206,5 @@ def bootstrap(journal: Journal, datastore_root: str) -> None:
                 ]
             )
             t.store.save_datastore(ds)
-        t.note("cluster/0 default", "bootstrap: default cluster and datastores created", "api")
+        t.note(cluster, "bootstrap: default cluster and datastores created", EventKind.CREATED)
 

@@ -7,7 +7,9 @@
 `vm_state` / `host_state` change the object, save it and record the Event (with the object's
 XML at that instant, for hooks' $TEMPLATE) in the same transaction. The fixed, greppable line
 (`vm/5 web: ACTIVE/BOOT => ACTIVE/RUNNING (deploy ok on host/1 node1)`) is logged once, after
-the commit, and listeners (scheduler, hook manager) are told which events landed.
+the commit, and listeners (monitor, scheduler, hook manager) are told which events landed.
+Every event is typed (domain/entities.py EventKind, ObjType): listeners read its fields; the
+line is output only, so rewording one changes no behaviour (tests/unit/test_event_fields.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from lazarus.domain import xml as docs
-from lazarus.domain.entities import VM, Event, Host
+from lazarus.domain.entities import VM, Cluster, Datastore, Event, EventKind, Host, ObjType
 from lazarus.domain.secrets import mask_words
 from lazarus.domain.states import HostState, LcmState, VmState, vm_state_name
 from lazarus.ports.clock import Clock
@@ -27,6 +29,10 @@ from lazarus.ports.store import Store, StoreTx
 log = logging.getLogger("lazarus.events")
 
 Listener = Callable[[list[Event]], None]
+Subject = VM | Host | Datastore | Cluster
+_OBJ_TYPES: dict[type, ObjType] = {
+    VM: ObjType.VM, Host: ObjType.HOST, Datastore: ObjType.DATASTORE, Cluster: ObjType.CLUSTER
+}
 
 
 @dataclass
@@ -55,9 +61,9 @@ class Tx:
         line = f"{vm.subject}: {before} => {vm_state_name(state, lcm)} ({reason})"
         self._record(
             Event(
-                kind="state",
+                kind=EventKind.STATE,
                 line=line,
-                obj="VM",
+                obj=ObjType.VM,
                 obj_id=vm.id,
                 state=state.name,
                 lcm_state=lcm.name,
@@ -76,9 +82,9 @@ class Tx:
         line = f"{host.subject}: {before.name} => {state.name} ({reason})"
         self._record(
             Event(
-                kind="state",
+                kind=EventKind.STATE,
                 line=line,
-                obj="HOST",
+                obj=ObjType.HOST,
                 obj_id=host.id,
                 state=state.name,
                 body=docs.host_xml(host),  # secrets masked, as every document
@@ -90,13 +96,18 @@ class Tx:
         """A flag change that is not a state change (RESCHED): saved and recorded."""
         self.store.save_vm(vm)
         self._record(
-            Event(kind="flag", line=f"{vm.subject}: {name}={value} ({reason})", obj="VM",
-                  obj_id=vm.id, state=vm.state.name, lcm_state=vm.lcm_state.name)
+            Event(kind=EventKind.FLAG, line=f"{vm.subject}: {name}={value} ({reason})",
+                  obj=ObjType.VM, obj_id=vm.id, state=vm.state.name,
+                  lcm_state=vm.lcm_state.name, flag=name, value=str(value))
         )
 
-    def note(self, subject: str, text: str, kind: str = "log") -> None:
-        """A non-state fact worth keeping (e.g. 'cleanup skipped: host in ERROR')."""
-        self._record(Event(kind=kind, line=f"{subject}: {text}"))
+    def note(self, about: Subject, text: str, kind: EventKind = EventKind.NOTE) -> None:
+        """A fact that is not a state change, about one object: NOTE (e.g. 'cleanup
+        skipped: host in ERROR'), or a typed one (TEMPLATE, CREATED, ...) listeners act on."""
+        if kind in (EventKind.STATE, EventKind.FLAG, EventKind.API_CALL):
+            raise ValueError(f"note() records no {kind.name} event")
+        self._record(Event(kind=kind, line=f"{about.subject}: {text}",
+                           obj=_OBJ_TYPES[type(about)], obj_id=about.id))
 
 
 class Journal:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from lazarus.domain import xml as docs
@@ -30,7 +29,6 @@ from lazarus.domain.entities import VM
 from lazarus.domain.errors import (
     ActionError,
     AllocateError,
-    DriverError,
     NoExistsError,
 )
 from lazarus.domain.states import HistoryAction, HostState, LcmState, RecoverOp, VmState
@@ -51,6 +49,7 @@ from lazarus.ports.clock import Clock
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.ports.store import Store
 
+from .driver_ops import Outcome, perform
 from .journal import Journal, Tx
 from .placement import (
     close_history,
@@ -58,11 +57,9 @@ from .placement import (
     previous_host_id,
     reaccount,
     system_datastore,
-    vm_spec,
 )
 from .restarts import RestartPolicy
 from .settings import Settings
-from .waits import within
 
 log = logging.getLogger("lazarus.lifecycle")
 
@@ -83,15 +80,7 @@ ACTION_HISTORY = {
     "resched": HistoryAction.RESCHED,
     "unresched": HistoryAction.UNRESCHED,
 }
-_HARD = {HistoryAction.TERMINATE_HARD, HistoryAction.POWEROFF_HARD, HistoryAction.UNDEPLOY_HARD}
 _UNPLACED = {VmState.PENDING, VmState.HOLD, VmState.INIT, VmState.CLONING, VmState.DONE}
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    detail: str
-    deploy_id: str | None = None
 
 
 class Lifecycle:
@@ -153,7 +142,7 @@ class Lifecycle:
                 t.vm_flag(vm, "RESCHED", int(vm.resched), f"{name} requested")
                 return vm_id
             if name.startswith("reboot"):
-                t.note(vm.subject, f"{name} requested")
+                t.note(vm, f"{name} requested")
                 self._spawn(vm_id, self._reboot(vm_id, hard=name.endswith("-hard")))
                 return vm_id
             if vm.last is not None and name in ACTION_HISTORY:
@@ -411,74 +400,14 @@ class Lifecycle:
         if outcome.ok:
             outcome = await self._perform(Op.DEPLOY, vm)
         with self.journal.tx() as t:
-            t.note(vm.subject, f"reboot {'ok' if outcome.ok else 'failed: ' + outcome.detail}")
+            t.note(vm, f"reboot {'ok' if outcome.ok else 'failed: ' + outcome.detail}")
 
     # ------------------------------------------------------------------ driver operations
     def _ds_of(self, vm: VM) -> int:
         return vm.last.ds_id if vm.last is not None else -1
 
     async def _perform(self, op: Op, vm: VM, hard: bool | None = None) -> Outcome:
-        if op is Op.PROLOG:
-            return Outcome(True, "prolog ok")  # shared storage: nothing to transfer
-        host_id = vm.host_id
-        if host_id is None:
-            return Outcome(False, "VM has no placement")
-        try:
-            host = self.store.host(host_id)
-            source_id = previous_host_id(vm)
-            if op in (Op.SAVE, Op.LIVE_MIGRATE) and vm.lcm_state in (
-                LcmState.SAVE_MIGRATE,
-                LcmState.MIGRATE,
-            ):
-                if source_id is None:
-                    return Outcome(False, "migration without a source host")
-                source = self.store.host(source_id)
-            else:
-                source = host
-            driver = self.drivers.get(host.vm_mad)
-            if driver is None:
-                return Outcome(False, f"no driver for VM_MAD {host.vm_mad!r}")
-            deploy_id = vm.deploy_id or f"one-{vm.id}"
-            timeout = self.settings.driver_timeout
-            if op is Op.DEPLOY:
-                ds = self.store.datastore(vm.last.ds_id) if vm.last else None
-                new_id = await within(driver.deploy(host, vm_spec(vm, ds)), timeout)
-                return Outcome(True, f"deploy ok on {host.subject}", new_id)
-            if op is Op.SHUTDOWN or op is Op.SAVE:
-                if hard is None:
-                    hard = vm.last is not None and vm.last.action in _HARD
-                await within(driver.shutdown(source, deploy_id, hard), timeout)
-                return Outcome(True, f"shutdown ok on {source.subject}")
-            if op is Op.SUSPEND:
-                await within(driver.suspend(host, deploy_id), timeout)
-                return Outcome(True, "suspend ok")
-            if op is Op.RESUME:
-                await within(driver.resume(host, deploy_id), timeout)
-                return Outcome(True, "resume ok")
-            if op is Op.EPILOG:
-                await within(driver.cleanup(host, deploy_id), timeout)
-                return Outcome(True, f"epilog ok on {host.subject}")
-            if op is Op.LIVE_MIGRATE:
-                ds = self.store.datastore(vm.last.ds_id) if vm.last else None
-                new_id = await within(
-                    driver.migrate(source, host, deploy_id, vm_spec(vm, ds)), timeout
-                )
-                return Outcome(True, f"live migration ok to {host.subject}", new_id)
-            if op is Op.CLEANUP:
-                if host.state in (HostState.ERROR, HostState.OFFLINE):
-                    return Outcome(True, f"cleanup skipped: {host.subject} is {host.state.name}")
-                await within(
-                    driver.cleanup(host, deploy_id), self.settings.cleanup_timeout
-                )
-                return Outcome(True, f"cleanup ok on {host.subject}")
-        except TimeoutError:
-            return Outcome(False, f"{op.value} timed out")
-        except (DriverError, NoExistsError) as exc:
-            return Outcome(False, f"{op.value}: {exc}")
-        except Exception as exc:  # a driver bug must not kill the controller
-            log.exception("vm/%d: %s crashed", vm.id, op.value)
-            return Outcome(False, f"{op.value}: internal error: {exc}")
-        return Outcome(False, f"unknown operation {op.value}")
+        return await perform(op, vm, self.store, self.drivers, self.settings, hard)
 
     perform = _perform
 

@@ -156,12 +156,12 @@ class RestartPolicy:
             rec.set("STATE", "GAVE_UP")
             rec.set("NEXT", "")
             t.store.save_vm(vm)
-            t.note(vm.subject, f"HA recovery gave up after {restarts} restart(s) and "
-                               f"{relocations} relocation(s){why}: {detail}")
+            t.note(vm, f"HA recovery gave up after {restarts} restart(s) and "
+                       f"{relocations} relocation(s){why}: {detail}")
             return
         rec.set("NEXT", str(int(when)))
         t.store.save_vm(vm)
-        t.note(vm.subject, text)
+        t.note(vm, text)
         self._arm(vm.id, when)
 
     # -------------------------------------------------------------------------- timers
@@ -266,8 +266,8 @@ class RestartPolicy:
             if not outcome.ok or host is None or host.state is not HostState.MONITORED:
                 rec.set("REASON", f"cleanup before relocation: {outcome.detail}"[:200])
                 t.store.save_vm(current)
-                t.note(current.subject, f"HA recovery: cannot relocate yet ({outcome.detail}); "
-                                        "nothing starts elsewhere until the domain is gone")
+                t.note(current, f"HA recovery: cannot relocate yet ({outcome.detail}); "
+                                "nothing starts elsewhere until the domain is gone")
                 self._arm(vm_id, self.lc.clock.now() + self.lc.settings.ha_restart_delay)
                 return
             tried = (rec.get("TRIED") or "").split()

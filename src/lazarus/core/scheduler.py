@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from lazarus.domain.entities import VM, Event, Host
+from lazarus.domain.entities import VM, Event, EventKind, Host, ObjType
 from lazarus.domain.errors import ApiError
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.transitions import START_FAILURES
@@ -184,10 +184,13 @@ class Scheduler:
     def _on_events(self, events: list[Event]) -> None:
         wake = False
         for event in events:
-            if event.obj == "HOST":
+            if event.kind not in (EventKind.STATE, EventKind.FLAG):
+                continue
+            if event.obj == ObjType.HOST:
                 wake = True
-            elif event.obj == "VM" and (
-                event.state == "PENDING" or (event.kind == "flag" and "RESCHED=1" in event.line)
+            elif event.obj == ObjType.VM and (
+                event.state == "PENDING"
+                or (event.kind == EventKind.FLAG and event.flag == "RESCHED" and event.value == "1")
             ):
                 if self._candidates is not None:
                     self._candidates.add(event.obj_id)
@@ -269,6 +272,6 @@ class Scheduler:
                     stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(self.clock.now()))
                     vm.user_template.set("SCHED_MESSAGE", f"{stamp} : {text}")
                     t.store.save_vm(vm)
-                    t.note(vm.subject, text)
+                    t.note(vm, text)
             except ApiError:  # gone meanwhile
                 pass

@@ -8,6 +8,7 @@ units are OpenNebula's: CPU in percent of a core (100 = one core), memory in KiB
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from .states import HistoryAction, HostState, LcmState, VmState
 from .template import Template
@@ -157,6 +158,10 @@ class Datastore:
     used_mb: int = 0
 
     @property
+    def subject(self) -> str:
+        return f"datastore/{self.id} {self.name}"
+
+    @property
     def shared(self) -> bool | None:
         """SHARED from the template: True/False, or None when the attribute is missing."""
         raw = self.template.get("SHARED")
@@ -169,6 +174,10 @@ class Cluster:
     name: str
     template: Template = field(default_factory=Template)
 
+    @property
+    def subject(self) -> str:
+        return f"cluster/{self.id} {self.name}"
+
 
 @dataclass
 class User:
@@ -180,20 +189,50 @@ class User:
     enabled: bool = True
 
 
+class EventKind(StrEnum):
+    """What an event records. The value is what the store keeps (events.kind).
+
+    Listeners (monitor, scheduler, hook manager, simulator oracles) decide on the kind and the
+    other fields, never on the line: the line is output only (logs, timelines, history)."""
+
+    STATE = "state"  # the object entered `state` / `lcm_state` (what state hooks match)
+    FLAG = "flag"  # a flag of the object changed: `flag` and its new `value` (RESCHED)
+    TEMPLATE = "template"  # the object's template was updated (one.host.update)
+    CREATED = "created"
+    DELETED = "deleted"
+    RENAMED = "renamed"
+    FENCE_CONFIRMED = "fence_confirmed"  # an operator confirmed the host is powered off
+    NOTE = "note"  # any other fact worth keeping (stale domain, reboot, HA recovery...)
+    API_CALL = "api"  # a hooked API call, `method` (what API hooks match); not journalled
+
+
+class ObjType(StrEnum):
+    """The kind of object an event is about; HOST and VM are hook RESOURCE names."""
+
+    NONE = ""
+    HOST = "HOST"
+    VM = "VM"
+    DATASTORE = "DATASTORE"
+    CLUSTER = "CLUSTER"
+    API = "API"  # API_CALL events
+
+
 @dataclass
 class Event:
     """One recorded fact, written in the same transaction as the change it describes.
 
-    `line` is the fixed, greppable text (e.g. "host/3 node3: MONITORED => ERROR (3 missed
-    probes)"); `kind` is "state", "api" or "log"; for state events `obj`, `obj_id`, `state`,
-    `lcm_state` and `body` (the object's XML at that moment, for $TEMPLATE) are filled.
-    A VM's state event also names the host the VM is placed on (`host_id`, in memory only:
-    the monitor uses it to know whose probe may be out of date).
+    `kind` says what happened, `obj` / `obj_id` to which object (every journalled event names
+    one); STATE events carry `state`, `lcm_state` and `body` (the object's XML at that moment,
+    for $TEMPLATE); FLAG events `flag` and `value` (and the VM's state); API_CALL events
+    `method` and `body` (the call's document, for $API). `line` is the fixed, greppable text
+    (e.g. "host/3 node3: MONITORED => ERROR (3 missed probes)"): logged and shown, never read
+    for meaning. A VM's state event also names the host the VM is placed on (`host_id`, in
+    memory only: the monitor uses it to know whose probe may be out of date).
     """
 
-    kind: str
+    kind: EventKind
     line: str
-    obj: str = ""
+    obj: ObjType = ObjType.NONE
     obj_id: int = -1
     state: str = ""
     lcm_state: str = ""
@@ -201,3 +240,6 @@ class Event:
     id: int = 0
     time: float = 0.0
     host_id: int = -1
+    flag: str = ""
+    value: str = ""
+    method: str = ""

@@ -132,10 +132,11 @@ class Hook:
         return f"{t.get('RESOURCE') or ''}/{t.get('STATE') or ''}/{t.get('LCM_STATE') or ''}"
 
 
-def event_key(kind: str, obj: str, state: str, lcm_state: str, line: str) -> str | None:
-    """The matching key of an event (kind "state" or "api"); None for other events."""
+def event_key(kind: str, obj: str, state: str, lcm_state: str, method: str) -> str | None:
+    """The matching key of an event: kind "state" (EventKind.STATE) -> "OBJ/STATE/LCM", kind
+    "api" (EventKind.API_CALL) -> "API <method>"; None for other events."""
     if kind == "api":
-        return f"API {line}"
+        return f"API {method}"
     if kind != "state" or not obj:
         return None
     return f"{obj}/{state}/{lcm_state if obj == 'VM' else ''}"

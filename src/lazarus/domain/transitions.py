@@ -12,6 +12,10 @@ accepts) and the life-cycle manager (what a driver operation leads to):
   reaches a stable state; a restarted controller does the same, so an interrupted step resumes.
 
 `recover_target()` implements one.vm.recover's success/failure/retry rules on the same tables.
+
+`VM_SYNC[(seen, (state, lcm), awaiting)]`: what a host's probe report (`Seen`: the domain's
+state, or MISSING) does to a VM placed there; `sync_target()` looks it up for the monitor's
+applier (core/applier.py).
 The tables are rendered into docs/state-machines.md by scripts/render_state_tables.py
 (tests/unit/test_docs_state_tables.py fails when the doc is out of date).
 """
@@ -267,3 +271,82 @@ def recover_target(op: RecoverOp, state: VmState, lcm: LcmState) -> Pair | None:
             raise ActionError(f"Retry action is not available for state {name}")
         return _ac(RETRY_OF[lcm])
     raise ActionError("Wrong recovery operation code")
+
+
+# ------------------------------------------------------------------------------- VM sync
+
+
+class Seen(StrEnum):
+    """What a host's probe says of a VM placed there (ports/hypervisor.py DomainState, by
+    value), or MISSING when the host does not list its domain at all."""
+
+    RUNNING = "RUNNING"
+    POWEROFF = "POWEROFF"  # defined but shut off
+    SUSPENDED = "SUSPENDED"  # paused or saved
+    FAILURE = "FAILURE"  # crashed
+    MISSING = "MISSING"
+
+
+# Where MISSING leads depends on MISSING_VM_STATE; the table names this placeholder.
+MISSING_TARGET: Pair = (VmState.POWEROFF, _I)
+MISSING_UNKNOWN: Pair = UNKNOWN  # MISSING_VM_STATE = UNKNOWN
+
+SYNCED_STATES = frozenset({VmState.ACTIVE, VmState.POWEROFF, VmState.SUSPENDED})
+"""The VMs a probe is compared with: placed on the host in one of these states."""
+
+_BOOTING = frozenset({L.BOOT, L.BOOT_UNKNOWN, L.BOOT_POWEROFF, L.BOOT_SUSPENDED,
+                      L.BOOT_STOPPED, L.BOOT_UNDEPLOY, L.BOOT_MIGRATE})
+_SHUTTING = frozenset({L.SHUTDOWN, L.SHUTDOWN_POWEROFF, L.SHUTDOWN_UNDEPLOY})
+
+
+def _sync_rule(seen: Seen, pair: Pair, awaiting: bool) -> Pair | None:
+    """OpenNebula's VM report rules (reference 3.4), as the monitor applied them."""
+    state, lcm = pair
+    active = state is A
+    if seen is Seen.MISSING:
+        return MISSING_TARGET if active and lcm in (L.RUNNING, L.UNKNOWN) and not awaiting else None
+    if seen is Seen.RUNNING:
+        if (active and (lcm is L.UNKNOWN or lcm in _BOOTING)) or state in (
+            VmState.POWEROFF, VmState.SUSPENDED
+        ):
+            return RUNNING
+        return None
+    if seen is Seen.POWEROFF:
+        if active and (lcm in (L.RUNNING, L.UNKNOWN) or lcm in _SHUTTING) and not awaiting:
+            return _st(VmState.POWEROFF)
+        return None
+    if seen is Seen.FAILURE:
+        return UNKNOWN if active and lcm is L.RUNNING else None
+    return _st(VmState.SUSPENDED) if active and lcm is L.RUNNING else None  # SUSPENDED
+
+
+def _synced_pairs() -> list[Pair]:
+    pairs = [(A, lcm) for lcm in LcmState if lcm is not _I]
+    return [*pairs, _st(VmState.POWEROFF), _st(VmState.SUSPENDED)]
+
+
+# (seen, stored (state, lcm), awaiting) -> target, for every combination that changes the VM.
+# `awaiting`: the VM is ACTIVE/UNKNOWN with RESCHED set, i.e. rescheduled off this host by an
+# HA recovery and still waiting for room; a host that returns without it (or with its domain
+# shut off) does not give it up to POWEROFF: the scheduler boots it elsewhere. It is False for
+# every other state.
+VM_SYNC: dict[tuple[Seen, Pair, bool], Pair] = {
+    (seen, pair, awaiting): target
+    for seen in Seen
+    for pair in _synced_pairs()
+    for awaiting in ((False, True) if pair == UNKNOWN else (False,))
+    if (target := _sync_rule(seen, pair, awaiting)) is not None and target != pair
+}
+
+
+def sync_target(
+    seen: Seen, state: VmState, lcm: LcmState, resched: bool, missing_unknown: bool = False
+) -> Pair | None:
+    """The state a probe's report moves a placed VM to; None: leave it alone.
+    `missing_unknown`: MISSING_VM_STATE = UNKNOWN (a VM its host no longer lists)."""
+    pair = (state, lcm if state is A else _I)
+    awaiting = pair == UNKNOWN and resched
+    target = VM_SYNC.get((seen, pair, awaiting))
+    if seen is Seen.MISSING and target is not None and missing_unknown:
+        return None if pair == MISSING_UNKNOWN else MISSING_UNKNOWN
+    return target

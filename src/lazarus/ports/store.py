@@ -7,7 +7,7 @@ transaction, and a state change is always written together with the Event that r
         host = tx.host(3)
         host.state = HostState.ERROR
         tx.save_host(host)
-        tx.record(Event(kind="state", line="host/3 node3: MONITORED => ERROR ...", ...))
+        tx.record(Event(kind=EventKind.STATE, line="host/3 node3: MONITORED => ERROR ...", ...))
 
 Either both land or neither does (the hook outbox relies on this). Ids are allocated by the
 store (`add_*` fills `.id` and returns the object), starting at 0 for each kind, never reused.

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lazarus.core.restarts import recovering
-from lazarus.domain.entities import Event
+from lazarus.domain.entities import Event, EventKind, ObjType
 from lazarus.domain.errors import NoExistsError
 from lazarus.domain.hooks import RUNNING as JOB_RUNNING
 from lazarus.domain.states import HostState, LcmState, VmState
@@ -148,11 +148,11 @@ class Oracles:
     def on_journal(self, events: list[Event]) -> None:
         store = self.world.store
         for event in events:
-            if event.kind == "state" and event.obj == "VM" and event.lcm_state == "RUNNING" and (
-                self.world.cluster.running_hosts(event.obj_id)
+            if event.kind == EventKind.STATE and event.obj == ObjType.VM and (
+                event.lcm_state == "RUNNING" and self.world.cluster.running_hosts(event.obj_id)
             ):  # the record says RUNNING and the domain does run somewhere
                 self.ran_at[event.obj_id] = self.world.clock.monotonic()
-            if event.kind == "state" and event.obj == "HOST":
+            if event.kind == EventKind.STATE and event.obj == ObjType.HOST:
                 name = store.host(event.obj_id).name
                 if event.state == "ERROR":
                     self._false_error(name)
@@ -162,9 +162,8 @@ class Oracles:
                 elif event.state == "MONITORED":
                     self.cleared.pop(name, None)
                 self._mass_share()
-            elif "confirmed the host is powered off" in event.line:
-                name = event.line.split(":", 1)[0].split(" ", 1)[-1]
-                self.cleared[name] = "confirmed by an operator"
+            elif event.kind == EventKind.FENCE_CONFIRMED:
+                self.cleared[store.host(event.obj_id).name] = "confirmed by an operator"
 
     def _false_error(self, name: str) -> None:
         cluster = self.world.cluster

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lazarus.domain.entities import Event
+from lazarus.domain.entities import Event, EventKind
 from lazarus.domain.states import VmState
 from lazarus.ha.host_error import Options
 from lazarus.ports.fence import AgentResult
@@ -97,9 +97,9 @@ class Timeline:
     def on_journal(self, events: list[Event]) -> None:
         now = self.now()
         for event in events:
-            if event.kind in ("state", "log", "api"):
+            if event.kind != EventKind.FLAG:
                 self.add("core", event.line)
-            if event.kind != "state":
+            if event.kind != EventKind.STATE:
                 continue
             if event.obj == "HOST" and event.state == "ERROR":
                 for inc in self._open(event.obj_id):

@@ -18,9 +18,20 @@ JSONB column).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
-from lazarus.domain.entities import VM, Cluster, Datastore, History, Host, HostShare, User
+from lazarus.domain.entities import (
+    VM,
+    Cluster,
+    Datastore,
+    Event,
+    EventKind,
+    History,
+    Host,
+    HostShare,
+    ObjType,
+    User,
+)
 from lazarus.domain.states import HistoryAction, HostState, LcmState, VmState
 from lazarus.domain.template import Template, Vector
 
@@ -211,3 +222,27 @@ def encode_user(user: User) -> str:
 
 def decode_user(user_id: int, body: str) -> User:
     return User(id=user_id, **_loads(body))
+
+
+# -- events -----------------------------------------------------------------------------------
+# Events are rows of plain columns (no body JSON): the outbox and later readers filter on them.
+# The kind and object type are stored as their enum values (migration 4, "typed events").
+EVENT_COLUMNS = "time, kind, obj, obj_id, state, lcm_state, line, body, flag, value, method"
+_EVENT_KINDS = {k.value: k for k in EventKind}
+_OBJ_TYPES = {o.value: o for o in ObjType}
+
+
+def encode_event(event: Event) -> tuple[Any, ...]:
+    """The EVENT_COLUMNS values of `event` (its id is the store's)."""
+    return (event.time, str(event.kind), str(event.obj), event.obj_id, event.state,
+            event.lcm_state, event.line, event.body, event.flag, event.value, event.method)
+
+
+def decode_event(row: tuple[Any, ...]) -> Event:
+    """An Event from (id, *EVENT_COLUMNS). A kind or object type this code does not know
+    (written by another writer through the Store port) is handed back as the stored string,
+    which no listener matches: the store round-trips what it was given."""
+    i, t, kind, obj, obj_id, state, lcm, line, body, flag, value, method = row
+    return Event(id=i, time=t, kind=_EVENT_KINDS.get(kind, cast(EventKind, kind)),
+                 obj=_OBJ_TYPES.get(obj, cast(ObjType, obj)), obj_id=obj_id, state=state,
+                 lcm_state=lcm, line=line, body=body, flag=flag, value=value, method=method)

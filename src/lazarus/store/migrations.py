@@ -86,6 +86,37 @@ MIGRATIONS: tuple[Migration, ...] = (
     # The rendered short body of each VM (store/rendered.py). Rows from before this migration
     # hold NULL until SqliteStore.open fills them (rendered.refresh): SQL cannot render them.
     Migration(3, "vm short bodies", "ALTER TABLE vms ADD COLUMN short_xml TEXT;"),
+    # Typed events (domain/entities.py EventKind): listeners read fields, never the line.
+    # Rows from before: "log" notes and the inventory's "api" notes become "note" (an "api"
+    # row is a hooked API call only with obj API; its method was its line); flag rows were
+    # all RESCHED; a note names its object by the subject its line begins with. Reading old
+    # lines here, once, is what lets nothing read them afterwards.
+    Migration(
+        4,
+        "typed events",
+        """
+        ALTER TABLE events ADD COLUMN flag TEXT NOT NULL DEFAULT '';
+        ALTER TABLE events ADD COLUMN value TEXT NOT NULL DEFAULT '';
+        ALTER TABLE events ADD COLUMN method TEXT NOT NULL DEFAULT '';
+        UPDATE events SET method = line WHERE kind = 'api' AND obj = 'API';
+        UPDATE events SET kind = 'note' WHERE kind = 'log' OR (kind = 'api' AND obj <> 'API');
+        UPDATE events SET flag = 'RESCHED',
+            value = CASE WHEN instr(line, ': RESCHED=1') > 0 THEN '1' ELSE '0' END
+            WHERE kind = 'flag';
+        UPDATE events SET obj = 'HOST',
+            obj_id = CAST(substr(line, 6, instr(line, ' ') - 6) AS INTEGER)
+            WHERE kind = 'note' AND obj = '' AND line LIKE 'host/% %';
+        UPDATE events SET obj = 'VM',
+            obj_id = CAST(substr(line, 4, instr(line, ' ') - 4) AS INTEGER)
+            WHERE kind = 'note' AND obj = '' AND line LIKE 'vm/% %';
+        UPDATE events SET obj = 'DATASTORE',
+            obj_id = CAST(substr(line, 11, instr(line, ' ') - 11) AS INTEGER)
+            WHERE kind = 'note' AND obj = '' AND line LIKE 'datastore/% %';
+        UPDATE events SET obj = 'CLUSTER',
+            obj_id = CAST(substr(line, 9, instr(line, ' ') - 9) AS INTEGER)
+            WHERE kind = 'note' AND obj = '' AND line LIKE 'cluster/% %';
+        """,
+    ),
 )
 
 _TABLE = """

@@ -62,7 +62,9 @@ _Row = tuple[Any, ...]
 _MAX_IDLE_READERS = 32
 _BUSY_TIMEOUT_S = 10.0
 _DONE = int(VmState.DONE)
-_EVENT_COLUMNS = "id, time, kind, obj, obj_id, state, lcm_state, line, body"
+_EVENT_COLUMNS = "id, " + codec.EVENT_COLUMNS
+_EVENT_INSERT = codec.EVENT_COLUMNS
+_EVENT_SLOTS = ", ".join("?" * len(codec.EVENT_COLUMNS.split(", ")))
 
 
 def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[_Row]:
@@ -229,10 +231,7 @@ class _Reader(HookQueries):
             params.append(kind)
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
-        return [
-            Event(id=i, time=t, kind=k, obj=o, obj_id=oi, state=s, lcm_state=ls, line=ln, body=b)
-            for i, t, k, o, oi, s, ls, ln, b in self._all(sql, params)
-        ]
+        return [codec.decode_event(row) for row in self._all(sql, params)]
 
 
 class _SqliteTx(HookWrites, _Reader):
@@ -426,18 +425,8 @@ class _SqliteTx(HookWrites, _Reader):
 
     def record(self, event: Event) -> int:
         rows = self._all(
-            "INSERT INTO events (time, kind, obj, obj_id, state, lcm_state, line, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                event.time,
-                event.kind,
-                event.obj,
-                event.obj_id,
-                event.state,
-                event.lcm_state,
-                event.line,
-                event.body,
-            ),
+            f"INSERT INTO events ({_EVENT_INSERT}) VALUES ({_EVENT_SLOTS}) RETURNING id",
+            codec.encode_event(event),
         )
         event.id = int(rows[0][0])
         return event.id
