@@ -45,17 +45,18 @@ def test_a_healthy_host_sent_to_error_is_caught(monkeypatch: pytest.MonkeyPatch)
 
     scenario = load(SCENARIOS / "store-fault-host-dies.toml")
     assert run_scenario(scenario).ok
-    real = Monitor._observe
+    from lazarus.domain.errors import TemporaryDriverError
+
+    real = Monitor._finish
     seen = {"node2": 0}
 
-    def broken(self: Monitor, host: Any, probe: Any, cursor: int) -> None:
+    def broken(self: Monitor, host: Any, result: Any, cursor: int, started: float) -> None:
         seen["node2"] += host.name == "node2"
         if host.name == "node2" and seen["node2"] > 4:
-            self._failed(host.id, "write refused, counted as a failed probe")
-            return
-        real(self, host, probe, cursor)
+            result = TemporaryDriverError("write refused, counted as a failed probe")
+        real(self, host, result, cursor, started)
 
-    monkeypatch.setattr(Monitor, "_observe", broken)
+    monkeypatch.setattr(Monitor, "_finish", broken)
     result = run_scenario(scenario)
     assert "false_error" in {v.oracle for v in result.violations}, result.summary()
 
