@@ -449,14 +449,22 @@ def test_fence_failure_agent_hangs(make_cluster: Callable[..., Cluster], tmp_pat
 # ----------------------------------------------------------------- controller killed mid-way
 FENCE_KILL = """#!/bin/sh
 # fence_kill: the "power switch" of a test-only libvirtd host; PLUG is the daemon's pid.
-# off: SIGKILL it; status: rc 2 (OFF) once the process is gone or a zombie, else 0 (ON).
+# off: SIGKILL it and wait (2 s at most) until it is gone; status: rc 2 (OFF) once the
+# process is gone or a zombie, else 0 (ON).
 action=; plug=
 while IFS='=' read -r key value; do
     case "$key" in action) action=$value;; plug|port) plug=$value;; esac
 done
 state=$(cut -d' ' -f3 /proc/"$plug"/stat 2>/dev/null)
 case "$action" in
-    off) kill -CONT "$plug" 2>/dev/null; kill -KILL "$plug" 2>/dev/null; exit 0;;
+    off) kill -CONT "$plug" 2>/dev/null; kill -KILL "$plug" 2>/dev/null
+         # like a real agent, return once the power is off (the kill takes effect)
+         for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+             state=$(cut -d' ' -f3 /proc/"$plug"/stat 2>/dev/null)
+             if [ -z "$state" ] || [ "$state" = Z ]; then exit 0; fi
+             sleep 0.1
+         done
+         exit 0;;
     status|monitor) if [ -z "$state" ] || [ "$state" = Z ]; then exit 2; fi; exit 0;;
     *) exit 0;;
 esac
