@@ -99,6 +99,7 @@ class Oracles:
         self.crashed_vms: set[str] = set()
         self.ran_at: dict[int, float] = {}  # vm -> when the store last said ACTIVE/RUNNING
         self.troubled: dict[str, float] = {}  # host -> last instant a fault touched it
+        self.touched_at: dict[str, list[float]] = {}  # host -> every instant a fault touched it
         st = w.settings
         self.detection = (st.monitoring_interval_host + (st.monitor_failures + 1)
                           * (st.probe_timeout + st.retry_interval) + 1.0)
@@ -231,6 +232,7 @@ class Oracles:
         for name in [e.host, *e.parties]:
             if name in self.world.cluster.hosts:
                 self.troubled[name] = now  # a fault or its repair: detection may follow
+                self.touched_at.setdefault(name, []).append(now)
         if e.action == "vm_crash":
             self.crashed_vms.add(e.vm)
         for p in e.params:
@@ -270,9 +272,7 @@ class Oracles:
             return
         if w.down:
             return
-        if not owed.follow and not any(
-            t >= owed.t0 for t in self.entered_error.get(owed.host_id, [])
-        ):
+        if not owed.follow and not self._caused_error(owed):
             return  # never in ERROR: no HA incident (a blip, a power cycle before detection)
         for vm_id in owed.vms:
             why, later = self._unrecovered(owed, vm_id, now)
@@ -285,6 +285,15 @@ class Oracles:
                 again = _Owed(owed.host, owed.host_id, owed.fault, owed.t0, [vm_id],
                               extended=True, follow=True, room_seen=later == "room")
                 w.loop.call_later(w.scenario.expect.recovery_deadline, self._check, again)
+
+    def _caused_error(self, owed: _Owed) -> bool:
+        """The host went to ERROR during this fault's episode: before the next fault or
+        repair touching it (and the probes in flight then) ended the episode. A later
+        failure of the same host is its own incident, with its own obligation."""
+        later = [t for t in self.touched_at.get(owed.host, []) if t > owed.t0]
+        st = self.world.settings
+        end = (later[0] + st.probe_timeout + 2 * st.retry_interval) if later else float("inf")
+        return any(owed.t0 <= t <= end for t in self.entered_error.get(owed.host_id, []))
 
     def _unrecovered(self, owed: _Owed, vm_id: int, now: float) -> tuple[str, str]:
         """('', '') when the VM is fine or excused for good; ('', reason) when excused for a
