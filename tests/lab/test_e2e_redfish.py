@@ -72,7 +72,11 @@ def test_power_cut_fenced_by_redfish_vms_restart_and_the_host_returns_clean(
     assert "Fencing success" in log and "Hook finished" in log
     assert cl.watch is not None
     host_id = cl.host_ids["hv2"]
-    fenced = cl.watch.first("incident", host_id, "DONE", after=cut)
+    watch = cl.watch
+    # the watcher polls every 50 ms: give it the moment to see DONE too
+    wait_for(lambda: watch.first("incident", host_id, "DONE", after=cut) is not None,
+             "the watcher to see the incident DONE")
+    fenced = watch.first("incident", host_id, "DONE", after=cut)
     error = cl.watch.first("host", host_id, "ERROR", after=cut)
     assert error is not None and fenced is not None and error <= fenced
     from lazarus.lab.bmc import BmcSet

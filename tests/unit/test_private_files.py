@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,7 +72,14 @@ def test_host_error_goes_on_when_its_log_cannot_be_written(
 
 
 def test_hook_group_records_are_0600(tmp_path: Path, wide_umask: None) -> None:
-    records = GroupRecords(tmp_path / "run")
-    records.add(os.getpgid(0))
-    [path] = list((tmp_path / "run").iterdir())
-    assert mode(path) == 0o600
+    # a group whose leader is alive (this process' own group leader may be gone: a shell
+    # that started the run and exited, and then nothing is recorded)
+    leader = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        records = GroupRecords(tmp_path / "run")
+        records.add(leader.pid)
+        [path] = list((tmp_path / "run").iterdir())
+        assert mode(path) == 0o600
+    finally:
+        leader.kill()
+        leader.wait()
