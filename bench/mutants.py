@@ -57,13 +57,13 @@ MUTANTS = [
            "                for hook in self.matching(event):\n",
            "                for hook in self.matching(event)[: 0 if event.id % 2 else None]:\n"),
     Mutant("double-deploy", "a deploy also starts the VM on another MONITORED host",
-           "core/lifecycle.py",
-           "                new_id = await within(driver.deploy(host, vm_spec(vm, ds)), timeout)\n",
-           "                new_id = await within(driver.deploy(host, vm_spec(vm, ds)), timeout)\n"
-           "                for other in self.store.hosts():\n"
-           "                    if other.id != host.id and other.state is HostState.MONITORED:\n"
-           "                        await within(driver.deploy(other, vm_spec(vm, ds)), timeout)\n"
-           "                        break\n"),
+           "core/driver_ops.py",
+           "            new_id = await within(driver.deploy(host, vm_spec(vm, ds)), timeout)\n",
+           "            new_id = await within(driver.deploy(host, vm_spec(vm, ds)), timeout)\n"
+           "            for other in store.hosts():\n"
+           "                if other.id != host.id and other.state is HostState.MONITORED:\n"
+           "                    await within(driver.deploy(other, vm_spec(vm, ds)), timeout)\n"
+           "                    break\n"),
     Mutant("ignore-ha-no", "HA = NO is not honoured", "ha/vms.py",
            "            if ha in _OFF:\n",
            "            if False:\n"),
@@ -82,9 +82,9 @@ MUTANTS = [
            " or \"\") not in ACTIVE_STATES:\n            return\n        if vm.state is not "
            "VmState.ACTIVE"),
     Mutant("poweroff-awaiting", "a VM waiting for room is given up to POWEROFF",
-           "core/monitor.py",
-           "        awaiting = active and lcm is L.UNKNOWN and vm.resched\n",
-           "        awaiting = False\n"),
+           "domain/transitions.py",
+           "    awaiting = pair == UNKNOWN and resched\n",
+           "    awaiting = False\n"),
 ]
 
 # Run inside the mutated copy: the scenarios first, then fuzz seeds; print what caught it.
