@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from helpers.bmc import bmc_set
-from lazarus.core.fencing import FenceOutcome, FencePolicy, fence, parse_devices
 from lazarus.domain.template import Template, Vector
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.fence.agent import SubprocessAgentRunner
+from lazarus.ha.fencing import FenceOutcome, FencePolicy, fence, parse_devices
 from lazarus.lab.bmc import BmcSet
 
 pytestmark = pytest.mark.root

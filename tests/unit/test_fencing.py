@@ -1,4 +1,4 @@
-"""core/fencing.py against a scripted fake runner and the SimAgentRunner, in virtual time."""
+"""ha/fencing.py against a scripted fake runner and the SimAgentRunner, in virtual time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
-from lazarus.core.fencing import (
+from lazarus.domain.errors import PermanentDriverError
+from lazarus.domain.template import Template
+from lazarus.drivers.clock import VirtualClock, VirtualEventLoop
+from lazarus.drivers.fence.sim import SimAgentRunner, SimFault
+from lazarus.ha.fencing import (
     FenceConfigError,
     FenceDevice,
     FenceOutcome,
@@ -20,10 +24,6 @@ from lazarus.core.fencing import (
     parse_devices,
     redact,
 )
-from lazarus.domain.errors import PermanentDriverError
-from lazarus.domain.template import Template
-from lazarus.drivers.clock import VirtualClock, VirtualEventLoop
-from lazarus.drivers.fence.sim import SimAgentRunner, SimFault
 from lazarus.ports.fence import AgentResult
 
 SECRET = "s3cr3t-Pa55"

@@ -3,7 +3,7 @@
 Contract (OpenNebula's share/hooks/ft/fence_host.sh): the base64 HOST XML on stdin; exit 0
 only when the host is proven powered off. Here: 1 when fencing failed, 2 for bad input (not
 base64, not a HOST document, no or invalid FENCE). FENCE vectors are read from
-HOST/TEMPLATE/FENCE (one element per level, child elements = attributes); see core/fencing.py.
+HOST/TEMPLATE/FENCE (one element per level, child elements = attributes); see ha/fencing.py.
 
 Prints one line per agent run and a summary line, never a password. Options tune the policy:
 
@@ -41,13 +41,13 @@ from defusedxml import DefusedXmlException
 
 from lazarus.api.auth import read_fence_key
 from lazarus.api.client import Client
-from lazarus.core.fencing import FenceAttempt, FenceConfigError, FencePolicy, fence, parse_devices
 from lazarus.domain.errors import LazarusError
 from lazarus.domain.secrets import MASK
 from lazarus.domain.template import Vector
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.fence.agent import DEFAULT_SEARCH_PATH, SubprocessAgentRunner
 from lazarus.drivers.hooks.lifeline import die_with_parent
+from lazarus.ha.fencing import FenceAttempt, FenceConfigError, FencePolicy, fence, parse_devices
 
 EXIT_FENCED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 

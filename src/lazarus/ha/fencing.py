@@ -31,12 +31,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lazarus.core.waits import within
 from lazarus.domain.errors import DriverError, LazarusError, PermanentDriverError
 from lazarus.domain.template import Template, Vector
 from lazarus.ports.clock import Clock
 from lazarus.ports.fence import RC_OK, RC_STATUS_OFF, AgentResult, FenceAgentRunner
-
-from .waits import within
 
 log = logging.getLogger("lazarus.fencing")
 
