@@ -23,9 +23,6 @@ from lazarus.drivers.fence.script import script_fencer
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.ports.hooks import HookRequest
 
-DEFECT = pytest.mark.xfail(
-    strict=True, reason="script.py kills only the leader on timeout, does not reap on cancel"
-)
 HOST_XML = "<HOST><ID>0</ID><NAME>node1</NAME><TEMPLATE/></HOST>"
 
 
@@ -74,7 +71,6 @@ async def started(pidfile: Path) -> None:
         await asyncio.sleep(0.02)
 
 
-@DEFECT
 def test_timed_out_fence_script_leaves_no_child(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     fencer = script_fencer(spawner(tmp_path / "fence_host", pidfile), timeout=0.5)
@@ -90,7 +86,6 @@ def test_timed_out_fence_script_leaves_no_child(tmp_path: Path) -> None:
         kill_left(pid)
 
 
-@DEFECT
 def test_cancelled_fence_script_leaves_no_child(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     fencer = script_fencer(spawner(tmp_path / "fence_host", pidfile), timeout=30)
