@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from defusedxml import ElementTree as SafeET
 
-from lazarus.domain.xml import template_from_element
-from lazarus.ha.fencing import FenceConfigError, FencePolicy, fence, parse_devices
 from lazarus.ports.clock import Clock
 from lazarus.ports.fence import FenceAgentRunner
 
+from .fencing import FenceConfigError, FencePolicy, fence, fence_levels, fence_template
 from .host_error import Fencer
 
 
@@ -30,7 +29,7 @@ def agent_fencer(
         if element is None:
             return False, "host has no TEMPLATE"
         try:
-            devices = parse_devices(template_from_element(element))
+            devices = fence_levels(fence_template(element))
         except FenceConfigError as exc:
             return False, str(exc)
         if not devices:
