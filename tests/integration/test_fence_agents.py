@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from helpers.bmc import bmc_set
-from lazarus.core.fencing import FenceOutcome, FencePolicy, fence, parse_devices
 from lazarus.domain.template import Template, Vector
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.fence.agent import SubprocessAgentRunner
+from lazarus.ha.fencing import FenceOutcome, FencePolicy, fence, fence_levels
 from lazarus.lab.bmc import BmcSet
 
 pytestmark = pytest.mark.root
@@ -34,7 +34,7 @@ def all_on(bmcs: BmcSet) -> None:
 
 
 def run(host: str, vectors: list[dict[str, str]], policy: FencePolicy = FAST) -> FenceOutcome:
-    devices = parse_devices([Vector(list(v.items())) for v in vectors])
+    devices = fence_levels(Template([("FENCE", Vector(list(v.items()))) for v in vectors]))
     return asyncio.run(fence(host, devices, SubprocessAgentRunner(), SystemClock(), policy))
 
 
@@ -108,6 +108,6 @@ def test_refused_port_is_a_failure(bmcs: BmcSet) -> None:
 def test_template_text_round_trip(bmcs: BmcSet) -> None:
     attrs = bmcs.fence_attributes("hv2", "redfish")
     text = "FENCE = [ " + ", ".join(f'{k} = "{v}"' for k, v in attrs.items()) + " ]"
-    devices = parse_devices(Template.parse(text))
+    devices = fence_levels(Template.parse(text))
     outcome = asyncio.run(fence("hv2", devices, SubprocessAgentRunner(), SystemClock(), FAST))
     assert outcome.ok and bmcs.power_state("hv2") == "off"

@@ -1,4 +1,4 @@
-"""core/fencing.py against a scripted fake runner and the SimAgentRunner, in virtual time."""
+"""ha/fencing.py against a scripted fake runner and the SimAgentRunner, in virtual time."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from typing import Any
 
 import pytest
 
-from lazarus.core.fencing import (
+from lazarus.domain.errors import PermanentDriverError
+from lazarus.domain.template import Template
+from lazarus.drivers.clock import VirtualClock, VirtualEventLoop
+from lazarus.drivers.fence.sim import SimAgentRunner, SimFault
+from lazarus.ha.fencing import (
     FenceConfigError,
     FenceDevice,
     FenceOutcome,
     FencePolicy,
     agent_message,
     fence,
-    parse_devices,
+    fence_levels,
     redact,
 )
-from lazarus.domain.errors import PermanentDriverError
-from lazarus.domain.template import Template
-from lazarus.drivers.clock import VirtualClock, VirtualEventLoop
-from lazarus.drivers.fence.sim import SimAgentRunner, SimFault
 from lazarus.ports.fence import AgentResult
 
 SECRET = "s3cr3t-Pa55"
@@ -184,7 +184,7 @@ def test_redact_and_agent_message() -> None:
 
 
 # -- parsing ---------------------------------------------------------------------------------
-def test_parse_devices(tmp_path: Path) -> None:
+def test_fence_levels(tmp_path: Path) -> None:
     pw = tmp_path / "node1.pw"
     pw.write_text(SECRET + "\n")
     template = Template.parse(f"""
@@ -194,7 +194,7 @@ def test_parse_devices(tmp_path: Path) -> None:
         FENCE = [ AGENT = "fence_ipmilan", IP = "10.0.0.9", PASSWORD = "lit", PLUG = "p1",
                   LANPLUS = "1", OPTIONS = "power-wait=0 verbose" ]
     """)
-    first, second = parse_devices(template)
+    first, second = fence_levels(template)
     assert first.agent == "fence_redfish" and first.level == 1 and first.password == SECRET
     assert first.agent_params("off") == {
         "action": "off", "ip": "127.0.0.1", "ipport": "8000", "username": "admin",
@@ -224,7 +224,7 @@ def test_parse_devices(tmp_path: Path) -> None:
 )
 def test_parse_errors(text: str, message: str) -> None:
     with pytest.raises(FenceConfigError, match=message.replace("(", r"\(")):
-        parse_devices(Template.parse(text))
+        fence_levels(Template.parse(text))
 
 
 def test_second_level_error_names_its_level(tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ def test_second_level_error_names_its_level(tmp_path: Path) -> None:
     text = (f'FENCE = [ AGENT = "fence_a" ]\n'
             f'FENCE = [ AGENT = "fence_b", PASSWORD_FILE = "{empty}" ]')
     with pytest.raises(FenceConfigError, match=r"FENCE level 2: PASSWORD_FILE .* is empty"):
-        parse_devices(Template.parse(text))
+        fence_levels(Template.parse(text))
 
 
 # -- the simulated agent ---------------------------------------------------------------------

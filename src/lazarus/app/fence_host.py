@@ -3,7 +3,8 @@
 Contract (OpenNebula's share/hooks/ft/fence_host.sh): the base64 HOST XML on stdin; exit 0
 only when the host is proven powered off. Here: 1 when fencing failed, 2 for bad input (not
 base64, not a HOST document, no or invalid FENCE). FENCE vectors are read from
-HOST/TEMPLATE/FENCE (one element per level, child elements = attributes); see core/fencing.py.
+HOST/TEMPLATE/FENCE (one element per level, child elements = attributes) by
+ha/fencing.py's fence_template and fence_levels, the one reader of FENCE.
 
 Prints one line per agent run and a summary line, never a password. Options tune the policy:
 
@@ -34,20 +35,26 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from lazarus.api.auth import read_fence_key
 from lazarus.api.client import Client
-from lazarus.core.fencing import FenceAttempt, FenceConfigError, FencePolicy, fence, parse_devices
 from lazarus.domain.errors import LazarusError
 from lazarus.domain.secrets import MASK
-from lazarus.domain.template import Vector
+from lazarus.domain.template import Template
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.fence.agent import DEFAULT_SEARCH_PATH, SubprocessAgentRunner
 from lazarus.drivers.hooks.lifeline import die_with_parent
+from lazarus.ha.fencing import (
+    FenceAttempt,
+    FenceConfigError,
+    FencePolicy,
+    fence,
+    fence_levels,
+    fence_template,
+)
 
 EXIT_FENCED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -56,14 +63,8 @@ class BadInput(Exception):
     pass
 
 
-def read_host(data: bytes) -> tuple[str, list[Vector]]:
-    """The host name and its FENCE vectors from base64 HOST XML (plain XML is accepted too)."""
-    name, _, vectors = read_host_id(data)
-    return name, vectors
-
-
-def read_host_id(data: bytes) -> tuple[str, int | None, list[Vector]]:
-    """The host name, its ID (None when absent) and its FENCE vectors."""
+def read_host_id(data: bytes) -> tuple[str, int | None, Template]:
+    """The host name, its ID (None when absent) and its FENCE attributes (for fence_levels)."""
     text = data.strip()
     if not text.startswith(b"<"):
         try:
@@ -77,16 +78,16 @@ def read_host_id(data: bytes) -> tuple[str, int | None, list[Vector]]:
     if root.tag != "HOST":
         raise BadInput(f"stdin is not a HOST document (root element {root.tag})")
     name = (root.findtext("NAME") or "").strip() or f"host/{root.findtext('ID') or '?'}"
-    vectors = [_vector(el) for el in root.findall("TEMPLATE/FENCE")]
+    fence = fence_template(root.find("TEMPLATE"))
     raw_id = (root.findtext("ID") or "").strip()
-    return name, int(raw_id) if raw_id.isdigit() else None, vectors
+    return name, int(raw_id) if raw_id.isdigit() else None, fence
 
 
-def masked(vectors: list[Vector]) -> bool:
-    return any(MASK in value for vector in vectors for _, value in vector.pairs)
+def masked(fence: Template) -> bool:
+    return any(MASK in value for vector in fence.vectors("FENCE") for _, value in vector.pairs)
 
 
-def fence_credentials(host_id: int | None, env: Mapping[str, str]) -> list[Vector]:
+def fence_credentials(host_id: int | None, env: Mapping[str, str]) -> Template:
     """The unmasked FENCE levels of the host, from the daemon (BadInput when unavailable)."""
     why = "masked in the HOST document and the fencing credentials cannot be read: "
     key_file = env.get("LAZARUS_FENCE_KEY", "")
@@ -101,11 +102,7 @@ def fence_credentials(host_id: int | None, env: Mapping[str, str]) -> list[Vecto
         root = SafeET.fromstring(document)
     except (LazarusError, OSError, SafeET.ParseError, DefusedXmlException) as exc:
         raise BadInput(why + str(exc)) from None
-    return [_vector(el) for el in root.findall("FENCE")]
-
-
-def _vector(element: Element) -> Vector:
-    return Vector([(child.tag.upper(), (child.text or "").strip()) for child in element])
+    return fence_template(root)
 
 
 def _env_number(name: str, default: float) -> float:
@@ -148,12 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         total_timeout=args.total_timeout,
     )
     try:
-        name, host_id, vectors = read_host_id(sys.stdin.buffer.read())
-        if not vectors:
+        name, host_id, fence_attrs = read_host_id(sys.stdin.buffer.read())
+        if "FENCE" not in fence_attrs:
             raise BadInput(f"host {name}: no FENCE attribute in the host template")
-        if masked(vectors):
-            vectors = fence_credentials(host_id, os.environ)
-        devices = parse_devices(vectors)
+        if masked(fence_attrs):
+            fence_attrs = fence_credentials(host_id, os.environ)
+        devices = fence_levels(fence_attrs)
     except (BadInput, FenceConfigError) as exc:
         print(f"fence_host: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

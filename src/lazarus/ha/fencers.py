@@ -3,7 +3,7 @@
 - `script_fencer(path)` (drivers/fence/script.py, an adapter, since it starts a process):
   OpenNebula's contract: run the fence script (ft/fence_host next to host_error) with the
   base64 HOST document on stdin; exit 0 means proven off. No shell.
-- `agent_fencer(runner, clock)`: the same fencing logic (core/fencing.py) in-process, for the
+- `agent_fencer(runner, clock)`: the same fencing logic (ha/fencing.py) in-process, for the
   simulator: FENCE vectors of the host template, agents reached through `runner`
   (drivers/fence/sim.SimAgentRunner speaks the agent protocol to simulated power switches).
 """
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from defusedxml import ElementTree as SafeET
 
-from lazarus.core.fencing import FenceConfigError, FencePolicy, fence, parse_devices
-from lazarus.domain.xml import template_from_element
 from lazarus.ports.clock import Clock
 from lazarus.ports.fence import FenceAgentRunner
 
+from .fencing import FenceConfigError, FencePolicy, fence, fence_levels, fence_template
 from .host_error import Fencer
 
 
@@ -30,7 +29,7 @@ def agent_fencer(
         if element is None:
             return False, "host has no TEMPLATE"
         try:
-            devices = parse_devices(template_from_element(element))
+            devices = fence_levels(fence_template(element))
         except FenceConfigError as exc:
             return False, str(exc)
         if not devices:

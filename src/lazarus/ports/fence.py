@@ -6,7 +6,7 @@ for action=status 0 means the power is ON, 2 that it is OFF, anything else a fai
 
 Adapters: drivers/fence/agent.py (real `fence_*` executables, used by app/fence_host.py) and
 drivers/fence/sim.py (agent `fence_sim` answered in-process against a `PowerControl`, used by
-the simulator). The orchestration (levels, retries, confirmation) is core/fencing.py.
+the simulator). The orchestration (levels, retries, confirmation) is ha/fencing.py.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ cluster, simulated fence devices, the real API method table and the real hook pa
 
 What is real here: core.controller.Controller (journal, lifecycle, inventory, monitor,
 scheduler, hook manager), the SQLite store (in memory), the API stack of api/stack.py behind
-LocalClient, ha.host_error.HostErrorRun and core.fencing through ha.fencers.agent_fencer.
+LocalClient, ha.host_error.HostErrorRun and ha.fencing through ha.fencers.agent_fencer.
 What is simulated: the hypervisor (drivers/vmm/sim), the fence devices (drivers/fence/sim),
 the hook process (sim/hostexec.py runs host_error in-process) and time (drivers/clock).
 

@@ -3,20 +3,19 @@
 The FenceAgentRunner adapter used by app/fence_host.py. The agent binary is looked up in a
 fixed search path (never through a shell or $PATH tricks), started in its own process group
 with the parameters as `key=value` lines on stdin (so the password is never in argv), and the
-whole group (ipmitool, curl, ... children included) is killed when the timeout expires.
+whole group (ipmitool, curl, ... children included) is killed when the timeout expires or
+the run is cancelled, and after the agent exits (drivers/process.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import re
-import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lazarus.domain.errors import PermanentDriverError, TemporaryDriverError
+from lazarus.drivers.process import run_process
 from lazarus.ports.fence import RC_TIMEOUT, AgentResult
 
 DEFAULT_SEARCH_PATH = (
@@ -57,34 +56,12 @@ class SubprocessAgentRunner:
         path = self.find(agent)
         stdin = "".join(f"{key}={value}\n" for key, value in params.items()).encode()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                str(path),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group, killed as a whole
-                env=self.env,
-                cwd="/",
-            )
+            # The agent may leave children (ipmitool) holding nothing we wait for: kill them.
+            result = await run_process([str(path)], stdin, timeout, env=self.env, cwd="/",
+                                       kill_leftovers=True)  # fmt: skip
         except OSError as exc:
             raise TemporaryDriverError(f"cannot start {path}: {exc.strerror}") from exc
-        try:
-            async with asyncio.timeout(max(0.0, timeout)):  # not wait_for: see core/waits.py
-                out, err = await proc.communicate(stdin)
-        except TimeoutError:
-            _kill_group(proc.pid)
-            with contextlib.suppress(ProcessLookupError):
-                await proc.wait()
+        if result.timed_out or result.rc is None:
             return AgentResult(RC_TIMEOUT, "", "", timed_out=True)
-        except BaseException:
-            _kill_group(proc.pid)  # cancelled: never leave an agent behind
-            raise
-        # The agent may have left children (ipmitool) holding nothing we wait for: reap them.
-        _kill_group(proc.pid)
-        rc = proc.returncode if proc.returncode is not None else await proc.wait()
-        return AgentResult(rc, out.decode(errors="replace"), err.decode(errors="replace"))
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        out, err = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+        return AgentResult(result.rc, out, err)

@@ -1,6 +1,6 @@
 """The simulated fence agent `fence_sim`, answered in-process against a simulated chassis.
 
-The simulator (and demo tests) fence exactly as real hardware is fenced: core/fencing.py
+The simulator (and demo tests) fence exactly as real hardware is fenced: ha/fencing.py
 sends the same ClusterLabs `key=value` parameters (action=off|on|status|monitor|reboot,
 plug=<host name>) and reads the same exit codes (status: 0 = ON, 2 = OFF, 1 = failure).
 `power` is any PowerControl (lazarus.drivers.vmm.sim.SimCluster in the simulator). Faults per

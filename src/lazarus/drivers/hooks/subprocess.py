@@ -8,8 +8,9 @@ Rules (those of OpenNebula's hook execution manager, with the differences in doc
   on stdin when ARGUMENTS_STDIN is yes;
 - a relative COMMAND is resolved in `hooks_dir`; one that leaves it (`..`) is refused
   (code 255, "Internal error ..."); an absolute COMMAND runs as is;
-- each command runs in its own session (process group); TIMEOUT kills the whole group
-  (SIGTERM, then SIGKILL after `kill_grace` seconds) and gives code 255 with stderr
+- each command runs in its own session (process group); TIMEOUT, and the cancellation of
+  `run`, kill the whole group (SIGTERM, then SIGKILL after `kill_grace` seconds;
+  drivers/process.py) and reap it; TIMEOUT gives code 255 with stderr
   "Timeout executing <command>";
 - a command that cannot start gives code 255 and stderr "Internal error: <reason>";
 - REMOTE: `ssh <ssh options> -- <host> <remote_dir>/<command> <args...>` (each token quoted
@@ -28,15 +29,14 @@ and must run on a real loop, not the virtual one.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lazarus.domain.hooks import ExecutionResult, escapes_base
+from lazarus.drivers.process import run_process
 from lazarus.ports.hooks import HookRequest
 
 from .lifeline import PARENT_ENV, GroupRecords
@@ -124,91 +124,32 @@ class SubprocessHookExecutor:
         except ValueError as exc:
             return ExecutionResult(shown, b"", f"Internal error: {exc}\n".encode(), INTERNAL)
         env = {**os.environ, **self.env, **request.env, PARENT_ENV: str(os.getpid())}
+        started: list[int] = []
+
+        def record(pid: int) -> None:
+            started.append(pid)
+            if self.records is not None:
+                self.records.add(pid)
+
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if request.stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            result = await run_process(
+                argv,
+                request.arguments.encode("utf-8") if request.stdin else None,
+                request.timeout,
                 env=env,
-                start_new_session=True,  # own process group: TIMEOUT kills all of it
-                close_fds=True,
+                output_limit=self.output_limit,
+                term_grace=self.kill_grace,  # own process group: TIMEOUT kills all of it
+                on_start=record,
             )
         except OSError as exc:
             reason = exc.strerror or str(exc)
             text = f"Internal error: {reason}: {argv[0]}\n"
             return ExecutionResult(shown, b"", text.encode(), INTERNAL)
-        if self.records is not None:
-            self.records.add(proc.pid)
-        try:
-            return await self._wait(proc, request, shown)
         finally:
             if self.records is not None:
-                self.records.remove(proc.pid)
-
-    async def _wait(
-        self, proc: asyncio.subprocess.Process, request: HookRequest, shown: str
-    ) -> ExecutionResult:
-        try:
-            async with asyncio.timeout(request.timeout):  # not wait_for: see core/waits.py
-                stdout, stderr, code = await self._communicate(proc, request)
-        except TimeoutError:
-            await self._kill_group(proc)
-            text = f"Timeout executing {shown}\n"
-            return ExecutionResult(shown, b"", text.encode(), INTERNAL)
-        except asyncio.CancelledError:
-            await self._kill_group(proc)
-            raise
-        return ExecutionResult(shown, stdout, stderr, code)
-
-    async def _communicate(
-        self, proc: asyncio.subprocess.Process, request: HookRequest
-    ) -> tuple[bytes, bytes, int]:
-        assert proc.stdout is not None and proc.stderr is not None
-        feed = asyncio.ensure_future(self._feed(proc, request.arguments if request.stdin else None))
-        out, err = await asyncio.gather(self._read(proc.stdout), self._read(proc.stderr))
-        await feed
-        code = await proc.wait()
-        return out, err, code if code >= 0 else 128 - code  # killed by signal n: 128 + n
-
-    async def _feed(self, proc: asyncio.subprocess.Process, data: str | None) -> None:
-        if data is None or proc.stdin is None:
-            return
-        try:
-            proc.stdin.write(data.encode("utf-8"))
-            await proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the command did not read its stdin: its business
-        finally:
-            proc.stdin.close()
-
-    async def _read(self, stream: asyncio.StreamReader) -> bytes:
-        kept = bytearray()
-        while chunk := await stream.read(65536):
-            room = self.output_limit - len(kept)
-            if room > 0:
-                kept += chunk[:room]
-        return bytes(kept)
-
-    async def _kill_group(self, proc: asyncio.subprocess.Process) -> None:
-        for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, None)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                async with asyncio.timeout(wait):
-                    await proc.wait()
-                if sig == signal.SIGTERM:
-                    self._kill_rest(proc.pid)
-                return
-            except TimeoutError:
-                continue
-
-    @staticmethod
-    def _kill_rest(pgid: int) -> None:
-        """The leader exited on SIGTERM; children that ignored it must not outlive the hook."""
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+                for pid in started:
+                    self.records.remove(pid)
+        if result.rc is None:
+            return ExecutionResult(shown, b"", f"Timeout executing {shown}\n".encode(), INTERNAL)
+        code = result.rc if result.rc >= 0 else 128 - result.rc  # killed by signal n: 128 + n
+        return ExecutionResult(shown, result.stdout, result.stderr, code)

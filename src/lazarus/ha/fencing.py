@@ -30,13 +30,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree.ElementTree import Element
 
+from lazarus.core.waits import within
 from lazarus.domain.errors import DriverError, LazarusError, PermanentDriverError
-from lazarus.domain.template import Template, Vector
+from lazarus.domain.template import Template, Value, Vector
 from lazarus.ports.clock import Clock
 from lazarus.ports.fence import RC_OK, RC_STATUS_OFF, AgentResult, FenceAgentRunner
-
-from .waits import within
 
 log = logging.getLogger("lazarus.fencing")
 
@@ -190,14 +190,30 @@ def parse_device(
     return FenceDevice(level, agent, tuple(params.items()), password)
 
 
-def parse_devices(
-    source: Template | Iterable[Vector], read_secret: Callable[[str], str] = _read_file
+def fence_levels(
+    template: Template, read_secret: Callable[[str], str] = _read_file
 ) -> list[FenceDevice]:
-    """The FENCE levels of a host template (or a list of FENCE vectors), in order."""
-    vectors = source.vectors("FENCE") if isinstance(source, Template) else list(source)
-    if isinstance(source, Template) and any(isinstance(v, str) for v in source.values("FENCE")):
+    """The FENCE levels of a host template, in order: the one reader of the FENCE attribute
+    (ft/fence_host, its fencecreds answer, the in-process fencer; the XML forms through
+    `fence_template`). FenceConfigError names the first bad level and why."""
+    if any(isinstance(v, str) for v in template.values("FENCE")):
         raise FenceConfigError("FENCE must be a vector attribute: FENCE = [ AGENT = ..., ... ]")
-    return [parse_device(i, v, read_secret) for i, v in enumerate(vectors, start=1)]
+    return [parse_device(i, v, read_secret)
+            for i, v in enumerate(template.vectors("FENCE"), start=1)]  # fmt: skip
+
+
+def fence_template(element: Element | None) -> Template:
+    """The FENCE attributes of an XML template (HOST/TEMPLATE, or fencecreds' <TEMPLATE>) as a
+    Template, for `fence_levels`; the other attributes are ignored. A FENCE element with child
+    elements is a vector (names upper-cased, values stripped), one without is a string."""
+    items: list[tuple[str, Value]] = []
+    for fence_el in [] if element is None else element.findall("FENCE"):
+        if len(fence_el):
+            pairs = [(child.tag.upper(), (child.text or "").strip()) for child in fence_el]
+            items.append(("FENCE", Vector(pairs)))
+        else:
+            items.append(("FENCE", (fence_el.text or "").strip()))
+    return Template(items)
 
 
 # -- redaction -------------------------------------------------------------------------------
