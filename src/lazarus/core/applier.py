@@ -113,7 +113,7 @@ class Applier:
             host.template.set("MONITOR_FAILURES", str(count))
             if count == 1 or host.template.get("FAILING_SINCE") is None:
                 # When this streak began, for ft/host_error's mass-failure window
-                host.template.set("FAILING_SINCE", str(int(self.clock.now())))
+                host.template.set("FAILING_SINCE", f"{self.clock.now():.3f}")
                 self._alert(host)
             if count < self.settings.monitor_failures or host.state is HostState.ERROR:
                 t.store.save_host(host)

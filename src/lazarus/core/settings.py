@@ -21,7 +21,7 @@ class Settings:
     # every MONITOR_ALERT_INTERVAL until MONITOR_ALERT_WINDOW has passed without a new host
     # starting to fail: a loss spreading host by host is seen within about a second, and
     # ft/host_error does not fence until the cluster has been quiet for its
-    # --mass-failure-window (6 s) (docs/ha.md).
+    # --mass-failure-window (5 s) (docs/ha.md).
     monitor_alert_interval: float = 1.0
     monitor_alert_window: float = 6.0  # at least host_error's --mass-failure-window
     persist_interval: float = 60.0  # unchanged monitoring data is written at most this often

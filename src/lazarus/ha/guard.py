@@ -8,7 +8,7 @@ monitor) more recently, so that a loss reaching the hosts one by one (a switch s
 rebooting member by member) is seen whole before any of them is fenced. The monitor probes a
 cluster's hosts every MONITOR_ALERT_INTERVAL while it is in alert, so each next host of such
 a loss is seen within about a second of its cut: a loss whose hosts are cut within
-window - alert interval (5 s) of each other never fences (docs/ha.md, section 6). A cluster
+window - alert interval (4 s) of each other never fences (docs/ha.md, section 6). A cluster
 that never settles (a flapping host) is judged on its share after SETTLE_LIMIT windows.
 
 While the fence runs (its retries may take a minute), `during_fence` keeps judging the share

@@ -48,7 +48,7 @@ class Options:
     mass_failure_share: float = 0.5
     # seconds the cluster must be quiet (no host newly failing) before a fence; keep it at
     # most the controller's MONITOR_ALERT_WINDOW, during which peers are probed every second
-    mass_failure_window: float = 6.0
+    mass_failure_window: float = 5.0
     max_fences_per_hour: int = 3  # 0: no limit
     watch: float = 120.0  # seconds the VMs acted on are followed until they run
 
