@@ -372,6 +372,11 @@ def test_a_vm_that_cannot_be_handled_gives_exit_1_and_is_recorded(c: Cluster) ->
         (["x", "-m", "-p", "two"], "whole number"),
         (["-m"], "missing the base64 HOST"),
         (["x", "-m", "--bogus"], "bogus"),
+        (["x", "-m", "--watch", "x"], "--watch needs seconds"),
+        (["x", "-m", "--watch", "-1"], "--watch needs seconds"),
+        (["x", "-m", "--mass-failure-window", "nan"], "--mass-failure-window needs seconds"),
+        (["x", "-m", "--mass-failure-share", "nan"], "share in"),
+        (["x", "-m", "--mass-failure-share", "1.5"], "share in"),
     ],
 )
 def test_usage_errors(argv: list[str], message: str) -> None:

@@ -86,26 +86,14 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
                 raise UsageError(f"--max-fences-per-hour needs a whole number, not {value!r}")
             options.max_fences_per_hour = int(value)
         elif flag == "--mass-failure-window":
-            try:
-                options.mass_failure_window = float(value)
-            except ValueError:
-                options.mass_failure_window = -1.0
-            if not 0 <= options.mass_failure_window <= 3600:
-                raise UsageError(f"--mass-failure-window needs seconds (0-3600), not {value!r}")
+            options.mass_failure_window = _seconds(flag, value, 3600)
         elif flag == "--watch":
-            try:
-                options.watch = float(value)
-            except ValueError:
-                options.watch = -1.0
-            if not 0 <= options.watch <= 86400:
-                raise UsageError(f"--watch needs seconds (0-86400), not {value!r}")
+            options.watch = _seconds(flag, value, 86400)
         elif flag == "--mass-failure-share":
-            try:
-                options.mass_failure_share = float(value)
-            except ValueError:
-                options.mass_failure_share = -1.0
-            if not 0 < options.mass_failure_share <= 1:  # NaN too: the guard would never trip
+            share = _number(value)
+            if not 0 < share <= 1:  # NaN too: the guard would never trip
                 raise UsageError(f"--mass-failure-share needs a share in (0, 1], not {value!r}")
+            options.mass_failure_share = share
         else:
             if not value.isdigit():
                 raise UsageError(f"-p needs a whole number of cycles, not {value!r}")
@@ -115,6 +103,20 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
     if not args:
         raise UsageError("missing the base64 HOST document ($TEMPLATE)")
     return args[0], options
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return float("nan")  # fails every range check below
+
+
+def _seconds(flag: str, value: str, most: float) -> float:
+    seconds = _number(value)
+    if not 0 <= seconds <= most:
+        raise UsageError(f"{flag} needs seconds (0-{most:g}), not {value!r}")
+    return seconds
 
 
 def host_id_from_template(b64: str) -> tuple[int, str]:
