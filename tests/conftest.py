@@ -13,9 +13,11 @@ import logging
 import pytest
 from hypothesis import HealthCheck, settings
 
+from helpers.daemon import daemon_db
 from helpers.pg_fixtures import pg_conninfo, pg_database, pg_server, pg_url
 
-__all__ = ["pg_conninfo", "pg_database", "pg_server", "pg_url"]  # fixtures: helpers/pg_fixtures
+# fixtures defined in helpers/: pg_fixtures.py, daemon.py
+__all__ = ["daemon_db", "pg_conninfo", "pg_database", "pg_server", "pg_url"]
 
 # Property tests judge results, never speed: on a loaded 2-core CI box an example can take
 # longer than hypothesis' default 200 ms deadline, which would fail a correct run.

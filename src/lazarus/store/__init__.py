@@ -5,5 +5,6 @@ it), codec.py the entity <-> JSON encoding. Only the composition roots (app/, si
 store commands and tests import this package."""
 
 from .sqlite import SqliteStore
+from .url import StoreUrlError, open_store
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "StoreUrlError", "open_store"]
