@@ -20,6 +20,7 @@ from lazarus.domain.errors import LazarusError
 
 from .context import Api
 from .datastore import datastore
+from .db import db
 from .host import host
 from .output import CliError
 from .sim import sim
@@ -140,7 +141,7 @@ def _lab_available() -> tuple[bool, str]:
     return lab_available()
 
 
-for _group in (host, vm, datastore, sim):
+for _group in (host, vm, datastore, sim, db):
     lazarus.add_command(_group)
 
 

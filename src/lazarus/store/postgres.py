@@ -328,6 +328,30 @@ class _PgTx(SqlWrites, HookWrites, SqlReader):
                 raise _store_error(exc) from exc
 
 
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[_Row]) -> None:
+        """Insert rows as they are, ids included (`lazarus db copy`, app/dbtools.py); an
+        identity column's sequence is then moved past the largest id, so the next event
+        gets the id SQLite would have given it."""
+        self._check()
+        slots = ", ".join(["%s"] * len(columns))
+        try:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({slots})", rows
+                )
+                if "id" in columns:
+                    seq = cur.execute(
+                        "SELECT pg_get_serial_sequence(%s, 'id')", (table,)
+                    ).fetchone()
+                    if seq and seq[0]:
+                        cur.execute(
+                            f"SELECT setval(%s, (SELECT MAX(id) FROM {table}))", (seq[0],)
+                        )
+        except psycopg.Error as exc:
+            self.failed = True
+            raise _store_error(exc) from exc
+
+
 class PostgresStore(SqlReader):
     """The Store port (and HookStore) over PostgreSQL. Build with `open(conninfo)`."""
 

@@ -200,6 +200,11 @@ class SqlReader(HookQueries):
         return [codec.decode_event(row) for row in self._all(sql, params)]
 
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A raw read (`?` placeholders), for `lazarus db check/copy` (app/dbtools.py) only."""
+        return self._all(sql, params)
+
+
 class SqlWrites:
     """The StoreTx writes over the adapter's `_all`, `_write` (see the module docstring)."""
 

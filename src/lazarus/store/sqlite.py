@@ -115,6 +115,20 @@ class _SqliteTx(SqlWrites, HookWrites, SqlReader):
             raise InternalError(f"{STORE_ERROR}{exc}") from exc
 
 
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[_Row]) -> None:
+        """Insert rows as they are, ids included (`lazarus db copy`, app/dbtools.py). An
+        AUTOINCREMENT table's sequence follows the largest id inserted by itself."""
+        if not self._open:
+            raise RuntimeError("store transaction used after it ended")
+        slots = ", ".join("?" * len(columns))
+        try:
+            self._conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({slots})", rows
+            )
+        except sqlite3.Error as exc:
+            raise InternalError(f"{STORE_ERROR}{exc}") from exc
+
+
 class _Raw:
     """rendered.RawDb over the writer connection (autocommit mode)."""
 
@@ -294,6 +308,34 @@ class SqliteStore(SqlReader):
         the simulator's store faults and tests; nothing in the controller calls it."""
         with self._lock:
             self._writer.execute(f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")
+
+    def backup_to(self, path: Path) -> None:
+        """An online, consistent copy of the whole database into a new file `path` (mode
+        0600), through SQLite's backup API: safe while the daemon writes (`lazarus db
+        backup`). Refuses an existing file."""
+        path = Path(path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as exc:
+            raise InternalError(f"{path} exists; a backup never overwrites a file") from exc
+        os.close(fd)
+        try:
+            dest = sqlite3.connect(str(path))
+            try:
+                if self._new_reader is None:  # memory: the one connection, under the lock
+                    with self._lock:
+                        self._writer.backup(dest)
+                else:  # a reader of its own: one WAL snapshot, writers never wait for it
+                    source = self._new_reader()
+                    try:
+                        source.backup(dest)
+                    finally:
+                        source.close()
+            finally:
+                dest.close()
+        except sqlite3.Error as exc:
+            path.unlink(missing_ok=True)
+            raise InternalError(f"{STORE_ERROR}{exc}") from exc
 
     def close(self) -> None:
         """Close every connection. Idempotent."""
