@@ -232,6 +232,7 @@ def placed(cluster: Cluster, count: int, extra: str = "", victim: str = "node1",
 
 
 # ------------------------------------------------------------------------------ the modes
+@both_stores
 def test_migrate_moves_vms_on_shared_datastores_and_skips_the_others(
     make_cluster: Callable[..., Cluster]
 ) -> None:
@@ -262,7 +263,6 @@ def test_migrate_moves_vms_on_shared_datastores_and_skips_the_others(
 
 
 @pytest.mark.parametrize("force", [False, True], ids=["without-f", "with-f"])
-@both_stores
 def test_recreate_without_and_with_force(make_cluster: Callable[..., Cluster],
                                           force: bool) -> None:
     c = make_cluster()

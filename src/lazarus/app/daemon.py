@@ -98,6 +98,7 @@ class Daemon:
             self.settings.db,
             data_dir=self.data_dir,
             password_file=_password_file(self.settings),
+            statement_timeout_s=self.settings.db_statement_timeout,
         )
         log.info("lazarus: store %s", mask_db_url(self.settings.db) if self.settings.db
                  else f"sqlite:{self.data_dir / 'lazarus.db'}")  # fmt: skip

@@ -63,6 +63,10 @@ class Settings:
     # ~/.pgpass / PGPASSFILE / PGPASSWORD, never in the URL
     db: str = ""
     db_password_file: str = ""
+    # PostgreSQL: a statement (or the wait for the write lock) longer than this is cancelled
+    # and fails as a store error, which the caller retries: a stuck database cannot hang the
+    # controller's loop for longer (SQLite's own busy timeout is fixed)
+    db_statement_timeout: float = 5.0
 
     def to_config(self) -> dict[str, str | int | float]:
         """The OPENNEBULA_CONFIGURATION document's values (host_error reads
