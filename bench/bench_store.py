@@ -215,9 +215,12 @@ def main() -> int:
             if kind == "sqlite":
                 url = f"sqlite:{Path(tmp) / 'sqlite' / 'lazarus.db'}"
             elif kind == "postgresql":
-                url = args.pg_url or stack.enter_context(
-                    pgserver.throwaway(Path(tmp) / "pg")
-                ).create_database("bench")
+                if args.pg_url:
+                    url = args.pg_url
+                else:
+                    server = stack.enter_context(pgserver.throwaway())
+                    server.create_database("bench")
+                    url = server.url("bench")
             else:
                 parser.error(f"unknown store {kind!r}")
             store = open_store(url, data_dir=Path(tmp) / kind)

@@ -109,7 +109,11 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
               help="Real qemu hosts in network namespaces (root) or the simulated cluster "
                    "[default: the lab when it can run here, else the simulated cluster].")
 @click.option("--keep", is_flag=True, help="Keep the demo's data directory.")
-def demo(use_lab: bool | None, keep: bool) -> None:
+@click.option("--db", "db", type=click.Choice(["sqlite", "postgresql"]), default="sqlite",
+              show_default=True,
+              help="The controller's store: its SQLite file, or a throwaway PostgreSQL 15 "
+                   "server started for the demo (simulated cluster only).")
+def demo(use_lab: bool | None, keep: bool, db: str) -> None:
     """Show a host failure and the recovery of its VMs, end to end, in under a minute.
 
     Starts a controller on embedded defaults, creates the shipped error_hook with
@@ -117,8 +121,12 @@ def demo(use_lab: bool | None, keep: bool) -> None:
     ERROR, hook started, fence confirmed, each VM RUNNING on another host.
 
     \b
-    Example: lazarus demo --sim
+    Example: lazarus demo --sim;  lazarus demo --db postgresql
     """
+    if db == "postgresql" and use_lab:
+        raise CliError("--db postgresql runs with the simulated cluster (--sim)")
+    if db == "postgresql":
+        use_lab = False
     if use_lab is None:
         use_lab, why = _lab_available()
         print(f"Using the {'lab (real qemu hosts)' if use_lab else 'simulated cluster'}: {why}.")
@@ -128,7 +136,7 @@ def demo(use_lab: bool | None, keep: bool) -> None:
         raise SystemExit(int(run_lab_demo(print)))
     from lazarus.app.demo import run_sim_demo
 
-    raise SystemExit(run_sim_demo(print, keep))
+    raise SystemExit(run_sim_demo(print, keep, db))
 
 
 def _lab_available() -> tuple[bool, str]:
