@@ -21,6 +21,8 @@ from defusedxml import ElementTree as SafeET
 from lazarus import ONE_VERSION
 from lazarus.core.controller import Controller
 from lazarus.domain import xml as docs
+from lazarus.domain.acl import is_admin
+from lazarus.domain.entities import VM
 from lazarus.domain.errors import (
     ActionError,
     AllocateError,
@@ -35,6 +37,7 @@ from lazarus.domain.template import Template
 from lazarus.domain.transitions import VM_ACTIONS as ACTION_TABLE
 
 from . import validation
+from .rights import Authorizer, datastore_auth, host_auth, plain_auth, vm_auth
 from .xmlrpc import CallContext, Registry
 
 T = TypeVar("T")
@@ -84,12 +87,21 @@ class Api:
     """The method table. `register(registry)` binds it to the XML-RPC dispatcher."""
 
     def __init__(
-        self, controller: Controller, run: Runner = direct, fence_key: str | None = None
+        self,
+        controller: Controller,
+        run: Runner = direct,
+        fence_key: str | None = None,
+        rights: Authorizer | None = None,
     ) -> None:
         self.c = controller
         self.store = controller.store
         self.run = run
         self._fence_key = fence_key  # lazarus.host.fencecreds: None serves nobody
+        # Pools list what the caller may USE (api/rights.py); None: everything (tests)
+        self.rights = rights
+
+    def _everything(self, ctx: CallContext) -> bool:
+        return self.rights is None or is_admin(ctx.user.all_groups)
 
     # ----------------------------------------------------------------------- system
     def system_version(self, ctx: CallContext) -> str:
@@ -100,7 +112,10 @@ class Api:
 
     # ------------------------------------------------------------------------ hosts
     def hostpool_info(self, ctx: CallContext, *_filters: int) -> str:
-        return docs.host_pool_xml(self.store.hosts())  # secrets masked by the renderer
+        hosts = self.store.hosts()
+        if self.rights is not None:
+            hosts = self.rights.visible(ctx.user, hosts, host_auth)
+        return docs.host_pool_xml(hosts)  # secrets masked by the renderer
 
     def host_info(self, ctx: CallContext, host_id: int, decrypt: bool = False) -> str:
         return docs.host_xml(self.store.host(host_id))
@@ -174,14 +189,36 @@ class Api:
     def vmpool_info(
         self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str = ""
     ) -> str:
-        # The store keeps each VM's short body rendered: the pool is a join, no JSON decoding.
-        bodies = self._pool(self.store.vm_short_bodies, flt, start, end, state)
-        return "<VM_POOL>" + "".join(bodies) + "</VM_POOL>"
+        if self._everything(ctx):
+            # The store keeps each VM's short body rendered: the pool is a join, no decoding.
+            bodies = self._pool(self.store.vm_short_bodies, flt, start, end, state)
+            return "<VM_POOL>" + "".join(bodies) + "</VM_POOL>"
+        return docs.vm_pool_xml(self._visible_vms(ctx, flt, start, end, state))
 
     def vmpool_infoextended(
         self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str = ""
     ) -> str:
-        return docs.vm_pool_extended_xml(self._pool(self.store.vms, flt, start, end, state))
+        if self._everything(ctx):
+            return docs.vm_pool_extended_xml(self._pool(self.store.vms, flt, start, end, state))
+        return docs.vm_pool_extended_xml(self._visible_vms(ctx, flt, start, end, state))
+
+    def _visible_vms(
+        self, ctx: CallContext, flt: int, start: int, end: int, state: int
+    ) -> list[VM]:
+        """A non-admin caller's pool: the filter flag as oned reads it (-3 mine, -4 my
+        primary group, -1 mine and my groups', -2 all, >= 0 that user's), then only the VMs
+        the caller may USE."""
+        user = ctx.user
+        vms = self._pool(self.store.vms, flt, start, end, state)
+        if flt == -3:
+            vms = [vm for vm in vms if vm.uid == user.id]
+        elif flt == -4:
+            vms = [vm for vm in vms if vm.gid == user.gid]
+        elif flt == -1:
+            groups = set(user.all_groups)
+            vms = [vm for vm in vms if vm.uid == user.id or vm.gid in groups]
+        assert self.rights is not None
+        return self.rights.visible(user, vms, vm_auth)
 
     def vm_info(self, ctx: CallContext, vm_id: int, decrypt: bool = False) -> str:
         return docs.vm_xml(self.store.vm(vm_id))
@@ -224,7 +261,10 @@ class Api:
 
     # ------------------------------------------------------------ datastores, clusters
     def datastorepool_info(self, ctx: CallContext, *_filters: int) -> str:
-        return docs.datastore_pool_xml(self.store.datastores())
+        dss = self.store.datastores()
+        if self.rights is not None:
+            dss = self.rights.visible(ctx.user, dss, datastore_auth)
+        return docs.datastore_pool_xml(dss)
 
     def datastore_info(self, ctx: CallContext, ds_id: int, decrypt: bool = False) -> str:
         return docs.datastore_xml(self.store.datastore(ds_id))
@@ -240,7 +280,12 @@ class Api:
 
     def clusterpool_info(self, ctx: CallContext, *_filters: int) -> str:
         hosts, dss = docs.cluster_members(self.store.hosts(), self.store.datastores())
-        return docs.cluster_pool_xml(self.store.clusters(), hosts, dss)
+        clusters = self.store.clusters()
+        if self.rights is not None:
+            clusters = self.rights.visible(
+                ctx.user, clusters, lambda c: plain_auth("CLUSTER", c.id)
+            )
+        return docs.cluster_pool_xml(clusters, hosts, dss)
 
     # ------------------------------------------------------------------- binding
     def register(self, registry: Registry) -> None:

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from lazarus.domain.errors import InternalError
 
+from .auth import SCHEMA as AUTH_SCHEMA
 from .hooks import SCHEMA as HOOKS_SCHEMA
 
 
@@ -117,6 +118,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             WHERE kind = 'note' AND obj = '' AND line LIKE 'cluster/% %';
         """,
     ),
+    # Groups and ACL rules (store/auth.py); user bodies gain groups, template, tokens
+    # (codec.decode_user reads the older ones).
+    Migration(5, "groups and acl", AUTH_SCHEMA),
 )
 
 _TABLE = """

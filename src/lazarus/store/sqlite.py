@@ -56,6 +56,7 @@ from lazarus.domain.errors import STORE_ERROR, AllocateError, InternalError, NoE
 from lazarus.domain.states import VmState
 
 from . import codec, migrations, rendered
+from .auth import AuthQueries, AuthWrites
 from .hooks import HookQueries, HookWrites
 
 _Row = tuple[Any, ...]
@@ -127,7 +128,7 @@ def _vm_query(
     return sql, params
 
 
-class _Reader(HookQueries):
+class _Reader(HookQueries, AuthQueries):
     """The StoreReader queries, over whatever connection `_all` uses."""
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
@@ -234,7 +235,7 @@ class _Reader(HookQueries):
         return [codec.decode_event(row) for row in self._all(sql, params)]
 
 
-class _SqliteTx(HookWrites, _Reader):
+class _SqliteTx(HookWrites, AuthWrites, _Reader):
     """One write transaction (StoreTx); valid only inside its `with` block."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
