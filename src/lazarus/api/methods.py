@@ -225,8 +225,9 @@ class Api:
 
     def vm_allocate(self, ctx: CallContext, text: str, hold: bool = False) -> int:
         template = parse_template(text, AllocateError, "vm")
-        uid = ctx.user.id
-        return self.run(lambda: self.c.lifecycle.allocate(template, hold, uid))
+        user = ctx.user
+        owner = (user.gid, user.name, user.gname)
+        return self.run(lambda: self.c.lifecycle.allocate(template, hold, user.id, owner))
 
     def vm_action(self, ctx: CallContext, action: str, vm_id: int) -> int:
         if action not in VM_ACTIONS:

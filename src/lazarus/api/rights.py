@@ -194,6 +194,9 @@ class Authorizer:
             oid = raw if isinstance(raw, int) and not isinstance(raw, bool) else -1
         if need.self_ok and oid in (-1, user.id):
             return  # oneself (one.user.login has no id: its handler checks the name)
+        if ctx.method == "one.group.info" and oid in (-1, *user.all_groups):
+            return  # one's own groups
+
         obj = self.object(need.obj, oid) if need.id_at is not None else ObjectAuth(need.obj)
         self.require(user, op, obj)
 

@@ -348,7 +348,7 @@ class UserApi:
             ("one.group.delete", self.group_delete, "A:si", ()),
             ("one.grouppool.info", self.grouppool_info, "A:s", ()),
             ("one.acl.info", self.acl_info, "A:s", ()),
-            ("one.acl.addrule", self.acl_addrule, "A:ssss", ("*",)),
+            ("one.acl.addrule", self.acl_addrule, "A:sssss", ("*",)),
             ("one.acl.delrule", self.acl_delrule, "A:si", ()),
         ]
         for name, fn, signature, defaults in table:

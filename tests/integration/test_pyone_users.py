@@ -1,0 +1,162 @@
+"""pyone against a real `lazarus serve`: users, groups, ACL rules, login tokens, the roles,
+and the hooks' own credentials (api/users.py, api/rights.py, api/roles.py).
+
+pyone binds every answer to classes generated from OpenNebula's XSDs and raises its exception
+classes by error code, so these check the documents and the codes from a real client's side.
+"""
+
+# ruff: noqa: SIM300
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+import pyone
+import pytest
+
+from helpers.daemon import Daemon, running_daemon, wait_for
+
+VM = 'NAME = "p"\nCPU = "0.1"\nMEMORY = "16"\n'
+HOOK = 'NAME = "x"\nTYPE = "api"\nCOMMAND = "a"\nCALL = "one.vm.deploy"\n'
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    yield from running_daemon(tmp_path_factory.mktemp("pyone-users"))
+
+
+def server(daemon: Daemon, session: str) -> Any:
+    return pyone.OneServer(daemon.url, session=session)
+
+
+@pytest.fixture(scope="module")
+def one(daemon: Daemon) -> Iterator[Any]:
+    s = server(daemon, daemon.session())
+    try:
+        yield s
+    finally:
+        s.server_close()
+
+
+def test_users_and_groups_bind(one: Any) -> None:
+    gid = one.group.allocate("py-ops")
+    uid = one.user.allocate("py-user", "py-pass", "core", [gid])
+    user = one.user.info(uid)
+    assert user.NAME == "py-user" and user.GID == gid and user.GNAME == "py-ops"
+    assert user.PASSWORD == "****" and user.AUTH_DRIVER == "core"
+    names = {u.NAME for u in one.userpool.info().USER}
+    assert {"oneadmin", "lazarus-ha", "py-user"} <= names
+    group = one.group.info(gid)
+    assert group.NAME == "py-ops" and list(group.USERS.ID) == [uid]
+    assert {"oneadmin", "users", "readonly", "ha", "py-ops"} <= {
+        g.NAME for g in one.grouppool.info().GROUP}
+    with pytest.raises(pyone.OneNoExistsException):
+        one.user.info(9999)
+    with pytest.raises(pyone.OneNoExistsException):
+        one.group.info(9999)
+    with pytest.raises(pyone.OneActionException):
+        one.user.delete(0)
+
+
+def test_a_new_user_sees_only_its_own_and_is_refused_the_rest(daemon: Daemon, one: Any) -> None:
+    one.host.allocate("py-h", "sim", "sim", -1)
+    one.user.allocate("py-plain", "pw", "core", [])
+    plain = server(daemon, "py-plain:pw")
+    assert plain.hostpool.info().HOST == []
+    host_id = one.hostpool.info().HOST[0].ID
+    with pytest.raises(pyone.OneAuthorizationException):
+        plain.host.info(host_id)
+    vm_id = plain.vm.allocate(VM, True)  # group users may create VMs
+    vm = plain.vm.info(vm_id)
+    assert vm.UNAME == "py-plain" and vm.GNAME == "users"
+    assert [v.ID for v in plain.vmpool.info(-2, -1, -1, -1).VM] == [vm_id]
+    with pytest.raises(pyone.OneAuthorizationException):
+        plain.vm.deploy(vm_id, host_id)  # ADMIN
+    with pytest.raises(pyone.OneAuthorizationException):
+        plain.acl.addrule("1", "1", "1")
+    with pytest.raises(pyone.OneAuthenticationException):
+        server(daemon, "py-plain:wrong").vm.info(vm_id)
+
+
+def test_login_token_sessions(daemon: Daemon, one: Any) -> None:
+    one.user.allocate("py-tok", "pw", "core", [])
+    me = server(daemon, "py-tok:pw")
+    token = me.user.login("py-tok", "", 3600, -1)
+    assert len(token) == 40
+    with_token = server(daemon, f"py-tok:{token}")
+    assert with_token.user.info(-1).NAME == "py-tok"
+    assert token not in str(one.user.info(with_token.user.info(-1).ID).LOGIN_TOKEN[0].TOKEN)
+    me.user.login("py-tok", token, 0, -1)  # revoked
+    with pytest.raises(pyone.OneAuthenticationException):
+        with_token.user.info(-1)
+
+
+def test_readonly_role_lists_and_shows_everything_and_changes_nothing(
+    daemon: Daemon, one: Any
+) -> None:
+    readonly = next(g.ID for g in one.grouppool.info().GROUP if g.NAME == "readonly")
+    one.user.allocate("py-ro", "pw", "core", [readonly])
+    ro = server(daemon, "py-ro:pw")
+    one.host.allocate("py-ro-h", "sim", "sim", -1)
+    assert len(ro.hostpool.info().HOST) == len(one.hostpool.info().HOST)
+    assert len(ro.userpool.info().USER) == len(one.userpool.info().USER)
+    assert len(ro.acl.info().ACL) == len(one.acl.info().ACL)
+    host_id = ro.hostpool.info().HOST[0].ID
+    assert ro.host.info(host_id).ID == host_id
+    for change in (lambda: ro.host.update(host_id, 'X = "1"', 1),
+                   lambda: ro.host.status(host_id, 1),
+                   lambda: ro.vm.allocate(VM, True),
+                   lambda: ro.user.allocate("x", "y", "core", []),
+                   lambda: ro.hook.allocate(HOOK)):
+        with pytest.raises(pyone.OneAuthorizationException):
+            change()
+
+
+def test_acl_rules_through_pyone(daemon: Daemon, one: Any) -> None:
+    uid = one.user.allocate("py-acl", "pw", "core", [])
+    rule = one.acl.addrule(f"{0x100000000 | uid:x}", f"{0x2000000000 | 0x400000000:x}", "1")
+    strings = {a.ID: a.STRING for a in one.acl.info().ACL}
+    assert strings[rule] == f"#{uid} HOST/* USE *"
+    one.host.allocate("py-acl-h", "sim", "sim", -1)
+    assert server(daemon, "py-acl:pw").hostpool.info().HOST
+    one.acl.delrule(rule)
+    assert server(daemon, "py-acl:pw").hostpool.info().HOST == []
+    with pytest.raises(pyone.OneNoExistsException):
+        one.acl.delrule(rule)
+
+
+def test_hooks_hold_the_ha_roles_token_not_oneadmins_password(daemon: Daemon) -> None:
+    ha_auth = daemon.data_dir / "ha_auth"
+    assert stat.S_IMODE(os.stat(ha_auth).st_mode) == 0o600
+    session = ha_auth.read_text().strip()
+    assert session.startswith("lazarus-ha:") and session != daemon.session()
+    ha = server(daemon, session)
+    ha.hostpool.info()
+    with pytest.raises(pyone.OneAuthorizationException):
+        ha.host.allocate("py-ha", "sim", "sim", -1)
+    with pytest.raises(pyone.OneAuthorizationException):
+        ha.user.allocate("x", "y", "core", [])
+
+
+def test_hook_commands_get_the_ha_credentials_file(
+    daemon: Daemon, one: Any, tmp_path: Any
+) -> None:
+    script = tmp_path / "show-auth"
+    script.write_text('#!/bin/sh\necho "auth=$ONE_AUTH lazarus=$LAZARUS_AUTH"\n')
+    script.chmod(0o755)
+    hook_id = one.hook.allocate(
+        f'NAME = "py-env"\nTYPE = "api"\nCOMMAND = "{script}"\nCALL = "one.group.allocate"\n')
+    one.group.allocate("py-hooked")
+
+    def record() -> Any:
+        hook = one.hook.info(hook_id)
+        records = hook.HOOKLOG.HOOK_EXECUTION_RECORD
+        return records and base64.b64decode(records[0].EXECUTION_RESULT.STDOUT).decode()
+
+    out = wait_for("the hook's record", record)
+    ha_auth = str((daemon.data_dir / "ha_auth").resolve())
+    assert out.strip() == f"auth={ha_auth} lazarus={ha_auth}"
