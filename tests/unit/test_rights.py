@@ -24,6 +24,7 @@ READERS = frozenset({"oneadmin", "reader"})
 ADMIN = frozenset({"oneadmin"})
 HA = frozenset({"oneadmin", "ha"})
 HOST_READERS = frozenset({"oneadmin", "reader", "ha"})
+OWNERS = frozenset({"oneadmin", "alice"})
 VM_TPL = 'NAME = "new"\nCPU = "0.1"\nMEMORY = "16"\n'
 HOOK_TPL = 'NAME = "h{role}"\nTYPE = "api"\nCOMMAND = "/bin/true"\nCALL = "one.vm.deploy"\n'
 Params = Callable[[RoleWorld, str], tuple[Any, ...]]
@@ -69,7 +70,16 @@ CALLS: list[tuple[str, Params, frozenset[str]]] = [
     ("one.vm.migrate", fixed(0, 1, False), HA),
     ("one.vm.recover", fixed(0, 2), HA),
     ("one.vm.action", fixed("poweroff", 0), {"oneadmin", "alice"}),
-    ("one.vm.action", fixed("terminate-hard", 1), {"oneadmin", "alice"}),
+    ("one.vm.update", fixed(0, 'HA = "NO"', 1), OWNERS),
+    ("one.vm.rename", fixed(0, "a0b"), OWNERS),
+    ("one.vm.resize", fixed(0, 'MEMORY = "32"', False), OWNERS),
+    ("one.vm.chmod", fixed(0, 1, 1, 0, 1, 0, 0, 0, 0, 0), OWNERS),
+    ("one.vm.chmod", fixed(0, -1, -1, 1, -1, -1, -1, -1, -1, -1), ADMIN),  # an ADMIN bit
+    ("one.vm.chown", fixed(0, -1, 1), OWNERS),  # to a group of one's own
+    ("one.vm.chown", lambda w, r: (1, w.uid["bob"], -1), ADMIN),  # MANAGE on the new owner
+    ("one.vm.lock", fixed(0, 3), OWNERS),
+    ("one.vm.unlock", fixed(0), OWNERS),
+    ("one.vm.action", fixed("terminate-hard", 1), OWNERS),
     ("one.datastore.allocate", fixed('NAME = "d"\nTYPE = "SYSTEM_DS"\nTM_MAD = "shared"\n'),
      ADMIN),
     ("one.hook.allocate", lambda w, r: (HOOK_TPL.format(role=r),), ADMIN),

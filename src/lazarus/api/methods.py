@@ -21,7 +21,7 @@ from defusedxml import ElementTree as SafeET
 from lazarus import ONE_VERSION
 from lazarus.core.controller import Controller
 from lazarus.domain import xml as docs
-from lazarus.domain.acl import is_admin
+from lazarus.domain.acl import ADMIN, MANAGE, USE, Permissions, is_admin
 from lazarus.domain.entities import VM
 from lazarus.domain.errors import (
     ActionError,
@@ -37,11 +37,20 @@ from lazarus.domain.template import Template
 from lazarus.domain.transitions import VM_ACTIONS as ACTION_TABLE
 
 from . import validation
-from .rights import Authorizer, datastore_auth, host_auth, plain_auth, vm_auth
+from .rights import (
+    Authorizer,
+    datastore_auth,
+    group_auth,
+    host_auth,
+    plain_auth,
+    user_auth,
+    vm_auth,
+)
 from .xmlrpc import CallContext, Registry
 
 T = TypeVar("T")
 
+_HA_WORDS = ("YES", "NO", "TRUE", "FALSE", "1", "0", "ON", "OFF")
 # The actions one.vm.action accepts: every row of the state table but deploy (own method).
 VM_ACTIONS = frozenset(ACTION_TABLE) - {"deploy"}
 
@@ -260,6 +269,67 @@ class Api:
     def vm_recover(self, ctx: CallContext, vm_id: int, op: int) -> int:
         return self.run(lambda: self.c.lifecycle.recover(vm_id, op))
 
+    # ------------------------------------------------------------------ VM management
+    def vm_update(self, ctx: CallContext, vm_id: int, text: str, append: int = 0) -> int:
+        """USER_TEMPLATE replaced (append 0) or merged (1); HA and HA_PRIORITY with it."""
+        existing = len(self.store.vm(vm_id).user_template) if append else 0
+        template = parse_template(text, InternalError, "vm", existing)
+        ha = template.get("HA")
+        if ha is not None and ha.strip().upper() not in _HA_WORDS:
+            raise InternalError(f"HA must be YES or NO, not {validation.printable(ha)}.")
+        return self.run(lambda: self.c.vm_admin.update(vm_id, template, bool(append)))
+
+    def vm_rename(self, ctx: CallContext, vm_id: int, name: str) -> int:
+        validation.check_name(name, ActionError)
+        if not name.strip():
+            raise ActionError("Invalid NAME: it cannot be empty.")
+        return self.run(lambda: self.c.vm_admin.rename(vm_id, name))
+
+    def vm_lock(self, ctx: CallContext, vm_id: int, level: int = 1, test: bool = False) -> int:
+        return self.run(lambda: self.c.vm_admin.lock(vm_id, level, test))
+
+    def vm_unlock(self, ctx: CallContext, vm_id: int) -> int:
+        return self.run(lambda: self.c.vm_admin.unlock(vm_id))
+
+    def vm_chown(self, ctx: CallContext, vm_id: int, uid: int, gid: int) -> int:
+        """New owner (uid, -1 keeps it) and group (gid, -1 keeps it): MANAGE on the new owner
+        and USE on the new group, as oned asks."""
+        owner = group = None
+        if uid != -1:
+            new_user = self.store.user(uid)
+            if self.rights is not None:
+                self.rights.require(ctx.user, MANAGE, user_auth(new_user))
+            owner = (new_user.id, new_user.name)
+        if gid != -1:
+            new_group = self.store.group(gid)
+            if self.rights is not None:
+                self.rights.require(ctx.user, USE, group_auth(new_group.id))
+            group = (new_group.id, new_group.name)
+        return self.run(lambda: self.c.vm_admin.chown(vm_id, owner, group))
+
+    def vm_chmod(self, ctx: CallContext, vm_id: int, *bits: int) -> int:
+        """Nine values owner/group/other x use/manage/admin; -1 keeps a bit. Changing an
+        ADMIN bit needs ADMIN on the VM (oned's rule)."""
+        vm = self.store.vm(vm_id)
+        current = Permissions.from_octal(vm.perms)
+        try:
+            new = current.changed(bits)
+        except ValueError as exc:
+            raise RpcApiError(f"Permissions: {exc}") from exc
+        admin_bits = (2, 5, 8)
+        if self.rights is not None and any(
+            new.values()[i] != current.values()[i] for i in admin_bits
+        ):
+            self.rights.require(ctx.user, ADMIN, vm_auth(vm))
+        return self.run(lambda: self.c.vm_admin.chmod(vm_id, new.octal()))
+
+    def vm_resize(self, ctx: CallContext, vm_id: int, text: str, enforce: bool = False) -> int:
+        template = parse_template(text, ActionError, "vm")
+        size = Template([(n, v) for n, v in template.items if n in ("CPU", "VCPU", "MEMORY")])
+        if not size.items:
+            raise ActionError("Resize needs CPU, VCPU or MEMORY.")
+        return self.run(lambda: self.c.vm_admin.resize(vm_id, size, enforce))
+
     # ------------------------------------------------------------ datastores, clusters
     def datastorepool_info(self, ctx: CallContext, *_filters: int) -> str:
         dss = self.store.datastores()
@@ -312,6 +382,13 @@ class Api:
             ("one.vm.deploy", self.vm_deploy, "A:siibis", (False, -1, "")),
             ("one.vm.migrate", self.vm_migrate, "A:siibbii", (False, -1, 0)),
             ("one.vm.recover", self.vm_recover, "A:sii", ()),
+            ("one.vm.update", self.vm_update, "A:sisi", (0,)),
+            ("one.vm.rename", self.vm_rename, "A:sis", ()),
+            ("one.vm.lock", self.vm_lock, "A:siib", (1, False)),
+            ("one.vm.unlock", self.vm_unlock, "A:si", ()),
+            ("one.vm.chown", self.vm_chown, "A:siii", ()),
+            ("one.vm.chmod", self.vm_chmod, "A:siiiiiiiiii", ()),
+            ("one.vm.resize", self.vm_resize, "A:sisb", (False,)),
             ("one.datastorepool.info", self.datastorepool_info, "A:siii", pool3),
             ("one.datastore.info", self.datastore_info, "A:sib", (False,)),
             ("one.datastore.allocate", self.datastore_allocate, "A:ssi", (-1,)),

@@ -23,7 +23,7 @@ from typing import TypeVar
 from lazarus.domain import acl
 from lazarus.domain.acl import ADMIN, CREATE, MANAGE, USE, ObjectAuth, Permissions
 from lazarus.domain.entities import VM, Datastore, Host, User
-from lazarus.domain.errors import AuthorizationError
+from lazarus.domain.errors import AuthorizationError, LockedError, NoExistsError
 from lazarus.ports.store import StoreReader
 
 from .xmlrpc import CallContext
@@ -82,6 +82,13 @@ RIGHTS: dict[str, Need] = {
     "one.vm.deploy": Need("VM", ADMIN, 0),
     "one.vm.migrate": Need("VM", ADMIN, 0),
     "one.vm.recover": Need("VM", _recover_op, 0),
+    "one.vm.update": Need("VM", MANAGE, 0),
+    "one.vm.rename": Need("VM", MANAGE, 0),
+    "one.vm.lock": Need("VM", MANAGE, 0),
+    "one.vm.unlock": Need("VM", MANAGE, 0),
+    "one.vm.chown": Need("VM", MANAGE, 0),  # + MANAGE on the new user, USE on the group
+    "one.vm.chmod": Need("VM", MANAGE, 0),  # ADMIN to change an ADMIN bit
+    "one.vm.resize": Need("VM", MANAGE, 0),
     # datastores, clusters
     "one.datastorepool.info": _pool("DATASTORE"),
     "one.datastore.info": Need("DATASTORE", USE, 0),
@@ -134,7 +141,7 @@ OWNED_PERMS = Permissions(1, 1, 0, 0, 0, 0, 0, 0, 0)  # umask 177: UM- --- ---
 def vm_auth(vm: VM) -> ObjectAuth:
     cids = (vm.last.cid,) if vm.last is not None else ()
     perms = Permissions.from_octal(vm.perms) if vm.perms else OWNED_PERMS
-    return ObjectAuth("VM", vm.id, vm.uid, vm.gid, cids, perms)
+    return ObjectAuth("VM", vm.id, vm.uid, vm.gid, cids, perms, vm.lock)
 
 
 def host_auth(host: Host) -> ObjectAuth:
@@ -149,6 +156,11 @@ def user_auth(user: User) -> ObjectAuth:
     return ObjectAuth("USER", user.id, -1, user.gid, (), _NO_PERMS)
 
 
+def group_auth(gid: int) -> ObjectAuth:
+    """A group as oned sees it for authorization: its members may USE it (group bit U)."""
+    return ObjectAuth("GROUP", gid, -1, gid, (), Permissions(0, 0, 0, 1, 0, 0, 0, 0, 0))
+
+
 def plain_auth(obj_type: str, oid: int) -> ObjectAuth:
     """Objects without owner, group or cluster: clusters, groups, hooks (oned's uid -1)."""
     return ObjectAuth(obj_type, oid, -1, -1, (), _NO_PERMS)
@@ -160,6 +172,10 @@ def refusal(user: User, op: int, obj: ObjectAuth) -> AuthorizationError:
         f"User [{user.id}] : Not authorized to perform {OP_NAMES.get(op, op)} "
         f"{obj.obj_type}{target}."
     )
+
+
+# Calls a lock never refuses: reads, and the lock calls themselves (oned's behaviour).
+LOCK_EXEMPT = frozenset({"one.vm.info", "one.vm.lock", "one.vm.unlock", "lazarus.sim.running"})
 
 
 class Authorizer:
@@ -177,9 +193,11 @@ class Authorizer:
 
     def __call__(self, ctx: CallContext, params: Sequence[object]) -> None:
         user = ctx.user
-        if acl.is_admin(user.all_groups):
-            return
         need = self.rights.get(ctx.method)
+        if acl.is_admin(user.all_groups):
+            if need is not None and need.obj == "VM":
+                self._lock_check(ctx.method, need, params, None)  # locks bind oneadmin too
+            return
         if need is None:
             raise AuthorizationError(
                 f"User [{user.id}] : Not authorized to call {ctx.method}: only the oneadmin "
@@ -194,11 +212,31 @@ class Authorizer:
             oid = raw if isinstance(raw, int) and not isinstance(raw, bool) else -1
         if need.self_ok and oid in (-1, user.id):
             return  # oneself (one.user.login has no id: its handler checks the name)
-        if ctx.method == "one.group.info" and oid in (-1, *user.all_groups):
-            return  # one's own groups
+        if ctx.method == "one.group.info" and oid == -1:
+            return  # one's own primary group
 
         obj = self.object(need.obj, oid) if need.id_at is not None else ObjectAuth(need.obj)
         self.require(user, op, obj)
+        self._lock_check(ctx.method, need, params, obj)
+
+    def _lock_check(
+        self, method: str, need: Need, params: Sequence[object], obj: ObjectAuth | None
+    ) -> None:
+        """A locked VM refuses the operations its level covers (LOCKED, 0x8000)."""
+        if method in LOCK_EXEMPT or need.id_at is None or need.id_at >= len(params):
+            return
+        if obj is None:
+            raw = params[need.id_at]
+            if not isinstance(raw, int) or isinstance(raw, bool):
+                return
+            try:
+                obj = self.object(need.obj, raw)
+            except NoExistsError:
+                return  # the handler answers NO_EXISTS
+        op = need.op(params) if callable(need.op) else need.op
+        if acl.lock_refuses(obj.locked, op):
+            raise LockedError(f"The resource {need.obj.lower()} is locked. [{obj.oid}].",
+                              obj.oid)
 
     def require(self, user: User, op: int, obj: ObjectAuth) -> None:
         if not self.allowed(user, op, obj):
@@ -224,7 +262,7 @@ class Authorizer:
         elif obj_type == "USER":
             return user_auth(store.user(oid))
         elif obj_type == "GROUP":
-            store.group(oid)
+            return group_auth(store.group(oid).id)
         elif obj_type == "HOOK" and self._hook_exists is not None:
             self._hook_exists(oid)
         return plain_auth(obj_type, oid)

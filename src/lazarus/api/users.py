@@ -34,7 +34,7 @@ from lazarus.ports.store import Store, StoreTx
 
 from . import auth
 from .methods import Runner, direct, parse_template
-from .rights import Authorizer, plain_auth, user_auth
+from .rights import Authorizer, group_auth, user_auth
 from .roles import HA_USER
 from .xmlrpc import CallContext, Registry
 
@@ -167,7 +167,7 @@ class UserApi:
         return int(self._tx(write))
 
     def user_chgrp(self, ctx: CallContext, user_id: int, gid: int) -> int:
-        self.rights.require(ctx.user, MANAGE, plain_auth("GROUP", self.store.group(gid).id))
+        self.rights.require(ctx.user, MANAGE, group_auth(self.store.group(gid).id))
 
         def write(tx: StoreTx) -> int:
             user = tx.user(user_id)
@@ -183,7 +183,7 @@ class UserApi:
         return int(self._tx(write))
 
     def user_addgroup(self, ctx: CallContext, user_id: int, gid: int) -> int:
-        self.rights.require(ctx.user, MANAGE, plain_auth("GROUP", self.store.group(gid).id))
+        self.rights.require(ctx.user, MANAGE, group_auth(self.store.group(gid).id))
 
         def write(tx: StoreTx) -> int:
             user = tx.user(user_id)
@@ -269,14 +269,7 @@ class UserApi:
         return docs.group_xml(group, members)
 
     def grouppool_info(self, ctx: CallContext) -> str:
-        groups = self.rights.visible(
-            ctx.user, self.store.groups(), lambda g: plain_auth("GROUP", g.id)
-        )
-        mine = set(ctx.user.all_groups)
-        if not acl.is_admin(ctx.user.all_groups):  # one's own groups are always listed
-            listed = {g.id for g in groups}
-            groups += [g for g in self.store.groups() if g.id in mine and g.id not in listed]
-            groups.sort(key=lambda g: g.id)
+        groups = self.rights.visible(ctx.user, self.store.groups(), lambda g: group_auth(g.id))
         return docs.group_pool_xml(groups, docs.group_members(self.store.users()))
 
     def group_update(self, ctx: CallContext, group_id: int, text: str, append: int = 0) -> int:

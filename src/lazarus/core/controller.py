@@ -28,6 +28,7 @@ from .lifecycle import Lifecycle
 from .monitor import Monitor
 from .scheduler import Scheduler
 from .settings import Settings
+from .vm_admin import VmAdmin
 
 log = logging.getLogger("lazarus.controller")
 
@@ -52,6 +53,7 @@ class Controller:
         self.journal = Journal(store, clock)
         self.lifecycle = Lifecycle(store, self.journal, clock, self.drivers, self.settings)
         self.inventory = Inventory(self.journal, clock, self.drivers.keys())
+        self.vm_admin = VmAdmin(self.journal)  # one.vm.update/rename/lock/chown/chmod/resize
         bootstrap(self.journal, self.datastore_root)  # idempotent: first start only
         self.monitor = Monitor(
             store, self.journal, clock, self.drivers, self.settings, self.lifecycle

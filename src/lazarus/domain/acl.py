@@ -226,6 +226,16 @@ class ObjectAuth:
     gid: int = -1
     cids: tuple[int, ...] = ()
     perms: Permissions = field(default_factory=lambda: Permissions(0, 0, 0, 0, 0, 0))
+    locked: int = 0  # the object's lock level (0 none, 1 use, 2 manage, 3 admin, 4 all)
+
+
+# The lock level an operation is refused at: a lock of level L refuses operations of level L
+# and above (use 1 < manage 2 < admin 3); level 4 refuses every operation.
+OP_LEVELS = {USE: 1, MANAGE: 2, ADMIN: 3, CREATE: 3}
+
+
+def lock_refuses(locked: int, op: int) -> bool:
+    return bool(locked) and (locked == 4 or OP_LEVELS.get(op, 3) >= locked)
 
 
 def is_admin(groups: Iterable[int]) -> bool:
