@@ -160,3 +160,32 @@ def test_hook_commands_get_the_ha_credentials_file(
     out = wait_for("the hook's record", record)
     ha_auth = str((daemon.data_dir / "ha_auth").resolve())
     assert out.strip() == f"auth={ha_auth} lazarus={ha_auth}"
+
+
+def test_vmpool_key_value_filter_through_pyone(one: Any) -> None:
+    a = one.vm.allocate('NAME = "py-search-a"\nCPU = "0.1"\nMEMORY = "16"\nTIER = "gold"', True)
+    one.vm.allocate('NAME = "py-search-b"\nCPU = "0.1"\nMEMORY = "16"\nTIER = "tin"', True)
+    found = one.vmpool.infoextended(-2, -1, -1, -1, "VM.USER_TEMPLATE.TIER=gold").VM
+    assert [vm.ID for vm in found] == [a]
+    assert [vm.ID for vm in one.vmpool.info(-2, -1, -1, -1, "VM.NAME=py-search-a").VM] == [a]
+    with pytest.raises(pyone.OneApiException):
+        one.vmpool.infoextended(-2, -1, -1, -1, "TIER gold")
+
+
+def test_vm_management_through_pyone(one: Any) -> None:
+    vm_id = one.vm.allocate('NAME = "py-manage"\nCPU = "0.1"\nMEMORY = "16"', True)
+    one.vm.update(vm_id, 'HA = "NO"\nHA_PRIORITY = "5"', 1)
+    one.vm.rename(vm_id, "py-managed")
+    one.vm.lock(vm_id, 2)
+    vm = one.vm.info(vm_id)
+    assert vm.NAME == "py-managed" and vm.USER_TEMPLATE["HA"] == "NO"
+    assert vm.LOCK.LOCKED == 2
+    with pytest.raises(pyone.OneException):  # LOCKED (pyone has no class of its own for it)
+        one.vm.rename(vm_id, "refused")
+    one.vm.unlock(vm_id)
+    one.vm.resize(vm_id, 'MEMORY = "32"', False)
+    one.vm.chmod(vm_id, -1, -1, -1, 1, -1, -1, -1, -1, -1)
+    vm = one.vm.info(vm_id)
+    assert vm.TEMPLATE["MEMORY"] == "32" and vm.PERMISSIONS.GROUP_U == 1
+    with pytest.raises(pyone.OneNoExistsException):
+        one.vm.rename(99999, "x")

@@ -36,7 +36,7 @@ from lazarus.domain.states import VmState
 from lazarus.domain.template import Template
 from lazarus.domain.transitions import VM_ACTIONS as ACTION_TABLE
 
-from . import validation
+from . import search, validation
 from .rights import (
     Authorizer,
     datastore_auth,
@@ -198,6 +198,8 @@ class Api:
     def vmpool_info(
         self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str = ""
     ) -> str:
+        if query.strip():
+            return docs.vm_pool_xml(self._searched(ctx, flt, start, end, state, query))
         if self._everything(ctx):
             # The store keeps each VM's short body rendered: the pool is a join, no decoding.
             bodies = self._pool(self.store.vm_short_bodies, flt, start, end, state)
@@ -207,9 +209,33 @@ class Api:
     def vmpool_infoextended(
         self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str = ""
     ) -> str:
+        if query.strip():
+            return docs.vm_pool_extended_xml(
+                self._searched(ctx, flt, start, end, state, query)
+            )
         if self._everything(ctx):
             return docs.vm_pool_extended_xml(self._pool(self.store.vms, flt, start, end, state))
         return docs.vm_pool_extended_xml(self._visible_vms(ctx, flt, start, end, state))
+
+    def _searched(
+        self, ctx: CallContext, flt: int, start: int, end: int, state: int, query: str
+    ) -> list[VM]:
+        """The pool with the KEY=VALUE filter (api/search.py): conditions checked first (a
+        malformed query is refused), pagination after the search, as oned pages results."""
+        conditions = search.parse_query(query)
+        if end < -1:  # page the searched list, not the store's
+            found = self._filtered(ctx, flt, -1, -1, state)
+            found = search.matching(found, conditions)
+            offset = max(start, 0)
+            return found[offset : offset - end]
+        return search.matching(self._filtered(ctx, flt, start, end, state), conditions)
+
+    def _filtered(
+        self, ctx: CallContext, flt: int, start: int, end: int, state: int
+    ) -> list[VM]:
+        if self._everything(ctx):
+            return self._pool(self.store.vms, flt, start, end, state)
+        return self._visible_vms(ctx, flt, start, end, state)
 
     def _visible_vms(
         self, ctx: CallContext, flt: int, start: int, end: int, state: int
