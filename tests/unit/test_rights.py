@@ -57,6 +57,11 @@ CALLS: list[tuple[str, Params, frozenset[str]]] = [
     ("one.group.info", fixed(0), READERS),
     ("one.grouppool.info", fixed(), ALL),
     ("one.acl.info", fixed(), READERS),
+    ("one.host.monitoring", fixed(0), HOST_READERS),
+    ("one.hostpool.monitoring", fixed(-1), ALL),
+    ("one.vm.monitoring", fixed(0), HOST_READERS | {"alice"}),
+    ("one.vmpool.monitoring", fixed(-2, -1), ALL),
+    ("one.vmpool.accounting", fixed(-2, -1, -1), ALL),
     # changes
     ("lazarus.host.fencecreds", fixed(0, FENCE_KEY), HA),
     ("lazarus.host.fenced", fixed(0), HA),

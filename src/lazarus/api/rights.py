@@ -89,6 +89,12 @@ RIGHTS: dict[str, Need] = {
     "one.vm.chown": Need("VM", MANAGE, 0),  # + MANAGE on the new user, USE on the group
     "one.vm.chmod": Need("VM", MANAGE, 0),  # ADMIN to change an ADMIN bit
     "one.vm.resize": Need("VM", MANAGE, 0),
+    # monitoring records, accounting (api/monitoring.py)
+    "one.host.monitoring": Need("HOST", USE, 0),
+    "one.hostpool.monitoring": _pool("HOST"),
+    "one.vm.monitoring": Need("VM", USE, 0),
+    "one.vmpool.monitoring": _pool("VM"),
+    "one.vmpool.accounting": _pool("VM"),
     # datastores, clusters
     "one.datastorepool.info": _pool("DATASTORE"),
     "one.datastore.info": Need("DATASTORE", USE, 0),
@@ -175,7 +181,9 @@ def refusal(user: User, op: int, obj: ObjectAuth) -> AuthorizationError:
 
 
 # Calls a lock never refuses: reads, and the lock calls themselves (oned's behaviour).
-LOCK_EXEMPT = frozenset({"one.vm.info", "one.vm.lock", "one.vm.unlock", "lazarus.sim.running"})
+LOCK_EXEMPT = frozenset(
+    {"one.vm.info", "one.vm.monitoring", "one.vm.lock", "one.vm.unlock", "lazarus.sim.running"}
+)
 
 
 class Authorizer:

@@ -26,6 +26,7 @@ from lazarus.core.controller import Controller
 
 from .hook_methods import HookApi
 from .methods import Api, Runner, direct
+from .monitoring import MonitoringApi
 from .rights import Authorizer
 from .users import UserApi
 from .xmlrpc import Authenticate, Dispatcher, Registry
@@ -49,6 +50,7 @@ def build_dispatcher(
     authorizer = Authorizer(controller.store, hooks.store.hook if hooks is not None else None)
     Api(controller, run, fence_key, rights=authorizer).register(registry)
     UserApi(controller.store, authorizer, run, now=controller.clock.now).register(registry)
+    MonitoringApi(controller.store, authorizer, controller.clock.now).register(registry)
     observer = None
     if hooks is not None:
         hook_api = HookApi(hooks, hooks.store, controller.store, run, rights=authorizer)

@@ -26,6 +26,7 @@ from .inventory import Inventory, bootstrap
 from .journal import Journal
 from .lifecycle import Lifecycle
 from .monitor import Monitor
+from .monitoring_records import MonitoringRecorder
 from .scheduler import Scheduler
 from .settings import Settings
 from .vm_admin import VmAdmin
@@ -60,9 +61,11 @@ class Controller:
         )
         self.scheduler = Scheduler(store, self.journal, clock, self.lifecycle, self.settings)
         # Background loops, supervised by start(); more services (hooks) register here.
+        self.records = MonitoringRecorder(store, clock, self.settings)
         self.services: dict[str, Service] = {
             "monitor": self.monitor.run,
             "scheduler": self.scheduler.run,
+            "monitoring records": self.records.run,  # core/monitoring_records.py
         }
         # Hooks (core/hooks.py) run when an executor is given and the store keeps hooks.
         self.hooks: HookManager | None = None

@@ -29,6 +29,7 @@ from lazarus.domain.errors import InternalError
 
 from .auth import SCHEMA as AUTH_SCHEMA
 from .hooks import SCHEMA as HOOKS_SCHEMA
+from .monitoring import SCHEMA as MONITORING_SCHEMA
 
 
 class Migration(NamedTuple):
@@ -121,6 +122,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Groups and ACL rules (store/auth.py); user bodies gain groups, template, tokens
     # (codec.decode_user reads the older ones).
     Migration(5, "groups and acl", AUTH_SCHEMA),
+    # Bounded history of host and VM monitoring samples (store/monitoring.py).
+    Migration(6, "monitoring records", MONITORING_SCHEMA),
 )
 
 _TABLE = """

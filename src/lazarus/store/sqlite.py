@@ -58,6 +58,7 @@ from lazarus.domain.states import VmState
 from . import codec, migrations, rendered
 from .auth import AuthQueries, AuthWrites
 from .hooks import HookQueries, HookWrites
+from .monitoring import MonitoringQueries, MonitoringWrites
 
 _Row = tuple[Any, ...]
 _MAX_IDLE_READERS = 32
@@ -128,7 +129,7 @@ def _vm_query(
     return sql, params
 
 
-class _Reader(HookQueries, AuthQueries):
+class _Reader(HookQueries, AuthQueries, MonitoringQueries):
     """The StoreReader queries, over whatever connection `_all` uses."""
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
@@ -235,7 +236,7 @@ class _Reader(HookQueries, AuthQueries):
         return [codec.decode_event(row) for row in self._all(sql, params)]
 
 
-class _SqliteTx(HookWrites, AuthWrites, _Reader):
+class _SqliteTx(HookWrites, AuthWrites, MonitoringWrites, _Reader):
     """One write transaction (StoreTx); valid only inside its `with` block."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -390,3 +390,27 @@ def vm_pool_xml(vms: Iterable[VM]) -> str:
 def vm_pool_extended_xml(vms: Iterable[VM]) -> str:
     """<VM_POOL> of full bodies (one.vmpool.infoextended, vm_pool_extended.xsd)."""
     return "<VM_POOL>" + "".join([vm_xml(vm) for vm in vms]) + "</VM_POOL>"
+
+
+def vm_monitoring_xml(vm_id: int, timestamp: int, monitoring: dict[str, str]) -> str:
+    """One record of one.vm.monitoring (monitoring_data.xsd MONITORING): the VM's monitored
+    values with its ID and the sample's TIMESTAMP."""
+    values = dict(monitoring)
+    values["ID"] = str(vm_id)
+    values["TIMESTAMP"] = str(timestamp)
+    return _monitoring_xml(values)
+
+
+def monitoring_data_xml(bodies: Iterable[str]) -> str:
+    """<MONITORING_DATA> of stored <MONITORING> records."""
+    return "<MONITORING_DATA>" + "".join(bodies) + "</MONITORING_DATA>"
+
+
+def accounting_xml(records: Iterable[tuple[History, VM]]) -> str:
+    """<HISTORY_RECORDS> of one.vmpool.accounting (acct.xsd): each record with its VM."""
+    return (
+        "<HISTORY_RECORDS>"
+        + "".join(history_xml(h)[: -len("</HISTORY>")] + vm_xml(vm) + "</HISTORY>"
+                  for h, vm in records)
+        + "</HISTORY_RECORDS>"
+    )
