@@ -62,6 +62,7 @@ class RoleWorld:
                 t, True, self.uid["alice"], (1, "alice", "users")))
         hook = 'NAME = "h0"\nTYPE = "api"\nCOMMAND = "/bin/true"\nCALL = "one.vm.allocate"\n'
         assert self.call("oneadmin", "one.hook.allocate", hook)[0] is True
+        assert self.call("oneadmin", "one.template.allocate", VM_TEXT.format(name="t0"))[0]
 
     def run_fn(self, fn: Any) -> Any:
         async def wrapper() -> Any:

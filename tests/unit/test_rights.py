@@ -18,6 +18,7 @@ import pytest
 from helpers.rbac import FENCE_KEY, ROLES, RoleWorld
 from lazarus.api.rights import RIGHTS
 from lazarus.domain.errors import ErrorCode
+from lazarus.domain.xml.templates import EMPTY_POOLS
 
 ALL = frozenset(ROLES)
 READERS = frozenset({"oneadmin", "reader"})
@@ -62,6 +63,11 @@ CALLS: list[tuple[str, Params, frozenset[str]]] = [
     ("one.vm.monitoring", fixed(0), HOST_READERS | {"alice"}),
     ("one.vmpool.monitoring", fixed(-2, -1), ALL),
     ("one.vmpool.accounting", fixed(-2, -1, -1), ALL),
+    ("one.templatepool.info", fixed(-2, -1, -1), ALL),
+    ("one.template.info", fixed(0), READERS),
+    ("one.zone.info", fixed(0), ALL),
+    ("one.zonepool.info", fixed(), ALL),
+    *[(method, fixed(-2, -1, -1), ALL) for method in EMPTY_POOLS],
     # changes
     ("lazarus.host.fencecreds", fixed(0, FENCE_KEY), HA),
     ("lazarus.host.fenced", fixed(0), HA),
@@ -85,6 +91,13 @@ CALLS: list[tuple[str, Params, frozenset[str]]] = [
     ("one.vm.lock", fixed(0, 3), OWNERS),
     ("one.vm.unlock", fixed(0), OWNERS),
     ("one.vm.action", fixed("terminate-hard", 1), OWNERS),
+    ("one.template.allocate", fixed(VM_TPL), {"oneadmin", "alice", "bob"}),
+    ("one.template.update", fixed(0, 'X = "1"', 1), ADMIN),
+    ("one.template.rename", fixed(0, "t0b"), ADMIN),
+    ("one.template.clone", fixed(0, "copy"), ADMIN),  # USE on the source
+    ("one.template.instantiate", fixed(0, "", True, "", False), ADMIN),
+    ("one.cluster.addhost", fixed(0, 1), ADMIN),
+    ("one.cluster.delhost", fixed(0, 1), ADMIN),
     ("one.datastore.allocate", fixed('NAME = "d"\nTYPE = "SYSTEM_DS"\nTM_MAD = "shared"\n'),
      ADMIN),
     ("one.hook.allocate", lambda w, r: (HOOK_TPL.format(role=r),), ADMIN),
@@ -108,6 +121,7 @@ CALLS: list[tuple[str, Params, frozenset[str]]] = [
     ("one.user.delete", lambda w, r: (w.uid["bob"],), ADMIN),
     ("one.group.delete", lambda w, r: (w.roles.readonly_gid + 2,), ADMIN),
     ("one.hook.delete", fixed(0), ADMIN),
+    ("one.template.delete", fixed(0), ADMIN),
     ("one.host.delete", fixed(1), HA),
 ]
 

@@ -95,6 +95,27 @@ RIGHTS: dict[str, Need] = {
     "one.vm.monitoring": Need("VM", USE, 0),
     "one.vmpool.monitoring": _pool("VM"),
     "one.vmpool.accounting": _pool("VM"),
+    # VM templates, zones, clusters' hosts, empty pools (api/templates.py)
+    "one.template.allocate": Need("TEMPLATE", CREATE),
+    "one.template.info": Need("TEMPLATE", USE, 0),
+    "one.template.update": Need("TEMPLATE", MANAGE, 0),
+    "one.template.rename": Need("TEMPLATE", MANAGE, 0),
+    "one.template.delete": Need("TEMPLATE", MANAGE, 0),
+    "one.template.clone": Need("TEMPLATE", CREATE),  # + USE on the source (handler)
+    "one.template.instantiate": Need("TEMPLATE", USE, 0),  # + VM CREATE (handler)
+    "one.templatepool.info": _pool("TEMPLATE"),
+    "one.zone.info": Need("ZONE", USE),
+    "one.zonepool.info": Need("ZONE", USE),
+    "one.cluster.addhost": Need("CLUSTER", ADMIN, 0),  # + HOST ADMIN (handler)
+    "one.cluster.delhost": Need("CLUSTER", ADMIN, 0),
+    **{method: _pool(obj) for method, obj in (
+        ("one.vnpool.info", "NET"), ("one.imagepool.info", "IMAGE"),
+        ("one.vmgrouppool.info", "VMGROUP"), ("one.secgrouppool.info", "SECGROUP"),
+        ("one.vrouterpool.info", "VROUTER"), ("one.marketpool.info", "MARKETPLACE"),
+        ("one.marketapppool.info", "MARKETPLACEAPP"), ("one.vdcpool.info", "VDC"),
+        ("one.documentpool.info", "DOCUMENT"), ("one.vntemplatepool.info", "VNTEMPLATE"),
+        ("one.backupjobpool.info", "BACKUPJOB"),
+    )},
     # datastores, clusters
     "one.datastorepool.info": _pool("DATASTORE"),
     "one.datastore.info": Need("DATASTORE", USE, 0),
@@ -271,6 +292,9 @@ class Authorizer:
             return user_auth(store.user(oid))
         elif obj_type == "GROUP":
             return group_auth(store.group(oid).id)
+        elif obj_type == "TEMPLATE":
+            t = store.vm_template(oid)
+            return ObjectAuth("TEMPLATE", t.id, t.uid, t.gid, (), Permissions.from_octal(t.perms))
         elif obj_type == "HOOK" and self._hook_exists is not None:
             self._hook_exists(oid)
         return plain_auth(obj_type, oid)

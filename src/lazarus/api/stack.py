@@ -28,6 +28,7 @@ from .hook_methods import HookApi
 from .methods import Api, Runner, direct
 from .monitoring import MonitoringApi
 from .rights import Authorizer
+from .templates import TemplateApi
 from .users import UserApi
 from .xmlrpc import Authenticate, Dispatcher, Registry
 
@@ -51,6 +52,7 @@ def build_dispatcher(
     Api(controller, run, fence_key, rights=authorizer).register(registry)
     UserApi(controller.store, authorizer, run, now=controller.clock.now).register(registry)
     MonitoringApi(controller.store, authorizer, controller.clock.now).register(registry)
+    TemplateApi(controller, authorizer, run).register(registry)
     observer = None
     if hooks is not None:
         hook_api = HookApi(hooks, hooks.store, controller.store, run, rights=authorizer)

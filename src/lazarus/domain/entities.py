@@ -270,3 +270,18 @@ class Event:
     flag: str = ""
     value: str = ""
     method: str = ""
+
+
+@dataclass
+class VmTemplate:
+    """A VM template (one.template.*): what one.template.instantiate makes a VM of."""
+
+    id: int
+    name: str
+    uid: int = 0
+    gid: int = 0
+    uname: str = "oneadmin"
+    gname: str = "oneadmin"
+    perms: str = "600"
+    regtime: int = 0
+    template: Template = field(default_factory=Template)

@@ -23,7 +23,16 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from lazarus.domain.acl import AclRule
-from lazarus.domain.entities import VM, Cluster, Datastore, Event, Group, Host, User
+from lazarus.domain.entities import (
+    VM,
+    Cluster,
+    Datastore,
+    Event,
+    Group,
+    Host,
+    User,
+    VmTemplate,
+)
 from lazarus.domain.states import VmState
 
 
@@ -102,6 +111,10 @@ class StoreReader(Protocol):
 
     def last_monitoring_records(self, kind: str) -> list[tuple[int, int, str]]: ...
 
+    def vm_template(self, template_id: int) -> VmTemplate: ...
+
+    def vm_templates(self) -> list[VmTemplate]: ...
+
     def get_meta(self, key: str) -> str | None:
         """Small named values the core keeps (cursors, settings)."""
         ...
@@ -166,6 +179,12 @@ class StoreTx(StoreReader, Protocol):
     def prune_monitoring_records(self, kind: str, before: int) -> int: ...
 
     def delete_monitoring_records(self, kind: str, obj_id: int) -> None: ...
+
+    def add_vm_template(self, template: VmTemplate) -> VmTemplate: ...
+
+    def save_vm_template(self, template: VmTemplate) -> None: ...
+
+    def delete_vm_template(self, template_id: int) -> None: ...
 
     def set_meta(self, key: str, value: str) -> None: ...
 

@@ -30,6 +30,7 @@ from lazarus.domain.errors import InternalError
 from .auth import SCHEMA as AUTH_SCHEMA
 from .hooks import SCHEMA as HOOKS_SCHEMA
 from .monitoring import SCHEMA as MONITORING_SCHEMA
+from .templates import SCHEMA as TEMPLATES_SCHEMA
 
 
 class Migration(NamedTuple):
@@ -124,6 +125,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "groups and acl", AUTH_SCHEMA),
     # Bounded history of host and VM monitoring samples (store/monitoring.py).
     Migration(6, "monitoring records", MONITORING_SCHEMA),
+    # VM templates, one.template.* (store/templates.py).
+    Migration(7, "vm templates", TEMPLATES_SCHEMA),
 )
 
 _TABLE = """

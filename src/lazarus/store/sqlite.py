@@ -59,6 +59,7 @@ from . import codec, migrations, rendered
 from .auth import AuthQueries, AuthWrites
 from .hooks import HookQueries, HookWrites
 from .monitoring import MonitoringQueries, MonitoringWrites
+from .templates import TemplateQueries, TemplateWrites
 
 _Row = tuple[Any, ...]
 _MAX_IDLE_READERS = 32
@@ -129,7 +130,7 @@ def _vm_query(
     return sql, params
 
 
-class _Reader(HookQueries, AuthQueries, MonitoringQueries):
+class _Reader(HookQueries, AuthQueries, MonitoringQueries, TemplateQueries):
     """The StoreReader queries, over whatever connection `_all` uses."""
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
@@ -236,7 +237,7 @@ class _Reader(HookQueries, AuthQueries, MonitoringQueries):
         return [codec.decode_event(row) for row in self._all(sql, params)]
 
 
-class _SqliteTx(HookWrites, AuthWrites, MonitoringWrites, _Reader):
+class _SqliteTx(HookWrites, AuthWrites, MonitoringWrites, TemplateWrites, _Reader):
     """One write transaction (StoreTx); valid only inside its `with` block."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
