@@ -10,6 +10,7 @@ allowed call does not change what a later one finds.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -187,3 +188,22 @@ def test_an_unknown_id_is_no_exists_before_authorization() -> None:
         for role in ("bob", "reader"):
             assert world.call(role, "one.vm.info", 99)[2] == ErrorCode.NO_EXISTS
             assert world.call(role, "one.host.update", 99, "X=1", 1)[2] == ErrorCode.NO_EXISTS
+
+
+def test_only_the_admin_and_ha_groups_get_the_ha_lane() -> None:
+    from lazarus.api.xmlrpc import CallContext
+
+    seen: list[str] = []
+    with RoleWorld() as world:
+        registry = world.dispatcher.registry
+        original = registry.get("one.system.version")
+        assert original is not None
+
+        def spy(ctx: CallContext) -> str:
+            seen.append(ctx.lane)
+            return "x"
+
+        registry._methods["one.system.version"] = dataclasses.replace(original, fn=spy)
+        for role in ("oneadmin", "ha", "reader", "alice"):
+            world.dispatcher.call("one.system.version", [world.sessions[role]], lane="ha")
+    assert seen == ["ha", "ha", "", ""]

@@ -267,6 +267,17 @@ class Authorizer:
             raise LockedError(f"The resource {need.obj.lower()} is locked. [{obj.oid}].",
                               obj.oid)
 
+    def lane(self, user: User, lane: str) -> str:
+        """The HA lane (X-Lazarus-Lane: ha, app/runtime.py) is for the oneadmin group and the
+        HA role's group; anybody else's calls run in the normal lane."""
+        if lane != "ha":
+            return lane
+        groups = set(user.all_groups)
+        if acl.ONEADMIN_GID in groups:
+            return lane
+        ha = self.store.group_by_name("ha")
+        return lane if ha is not None and ha.id in groups else ""
+
     def require(self, user: User, op: int, obj: ObjectAuth) -> None:
         if not self.allowed(user, op, obj):
             raise refusal(user, op, obj)

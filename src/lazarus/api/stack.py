@@ -60,4 +60,5 @@ def build_dispatcher(
         observer = hook_api.observe
     for table in extra_methods:
         table.register(registry)
-    return Dispatcher(registry, authenticate, observer, admit=admit, authorize=authorizer)
+    return Dispatcher(registry, authenticate, observer, admit=admit, authorize=authorizer,
+                      lane_of=authorizer.lane)

@@ -215,11 +215,15 @@ class Dispatcher:
         max_depth: int = 32,
         admit: Callable[[str], AbstractContextManager[None]] | None = None,
         authorize: Authorize | None = None,
+        lane_of: Callable[[User, str], str] | None = None,
     ) -> None:
         self.registry = registry
         self._authenticate = authenticator
         # After the parameter check, before the handler (api/rights.py: ACL rules).
         self._authorize = authorize
+        # Which lane an authenticated user may have (api/rights.py: "ha" for the oneadmin
+        # and ha groups only); None: the lane asked for.
+        self._lane_of = lane_of
         self._observer = observer
         self.max_depth = max_depth
         # Around each authenticated handler, by lane: app/runtime.py bounds how many
@@ -256,6 +260,8 @@ class Dispatcher:
                 raise
             args = _check_params(m, rest)
             lane = lane if lane in LANES else ""
+            if lane and self._lane_of is not None:
+                lane = self._lane_of(user, lane)
             ctx = CallContext(user, method, client_address, lane)
             if self._authorize is not None:
                 self._authorize(ctx, args)
