@@ -18,7 +18,7 @@ from typing import Any
 import pyone
 import pytest
 
-from helpers.daemon import Daemon, running_daemon, wait_for
+from helpers.daemon import FAST_SETTINGS, Daemon, running_daemon, wait_for
 
 VM = 'NAME = "p"\nCPU = "0.1"\nMEMORY = "16"\n'
 HOOK = 'NAME = "x"\nTYPE = "api"\nCOMMAND = "a"\nCALL = "one.vm.deploy"\n'
@@ -26,7 +26,8 @@ HOOK = 'NAME = "x"\nTYPE = "api"\nCOMMAND = "a"\nCALL = "one.vm.deploy"\n'
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    yield from running_daemon(tmp_path_factory.mktemp("pyone-users"))
+    settings = {**FAST_SETTINGS, "MONITORING_RECORD_INTERVAL": "1"}
+    yield from running_daemon(tmp_path_factory.mktemp("pyone-users"), settings)
 
 
 def server(daemon: Daemon, session: str) -> Any:
@@ -189,3 +190,42 @@ def test_vm_management_through_pyone(one: Any) -> None:
     assert vm.TEMPLATE["MEMORY"] == "32" and vm.PERMISSIONS.GROUP_U == 1
     with pytest.raises(pyone.OneNoExistsException):
         one.vm.rename(99999, "x")
+
+
+def test_templates_zones_empty_pools_and_clusters_through_pyone(daemon: Daemon, one: Any) -> None:
+    tid = one.template.allocate('NAME = "py-tpl"\nCPU = "0.1"\nMEMORY = "16"\nHA_PRIORITY = 4')
+    assert one.template.info(tid).NAME == "py-tpl"
+    assert tid in [t.ID for t in one.templatepool.info(-2, -1, -1).VMTEMPLATE]
+    vm_id = one.template.instantiate(tid, "", True, "", False)
+    vm = one.vm.info(vm_id)
+    assert vm.NAME == f"py-tpl-{vm_id}" and vm.USER_TEMPLATE["HA_PRIORITY"] == "4"
+    with pytest.raises(pyone.OneNoExistsException):
+        one.template.instantiate(9999, "", True, "", False)
+    one.user.allocate("py-tpl-user", "pw", "core", [])
+    with pytest.raises(pyone.OneAuthorizationException):  # not the owner: no USE
+        server(daemon, "py-tpl-user:pw").template.instantiate(tid, "", True, "", False)
+    assert [z.ID for z in one.zonepool.info().ZONE] == [0]
+    assert one.vnpool.info(-2, -1, -1).VNET == []
+    assert one.imagepool.info(-2, -1, -1).IMAGE == []
+    host_id = one.host.allocate("py-cl", "sim", "sim", -1)
+    assert one.cluster.addhost(0, host_id) == 0
+    with pytest.raises(pyone.OneNoExistsException):
+        one.cluster.addhost(0, 9999)
+
+
+def test_monitoring_and_accounting_through_pyone(daemon: Daemon, one: Any) -> None:
+    host_id = one.host.allocate("py-mon", "sim", "sim", -1)
+    wait_for("a monitoring record", lambda: one.host.monitoring(host_id).MONITORING)
+    record = one.host.monitoring(host_id).MONITORING[0]
+    assert record.ID == host_id and record.TIMESTAMP > 0
+    assert one.hostpool.monitoring(0).MONITORING
+    assert type(one.vmpool.monitoring(-2, -1)).__name__.startswith("MONITORING_DATA")
+    vm_id = one.vm.allocate('NAME = "py-acct"\nCPU = "0.1"\nMEMORY = "16"', True)
+    one.vm.deploy(vm_id, host_id)
+    wait_for("a history record", lambda: one.vmpool.accounting(-2, -1, -1).HISTORY)
+    records = [h for h in one.vmpool.accounting(-2, -1, -1).HISTORY if h.OID == vm_id]
+    assert records and records[0].HID == host_id and records[0].VM.ID == vm_id
+    with pytest.raises(pyone.OneNoExistsException):
+        one.host.monitoring(9999)
+    with pytest.raises(pyone.OneNoExistsException):
+        one.vm.monitoring(9999)
