@@ -213,3 +213,14 @@ def test_acl_rules_added_enforced_and_deleted() -> None:
         ok(w.call("oneadmin", "one.acl.delrule", rule))
         assert code(w.call("bob", "one.host.info", 0)) == ErrorCode.AUTHORIZATION
         assert code(w.call("oneadmin", "one.acl.delrule", rule)) == ErrorCode.NO_EXISTS
+
+
+def test_a_user_creator_outside_oneadmin_needs_manage_on_the_groups_it_names() -> None:
+    with RoleWorld() as w:
+        carol = ok(w.call("oneadmin", "one.user.allocate", "carol", "pw", "core", [1]))
+        w.sessions["carol"] = "carol:pw"
+        rule = f"{INDIVIDUAL_ID | int(carol):x}"  # type: ignore[call-overload]
+        ok(w.call("oneadmin", "one.acl.addrule", rule, f"{ALL_ID | acl.types('USER'):x}", "8"))
+        assert code(w.call("carol", "one.user.allocate", "mal", "pw", "core", [0])) == 0x200
+        new = ok(w.call("carol", "one.user.allocate", "dan", "pw", "core", []))
+        assert "<GID>1</GID>" in str(ok(w.call("oneadmin", "one.user.info", new)))

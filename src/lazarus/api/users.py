@@ -99,7 +99,13 @@ class UserApi:
         gids = list(groups or [])
         if any(not isinstance(g, int) or isinstance(g, bool) for g in gids):
             raise RpcApiError("The group list must hold group ids (integers).")
-        gids = gids or [acl.USERS_GID]
+        admin = acl.is_admin(ctx.user.all_groups)
+        # oned: the groups given need MANAGE; none given: the users group for the oneadmin
+        # group, else the creator's primary group
+        if not admin:
+            for gid in gids:
+                self.rights.require(ctx.user, MANAGE, group_auth(self.store.group(gid).id))
+        gids = gids or [acl.USERS_GID if admin else ctx.user.gid]
 
         def write(tx: StoreTx) -> int:
             primary = tx.group(gids[0])  # NoExistsError for an unknown group
