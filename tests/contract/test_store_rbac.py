@@ -17,8 +17,17 @@ from lazarus.ports.store import Store
 def test_users_groups_round_trip(store: Store) -> None:  # noqa: F811
     with store.transaction() as tx:
         g = tx.add_group(Group(id=-1, name="ops", template=Template.parse('A = "1"')))
-        u = tx.add_user(User(id=-1, name="u", password_hash="h", gid=g.id, gname="ops",
-                             groups=[7], tokens=[LoginToken("d" * 64, 100, -1)]))
+        u = tx.add_user(
+            User(
+                id=-1,
+                name="u",
+                password_hash="h",
+                gid=g.id,
+                gname="ops",
+                groups=[7],
+                tokens=[LoginToken("d" * 64, 100, -1)],
+            )
+        )
     assert (g.id, u.id) == (0, 0)
     user = store.user(u.id)
     assert user.groups == [7] and user.tokens == [LoginToken("d" * 64, 100, -1)]
@@ -55,8 +64,7 @@ def test_monitoring_records(store: Store) -> None:  # noqa: F811
         tx.add_monitoring_records("host", [(1, 10, "<a/>"), (1, 20, "<b/>"), (2, 15, "<c/>")])
         tx.add_monitoring_records("host", [(1, 20, "<again/>")])  # kept as it was
         tx.add_monitoring_records("vm", [(5, 10, "<v/>")])
-    assert store.monitoring_records("host") == [(1, 10, "<a/>"), (1, 20, "<b/>"),
-                                                (2, 15, "<c/>")]
+    assert store.monitoring_records("host") == [(1, 10, "<a/>"), (1, 20, "<b/>"), (2, 15, "<c/>")]
     assert store.monitoring_records("host", 1, since=15) == [(1, 20, "<b/>")]
     assert store.last_monitoring_records("host") == [(1, 20, "<b/>"), (2, 15, "<c/>")]
     with store.transaction() as tx:
@@ -68,8 +76,9 @@ def test_monitoring_records(store: Store) -> None:  # noqa: F811
 
 def test_vm_templates(store: Store) -> None:  # noqa: F811
     with store.transaction() as tx:
-        t = tx.add_vm_template(VmTemplate(id=-1, name="web", uid=3, perms="640",
-                                          template=Template.parse('CPU = "1"')))
+        t = tx.add_vm_template(
+            VmTemplate(id=-1, name="web", uid=3, perms="640", template=Template.parse('CPU = "1"'))
+        )
     got = store.vm_template(t.id)
     assert got == t and store.vm_templates() == [t]
     got.name = "web2"

@@ -35,7 +35,10 @@ class RoleWorld:
         self.sim = SimCluster(self.clock)
         self.store = SqliteStore.memory()
         self.controller = Controller(
-            self.store, self.clock, {"sim": SimHypervisor(self.sim)}, Settings(),
+            self.store,
+            self.clock,
+            {"sim": SimHypervisor(self.sim)},
+            Settings(),
             hook_executor=FakeHookExecutor(self.clock),
         )
         with self.store.transaction() as tx:
@@ -43,23 +46,38 @@ class RoleWorld:
         self.roles = ensure_roles(self.store)
         self.sessions = {"oneadmin": "oneadmin:adminpw", "ha": issue_ha_token(self.store)}
         with self.store.transaction() as tx:
-            for name, gid, gname in (("reader", self.roles.readonly_gid, "readonly"),
-                                     ("alice", 1, "users"), ("bob", 1, "users")):
-                tx.add_user(User(id=-1, name=name, password_hash=hash_password(name + "pw"),
-                                 gid=gid, gname=gname))
+            for name, gid, gname in (
+                ("reader", self.roles.readonly_gid, "readonly"),
+                ("alice", 1, "users"),
+                ("bob", 1, "users"),
+            ):
+                tx.add_user(
+                    User(
+                        id=-1,
+                        name=name,
+                        password_hash=hash_password(name + "pw"),
+                        gid=gid,
+                        gname=gname,
+                    )
+                )
                 self.sessions[name] = f"{name}:{name}pw"
         self.uid = {u.name: u.id for u in self.store.users()}
         self.dispatcher = build_dispatcher(
-            self.controller, Authenticator(self.store.user_by_name, self.clock.now),
-            run=self.run_fn, fence_key=FENCE_KEY,
+            self.controller,
+            Authenticator(self.store.user_by_name, self.clock.now),
+            run=self.run_fn,
+            fence_key=FENCE_KEY,
         )
         for name in ("node1", "node2"):
             self.sim.add_host(name, 800, 8 * 1024 * 1024)
             self.run_fn(lambda n=name: self.controller.inventory.allocate_host(n, "sim", "sim"))
         for name in ("a0", "a1"):
             template = Template.parse(VM_TEXT.format(name=name))
-            self.run_fn(lambda t=template: self.controller.lifecycle.allocate(
-                t, True, self.uid["alice"], (1, "alice", "users")))
+            self.run_fn(
+                lambda t=template: self.controller.lifecycle.allocate(
+                    t, True, self.uid["alice"], (1, "alice", "users")
+                )
+            )
         hook = 'NAME = "h0"\nTYPE = "api"\nCOMMAND = "/bin/true"\nCALL = "one.vm.allocate"\n'
         assert self.call("oneadmin", "one.hook.allocate", hook)[0] is True
         assert self.call("oneadmin", "one.template.allocate", VM_TEXT.format(name="t0"))[0]

@@ -54,7 +54,8 @@ def test_users_and_groups_bind(one: Any) -> None:
     group = one.group.info(gid)
     assert group.NAME == "py-ops" and list(group.USERS.ID) == [uid]
     assert {"oneadmin", "users", "readonly", "ha", "py-ops"} <= {
-        g.NAME for g in one.grouppool.info().GROUP}
+        g.NAME for g in one.grouppool.info().GROUP
+    }
     with pytest.raises(pyone.OneNoExistsException):
         one.user.info(9999)
     with pytest.raises(pyone.OneNoExistsException):
@@ -108,11 +109,13 @@ def test_readonly_role_lists_and_shows_everything_and_changes_nothing(
     assert len(ro.acl.info().ACL) == len(one.acl.info().ACL)
     host_id = ro.hostpool.info().HOST[0].ID
     assert ro.host.info(host_id).ID == host_id
-    for change in (lambda: ro.host.update(host_id, 'X = "1"', 1),
-                   lambda: ro.host.status(host_id, 1),
-                   lambda: ro.vm.allocate(VM, True),
-                   lambda: ro.user.allocate("x", "y", "core", []),
-                   lambda: ro.hook.allocate(HOOK)):
+    for change in (
+        lambda: ro.host.update(host_id, 'X = "1"', 1),
+        lambda: ro.host.status(host_id, 1),
+        lambda: ro.vm.allocate(VM, True),
+        lambda: ro.user.allocate("x", "y", "core", []),
+        lambda: ro.hook.allocate(HOOK),
+    ):
         with pytest.raises(pyone.OneAuthorizationException):
             change()
 
@@ -143,14 +146,13 @@ def test_hooks_hold_the_ha_roles_token_not_oneadmins_password(daemon: Daemon) ->
         ha.user.allocate("x", "y", "core", [])
 
 
-def test_hook_commands_get_the_ha_credentials_file(
-    daemon: Daemon, one: Any, tmp_path: Any
-) -> None:
+def test_hook_commands_get_the_ha_credentials_file(daemon: Daemon, one: Any, tmp_path: Any) -> None:
     script = tmp_path / "show-auth"
     script.write_text('#!/bin/sh\necho "auth=$ONE_AUTH lazarus=$LAZARUS_AUTH"\n')
     script.chmod(0o755)
     hook_id = one.hook.allocate(
-        f'NAME = "py-env"\nTYPE = "api"\nCOMMAND = "{script}"\nCALL = "one.group.allocate"\n')
+        f'NAME = "py-env"\nTYPE = "api"\nCOMMAND = "{script}"\nCALL = "one.group.allocate"\n'
+    )
     one.group.allocate("py-hooked")
 
     def record() -> Any:

@@ -20,8 +20,9 @@ def test_opennebulas_error_hook_name_runs_ours(
         assert executor.resolve("ft/host_error.rb") == str(tmp_path / "ft/host_error")
         assert executor.resolve("ft/fence_host.sh") == str(tmp_path / "ft/fence_host")
     assert "ft/host_error.rb is OpenNebula's name: running Lazarus' ft/host_error" in caplog.text
-    request = HookRequest(hook_id=0, command="ft/host_error.rb", arguments="", stdin=True,
-                          remote_host="node1")
+    request = HookRequest(
+        hook_id=0, command="ft/host_error.rb", arguments="", stdin=True, remote_host="node1"
+    )
     assert executor.argv(request)[-1].endswith("/ft/host_error")
     (tmp_path / "ft").mkdir()
     (tmp_path / "ft" / "host_error.rb").write_text("#!/bin/sh\n")  # an operator's own file

@@ -19,8 +19,11 @@ from lazarus.domain.errors import NoExistsError
 
 @pytest.fixture
 def h() -> Iterator[Harness]:
-    settings = Settings(host_monitoring_expiration_time=100, vm_monitoring_expiration_time=50,
-                        monitoring_record_interval=10)
+    settings = Settings(
+        host_monitoring_expiration_time=100,
+        vm_monitoring_expiration_time=50,
+        monitoring_record_interval=10,
+    )
     harness = Harness(hosts=2, settings=settings)
     with harness.store.transaction() as tx:
         tx.add_user(User(id=-1, name="oneadmin", password_hash=hash_password("pw")))
@@ -36,8 +39,9 @@ def client(h: Harness) -> LocalClient:
 
         return h.run(on_loop())
 
-    return LocalClient(build_dispatcher(h.controller, Authenticator(h.store.user_by_name),
-                                        run=run), "oneadmin:pw")
+    return LocalClient(
+        build_dispatcher(h.controller, Authenticator(h.store.user_by_name), run=run), "oneadmin:pw"
+    )
 
 
 def test_samples_are_recorded_bounded_and_served(h: Harness) -> None:

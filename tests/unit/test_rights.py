@@ -99,8 +99,7 @@ CALLS: list[tuple[str, Params, frozenset[str]]] = [
     ("one.template.instantiate", fixed(0, "", True, "", False), ADMIN),
     ("one.cluster.addhost", fixed(0, 1), ADMIN),
     ("one.cluster.delhost", fixed(0, 1), ADMIN),
-    ("one.datastore.allocate", fixed('NAME = "d"\nTYPE = "SYSTEM_DS"\nTM_MAD = "shared"\n'),
-     ADMIN),
+    ("one.datastore.allocate", fixed('NAME = "d"\nTYPE = "SYSTEM_DS"\nTM_MAD = "shared"\n'), ADMIN),
     ("one.hook.allocate", lambda w, r: (HOOK_TPL.format(role=r),), ADMIN),
     ("one.hook.update", fixed(0, 'ARGUMENTS = "x"', 1), ADMIN),
     ("one.hook.rename", fixed(0, "h0b"), ADMIN),
@@ -166,8 +165,12 @@ def test_a_refused_change_changes_nothing() -> None:
 
 def test_pools_list_only_what_the_caller_may_use() -> None:
     with RoleWorld() as world:
-        world.run_fn(lambda: world.controller.lifecycle.allocate(
-            world.controller.store.vm(0).template.copy(), True, 0))
+        world.run_fn(
+            lambda: world.controller.lifecycle.allocate(
+                world.controller.store.vm(0).template.copy(), True, 0
+            )
+        )
+
         def vm_ids(role: str, flt: int = -2) -> list[int]:
             doc = world.call(role, "one.vmpool.info", flt, -1, -1, -1)[1]
             return [int(part.split("</ID>")[0]) for part in doc.split("<VM><ID>")[1:]]

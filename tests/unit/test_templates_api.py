@@ -13,8 +13,11 @@ from lazarus.domain.entities import Cluster
 from lazarus.domain.errors import ErrorCode
 from lazarus.domain.xml.templates import EMPTY_POOLS
 
-XSD = {"VNET_POOL": "vnet_pool.xsd", "IMAGE_POOL": "image_pool.xsd",
-       "VM_GROUP_POOL": "vm_group_pool.xsd"}
+XSD = {
+    "VNET_POOL": "vnet_pool.xsd",
+    "IMAGE_POOL": "image_pool.xsd",
+    "VM_GROUP_POOL": "vm_group_pool.xsd",
+}
 
 
 @pytest.fixture
@@ -30,8 +33,13 @@ def ok(result: list[object]) -> object:
 
 
 def test_templates_allocate_info_update_clone_delete(w: RoleWorld) -> None:
-    tid = ok(w.call("alice", "one.template.allocate",
-                    'NAME = "web"\nCPU = "0.5"\nMEMORY = "64"\nHA_PRIORITY = "3"'))
+    tid = ok(
+        w.call(
+            "alice",
+            "one.template.allocate",
+            'NAME = "web"\nCPU = "0.5"\nMEMORY = "64"\nHA_PRIORITY = "3"',
+        )
+    )
     doc = ok(w.call("alice", "one.template.info", tid))
     validate("vmtemplate.xsd", str(doc))
     assert "<UNAME>alice</UNAME>" in str(doc) and "<NAME>web</NAME>" in str(doc)
@@ -50,8 +58,13 @@ def test_templates_allocate_info_update_clone_delete(w: RoleWorld) -> None:
 
 
 def test_instantiate_makes_a_vm_of_the_caller(w: RoleWorld) -> None:
-    tid = ok(w.call("alice", "one.template.allocate",
-                    'NAME = "web"\nCPU = "0.5"\nMEMORY = "64"\nHA_PRIORITY = "3"'))
+    tid = ok(
+        w.call(
+            "alice",
+            "one.template.allocate",
+            'NAME = "web"\nCPU = "0.5"\nMEMORY = "64"\nHA_PRIORITY = "3"',
+        )
+    )
     vm_id = ok(w.call("alice", "one.template.instantiate", tid, "", True, 'MEMORY = "96"', False))
     vm = w.store.vm(int(vm_id))  # type: ignore[call-overload]
     assert vm.name == f"web-{vm_id}" and vm.uid == w.uid["alice"] and vm.gname == "users"

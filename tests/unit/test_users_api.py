@@ -35,11 +35,13 @@ def code(result: list[object]) -> int:
 
 # -- the decision ------------------------------------------------------------------------
 def test_rule_strings_are_as_oned_writes_them() -> None:
-    rule = AclRule(0, GROUP_ID | 1, ALL_ID | acl.types("VM", "NET"), USE | MANAGE,
-                   INDIVIDUAL_ID | 0)
+    rule = AclRule(
+        0, GROUP_ID | 1, ALL_ID | acl.types("VM", "NET"), USE | MANAGE, INDIVIDUAL_ID | 0
+    )
     assert rule.to_str() == "@1 VM+NET/* USE+MANAGE #0"
     assert AclRule(1, INDIVIDUAL_ID | 5, CLUSTER | acl.types("HOST") | 3, ADMIN).to_str() == (
-        "#5 HOST/%3 ADMIN *")
+        "#5 HOST/%3 ADMIN *"
+    )
 
 
 CLUSTER = acl.CLUSTER_ID
@@ -52,28 +54,52 @@ def test_owner_group_and_other_bits_and_rules() -> None:
     assert acl.authorize(4, [1], vm, USE, [])  # group U--
     assert not acl.authorize(4, [1], vm, MANAGE, [])
     assert not acl.authorize(5, [2], vm, USE, [])  # other ---
-    assert acl.authorize(5, [2], vm, USE | ADMIN, [
-        AclRule(0, GROUP_ID | 2, acl.types("VM") | INDIVIDUAL_ID | 7, USE | ADMIN)])
-    assert not acl.authorize(5, [2], vm, USE, [
-        AclRule(0, GROUP_ID | 2, acl.types("VM") | INDIVIDUAL_ID | 8, USE)])
+    assert acl.authorize(
+        5,
+        [2],
+        vm,
+        USE | ADMIN,
+        [AclRule(0, GROUP_ID | 2, acl.types("VM") | INDIVIDUAL_ID | 7, USE | ADMIN)],
+    )
+    assert not acl.authorize(
+        5, [2], vm, USE, [AclRule(0, GROUP_ID | 2, acl.types("VM") | INDIVIDUAL_ID | 8, USE)]
+    )
     assert acl.authorize(5, [2], vm, USE, [AclRule(0, ALL_ID, acl.types("VM") | CLUSTER, USE)])
-    assert acl.authorize(5, [2], vm, USE, [
-        AclRule(0, INDIVIDUAL_ID | 5, acl.types("VM") | GROUP_ID | 1, USE)])
-    assert not acl.authorize(5, [2], vm, USE, [  # another object type
-        AclRule(0, ALL_ID, acl.types("HOST") | ALL_ID, USE)])
-    assert not acl.authorize(5, [2], vm, USE, [  # another zone
-        AclRule(0, ALL_ID, acl.types("VM") | ALL_ID, USE, INDIVIDUAL_ID | 1)])
+    assert acl.authorize(
+        5, [2], vm, USE, [AclRule(0, INDIVIDUAL_ID | 5, acl.types("VM") | GROUP_ID | 1, USE)]
+    )
+    assert not acl.authorize(
+        5,
+        [2],
+        vm,
+        USE,
+        [  # another object type
+            AclRule(0, ALL_ID, acl.types("HOST") | ALL_ID, USE)
+        ],
+    )
+    assert not acl.authorize(
+        5,
+        [2],
+        vm,
+        USE,
+        [  # another zone
+            AclRule(0, ALL_ID, acl.types("VM") | ALL_ID, USE, INDIVIDUAL_ID | 1)
+        ],
+    )
     assert acl.authorize(9, [0], vm, ADMIN, [])  # the oneadmin group
 
 
-@pytest.mark.parametrize("masks", [
-    (0, ALL_ID | acl.types("VM"), USE, ALL_ID),  # no user flag
-    (ALL_ID | GROUP_ID | 1, ALL_ID | acl.types("VM"), USE, ALL_ID),  # two flags
-    (ALL_ID, ALL_ID, USE, ALL_ID),  # no object type
-    (ALL_ID, ALL_ID | acl.types("VM"), 0, ALL_ID),  # no rights
-    (ALL_ID, ALL_ID | acl.types("VM"), 0x10, ALL_ID),  # unknown right
-    (ALL_ID, ALL_ID | acl.types("VM"), USE, GROUP_ID | 1),  # zone by group
-])
+@pytest.mark.parametrize(
+    "masks",
+    [
+        (0, ALL_ID | acl.types("VM"), USE, ALL_ID),  # no user flag
+        (ALL_ID | GROUP_ID | 1, ALL_ID | acl.types("VM"), USE, ALL_ID),  # two flags
+        (ALL_ID, ALL_ID, USE, ALL_ID),  # no object type
+        (ALL_ID, ALL_ID | acl.types("VM"), 0, ALL_ID),  # no rights
+        (ALL_ID, ALL_ID | acl.types("VM"), 0x10, ALL_ID),  # unknown right
+        (ALL_ID, ALL_ID | acl.types("VM"), USE, GROUP_ID | 1),  # zone by group
+    ],
+)
 def test_malformed_rules_are_refused(masks: tuple[int, int, int, int]) -> None:
     with pytest.raises(MalformedRule):
         acl.check_rule(*masks)
@@ -148,8 +174,11 @@ def test_login_tokens_sessions_expiry_and_revocation() -> None:
 
 def test_a_token_with_an_effective_group_acts_in_that_group_only() -> None:
     with RoleWorld() as w:
-        carol = ok(w.call("oneadmin", "one.user.allocate", "carol", "pw", "core",
-                          [1, w.roles.readonly_gid]))
+        carol = ok(
+            w.call(
+                "oneadmin", "one.user.allocate", "carol", "pw", "core", [1, w.roles.readonly_gid]
+            )
+        )
         w.sessions["carol"] = "carol:pw"
         assert ok(w.call("carol", "one.host.info", 0))  # readonly as a secondary group
         token = ok(w.call("carol", "one.user.login", "carol", "", 60, 1))
@@ -206,8 +235,18 @@ def test_acl_rules_added_enforced_and_deleted() -> None:
         assert ok(w.call("bob", "one.host.info", 0))
         assert code(w.call("bob", "one.host.info", 1)) == ErrorCode.AUTHORIZATION
         assert "<HOST><ID>0</ID>" in ok(w.call("bob", "one.hostpool.info"))
-        assert code(w.call("oneadmin", "one.acl.addrule", user,
-                           f"{acl.types('HOST') | INDIVIDUAL_ID:x}", "1")) == ErrorCode.ALLOCATE
+        assert (
+            code(
+                w.call(
+                    "oneadmin",
+                    "one.acl.addrule",
+                    user,
+                    f"{acl.types('HOST') | INDIVIDUAL_ID:x}",
+                    "1",
+                )
+            )
+            == ErrorCode.ALLOCATE
+        )
         for bad in (("zz", "1", "1"), ("0", "2000000000", "1"), (user, "0", "1")):
             assert code(w.call("oneadmin", "one.acl.addrule", *bad)) == ErrorCode.ACTION
         ok(w.call("oneadmin", "one.acl.delrule", rule))

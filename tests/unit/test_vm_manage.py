@@ -72,9 +72,15 @@ class World:
         host = self.h.host(self.h.host_id(name))
         template = base64.b64encode(docs.host_xml(host).encode()).decode()
         _, options = parse_args([template, *flags])
-        run = HostErrorRun(api=self.ha, clock=self.h.clock,
-                           fencer=agent_fencer(self.runner, self.h.clock), lock=MemoryLock(),
-                           emit=self.lines.append, options=options, host_id=host.id)
+        run = HostErrorRun(
+            api=self.ha,
+            clock=self.h.clock,
+            fencer=agent_fencer(self.runner, self.h.clock),
+            lock=MemoryLock(),
+            emit=self.lines.append,
+            options=options,
+            host_id=host.id,
+        )
         return self.h.run(run.run())
 
 
@@ -145,8 +151,12 @@ def test_rename_chown_chmod(w: World) -> None:
     validate("vm.xsd", document)
     with pytest.raises(Exception, match="Permissions"):
         w.admin.call("one.vm.chmod", vm_id, 2, -1, -1, -1, -1, -1, -1, -1, -1)
-    for method, args in (("one.vm.chown", (vm_id, 99, -1)), ("one.vm.chown", (vm_id, -1, 99)),
-                         ("one.vm.rename", (99, "x")), ("one.vm.lock", (99, 1))):
+    for method, args in (
+        ("one.vm.chown", (vm_id, 99, -1)),
+        ("one.vm.chown", (vm_id, -1, 99)),
+        ("one.vm.rename", (99, "x")),
+        ("one.vm.lock", (99, 1)),
+    ):
         result = w.dispatcher.call(method, ["oneadmin:pw", *args])
         assert result[2] == ErrorCode.NO_EXISTS, (method, result)
 

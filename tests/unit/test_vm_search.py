@@ -9,22 +9,34 @@ from helpers.xsd import validate
 from lazarus.domain.errors import ErrorCode
 from lazarus.domain.template import Template
 
-TEXT = ('NAME = "{name}"\nCPU = "0.5"\nMEMORY = "{mem}"\nROLE = "{role}"\n'
-        'DISK = [ IMAGE = "base", DEV_PREFIX = "vd" ]\nDISK = [ IMAGE = "{image}" ]\n')
+TEXT = (
+    'NAME = "{name}"\nCPU = "0.5"\nMEMORY = "{mem}"\nROLE = "{role}"\n'
+    'DISK = [ IMAGE = "base", DEV_PREFIX = "vd" ]\nDISK = [ IMAGE = "{image}" ]\n'
+)
 
 
 @pytest.fixture
 def world() -> RoleWorld:
     w = RoleWorld()  # VMs 0 and 1 are alice's
-    for name, mem, role, image in (("web-1", 64, "web", "data"), ("web-2", 128, "web", "logs"),
-                                   ("db-1", 64, "db", "data")):
+    for name, mem, role, image in (
+        ("web-1", 64, "web", "data"),
+        ("web-2", 128, "web", "logs"),
+        ("db-1", 64, "db", "data"),
+    ):
         template = Template.parse(TEXT.format(name=name, mem=mem, role=role, image=image))
         w.run_fn(lambda t=template: w.controller.lifecycle.allocate(t, True, 0))
     return w
 
 
-def ids(world: RoleWorld, query: str, role: str = "oneadmin", method: str = "one.vmpool.info",
-        flt: int = -2, start: int = -1, end: int = -1) -> list[int]:
+def ids(
+    world: RoleWorld,
+    query: str,
+    role: str = "oneadmin",
+    method: str = "one.vmpool.info",
+    flt: int = -2,
+    start: int = -1,
+    end: int = -1,
+) -> list[int]:
     result = world.call(role, method, flt, start, end, -1, query)
     assert result[0] is True, result
     document = str(result[1])
@@ -59,8 +71,19 @@ def test_the_filter_keeps_the_callers_view(world: RoleWorld) -> None:
         world.close()
 
 
-@pytest.mark.parametrize("query", ["NAME", "web-1", "HOST.NAME=x", "VM=x", "VM.NA ME=x",
-                                   "VM.NAME=a&", "VM.DISK[x].IMAGE=a", "x" * 5000])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "NAME",
+        "web-1",
+        "HOST.NAME=x",
+        "VM=x",
+        "VM.NA ME=x",
+        "VM.NAME=a&",
+        "VM.DISK[x].IMAGE=a",
+        "x" * 5000,
+    ],
+)
 def test_a_malformed_filter_is_refused_not_ignored(world: RoleWorld, query: str) -> None:
     try:
         for method in ("one.vmpool.info", "one.vmpool.infoextended"):

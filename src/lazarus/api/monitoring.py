@@ -22,15 +22,14 @@ from .xmlrpc import CallContext, Registry
 
 
 class MonitoringApi:
-    def __init__(
-        self, store: StoreReader, rights: Authorizer, now: Callable[[], float]
-    ) -> None:
+    def __init__(self, store: StoreReader, rights: Authorizer, now: Callable[[], float]) -> None:
         self.store = store
         self.rights = rights
         self._now = now
 
-    def _records(self, kind: str, seconds: int, obj_id: int | None = None
-                 ) -> list[tuple[int, int, str]]:
+    def _records(
+        self, kind: str, seconds: int, obj_id: int | None = None
+    ) -> list[tuple[int, int, str]]:
         if seconds < -1:
             raise RpcApiError("seconds must be -1 (all), 0 (the last record) or > 0.")
         if seconds == 0:

@@ -44,8 +44,9 @@ class Need:
 
 
 # oned.conf's defaults: VM_ADMIN_OPERATIONS, VM_MANAGE_OPERATIONS (VM_USE_OPERATIONS is empty)
-VM_ADMIN_ACTIONS = frozenset({"migrate", "delete", "recover", "retry", "deploy", "resched",
-                              "unresched"})
+VM_ADMIN_ACTIONS = frozenset(
+    {"migrate", "delete", "recover", "retry", "deploy", "resched", "unresched"}
+)
 
 
 def _vm_action_op(params: Sequence[object]) -> int:
@@ -108,14 +109,22 @@ RIGHTS: dict[str, Need] = {
     "one.zonepool.info": Need("ZONE", USE),
     "one.cluster.addhost": Need("CLUSTER", ADMIN, 0),  # + HOST ADMIN (handler)
     "one.cluster.delhost": Need("CLUSTER", ADMIN, 0),
-    **{method: _pool(obj) for method, obj in (
-        ("one.vnpool.info", "NET"), ("one.imagepool.info", "IMAGE"),
-        ("one.vmgrouppool.info", "VMGROUP"), ("one.secgrouppool.info", "SECGROUP"),
-        ("one.vrouterpool.info", "VROUTER"), ("one.marketpool.info", "MARKETPLACE"),
-        ("one.marketapppool.info", "MARKETPLACEAPP"), ("one.vdcpool.info", "VDC"),
-        ("one.documentpool.info", "DOCUMENT"), ("one.vntemplatepool.info", "VNTEMPLATE"),
-        ("one.backupjobpool.info", "BACKUPJOB"),
-    )},
+    **{
+        method: _pool(obj)
+        for method, obj in (
+            ("one.vnpool.info", "NET"),
+            ("one.imagepool.info", "IMAGE"),
+            ("one.vmgrouppool.info", "VMGROUP"),
+            ("one.secgrouppool.info", "SECGROUP"),
+            ("one.vrouterpool.info", "VROUTER"),
+            ("one.marketpool.info", "MARKETPLACE"),
+            ("one.marketapppool.info", "MARKETPLACEAPP"),
+            ("one.vdcpool.info", "VDC"),
+            ("one.documentpool.info", "DOCUMENT"),
+            ("one.vntemplatepool.info", "VNTEMPLATE"),
+            ("one.backupjobpool.info", "BACKUPJOB"),
+        )
+    },
     # datastores, clusters
     "one.datastorepool.info": _pool("DATASTORE"),
     "one.datastore.info": Need("DATASTORE", USE, 0),
@@ -264,8 +273,7 @@ class Authorizer:
                 return  # the handler answers NO_EXISTS
         op = need.op(params) if callable(need.op) else need.op
         if acl.lock_refuses(obj.locked, op):
-            raise LockedError(f"The resource {need.obj.lower()} is locked. [{obj.oid}].",
-                              obj.oid)
+            raise LockedError(f"The resource {need.obj.lower()} is locked. [{obj.oid}].", obj.oid)
 
     def lane(self, user: User, lane: str) -> str:
         """The HA lane (X-Lazarus-Lane: ha, app/runtime.py) is for the oneadmin group and the

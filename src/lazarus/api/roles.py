@@ -38,9 +38,27 @@ HA_GROUP = "ha"
 HA_USER = "lazarus-ha"
 _BOOTSTRAP = "acl.bootstrap"
 READ_TYPES = (
-    "VM", "HOST", "NET", "IMAGE", "USER", "TEMPLATE", "GROUP", "ACL", "DATASTORE", "CLUSTER",
-    "DOCUMENT", "ZONE", "SECGROUP", "VDC", "VROUTER", "MARKETPLACE", "MARKETPLACEAPP",
-    "VMGROUP", "VNTEMPLATE", "HOOK", "BACKUPJOB",
+    "VM",
+    "HOST",
+    "NET",
+    "IMAGE",
+    "USER",
+    "TEMPLATE",
+    "GROUP",
+    "ACL",
+    "DATASTORE",
+    "CLUSTER",
+    "DOCUMENT",
+    "ZONE",
+    "SECGROUP",
+    "VDC",
+    "VROUTER",
+    "MARKETPLACE",
+    "MARKETPLACEAPP",
+    "VMGROUP",
+    "VNTEMPLATE",
+    "HOOK",
+    "BACKUPJOB",
 )
 
 
@@ -61,9 +79,12 @@ def default_rules(readonly_gid: int, ha_gid: int) -> list[AclRule]:
         return AclRule(-1, user, resource, rights, zone)
 
     return [
-        rule(GROUP_ID | acl.USERS_GID,
-             ALL_ID | acl.types("VM", "NET", "IMAGE", "TEMPLATE", "DOCUMENT"), CREATE,
-             INDIVIDUAL_ID | 0),
+        rule(
+            GROUP_ID | acl.USERS_GID,
+            ALL_ID | acl.types("VM", "NET", "IMAGE", "TEMPLATE", "DOCUMENT"),
+            CREATE,
+            INDIVIDUAL_ID | 0,
+        ),
         rule(ALL_ID, ALL_ID | acl.types("ZONE"), USE),
         rule(GROUP_ID | readonly_gid, ALL_ID | acl.types(*READ_TYPES), USE),
         rule(GROUP_ID | ha_gid, ALL_ID | acl.types("HOST", "VM"), USE | ADMIN),
@@ -83,8 +104,9 @@ def ensure_roles(store: Store) -> Roles:
         user = tx.user_by_name(HA_USER)
         if user is None:
             password = auth.hash_password(secrets.token_hex(32))
-            user = tx.add_user(User(id=-1, name=HA_USER, password_hash=password,
-                                    gid=ha.id, gname=ha.name))
+            user = tx.add_user(
+                User(id=-1, name=HA_USER, password_hash=password, gid=ha.id, gname=ha.name)
+            )
         if tx.get_meta(_BOOTSTRAP) is None:
             existing = {r.key() for r in tx.acl_rules()}
             for rule in default_rules(readonly.id, ha.id):

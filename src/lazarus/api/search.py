@@ -54,8 +54,7 @@ def parse_query(text: str) -> list[Condition]:
             if match is None:
                 raise RpcApiError(f"Filter key {key[:80]!r}: {part[:40]!r} is not an element.")
             index = match.group(2)
-            steps.append((match.group(1).upper(),
-                          None if index in (None, "*") else int(index)))
+            steps.append((match.group(1).upper(), None if index in (None, "*") else int(index)))
         conditions.append(Condition(tuple(steps), value))
     return conditions
 

@@ -27,8 +27,13 @@ def template_auth(t: VmTemplate) -> ObjectAuth:
 
 
 class TemplateApi:
-    def __init__(self, controller: Controller, rights: Authorizer, run: Runner = direct,
-                 endpoint: str = "http://localhost:2633/RPC2") -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        rights: Authorizer,
+        run: Runner = direct,
+        endpoint: str = "http://localhost:2633/RPC2",
+    ) -> None:
         self.c = controller
         self.store = controller.store
         self.rights = rights
@@ -52,12 +57,21 @@ class TemplateApi:
         body = template.copy()
         body.remove("NAME")
         user = ctx.user
-        new = VmTemplate(id=-1, name=name, uid=user.id, gid=user.gid, uname=user.name,
-                         gname=user.gname, regtime=int(self.c.clock.now()), template=body)
+        new = VmTemplate(
+            id=-1,
+            name=name,
+            uid=user.id,
+            gid=user.gid,
+            uname=user.name,
+            gname=user.gname,
+            regtime=int(self.c.clock.now()),
+            template=body,
+        )
         return int(self._tx(lambda tx: tx.add_vm_template(new).id))
 
-    def info(self, ctx: CallContext, template_id: int, extended: bool = False,
-             decrypt: bool = False) -> str:
+    def info(
+        self, ctx: CallContext, template_id: int, extended: bool = False, decrypt: bool = False
+    ) -> str:
         return docs.vmtemplate_xml(self.store.vm_template(template_id))
 
     def pool_info(self, ctx: CallContext, *_filters: int) -> str:
@@ -72,7 +86,8 @@ class TemplateApi:
             if append:
                 names = {n for n, _ in template.items}
                 t.template = Template(
-                    [(n, v) for n, v in t.template.items if n not in names] + template.items)
+                    [(n, v) for n, v in t.template.items if n not in names] + template.items
+                )
             else:
                 t.template = template
             t.template.remove("NAME")
@@ -101,19 +116,32 @@ class TemplateApi:
 
         return int(self._tx(write))
 
-    def clone(self, ctx: CallContext, template_id: int, name: str,
-              recursive: bool = False) -> int:
+    def clone(self, ctx: CallContext, template_id: int, name: str, recursive: bool = False) -> int:
         source = self.store.vm_template(template_id)
         self.rights.require(ctx.user, USE, template_auth(source))
         validation.check_name(name, ActionError)
         user = ctx.user
-        new = VmTemplate(id=-1, name=name, uid=user.id, gid=user.gid, uname=user.name,
-                         gname=user.gname, regtime=int(self.c.clock.now()),
-                         template=source.template.copy())
+        new = VmTemplate(
+            id=-1,
+            name=name,
+            uid=user.id,
+            gid=user.gid,
+            uname=user.name,
+            gname=user.gname,
+            regtime=int(self.c.clock.now()),
+            template=source.template.copy(),
+        )
         return int(self._tx(lambda tx: tx.add_vm_template(new).id))
 
-    def instantiate(self, ctx: CallContext, template_id: int, name: str = "",
-                    hold: bool = False, extra: str = "", persistent: bool = False) -> int:
+    def instantiate(
+        self,
+        ctx: CallContext,
+        template_id: int,
+        name: str = "",
+        hold: bool = False,
+        extra: str = "",
+        persistent: bool = False,
+    ) -> int:
         """A VM from the template, `extra` attributes over it; NAME `name`, or the template's
         name and the VM id. Needs USE on the template (checked before) and VM CREATE."""
         source = self.store.vm_template(template_id)
@@ -122,8 +150,7 @@ class TemplateApi:
         if extra.strip():
             over = parse_template(extra, ActionError, "vm")
             names = {n for n, _ in over.items}
-            template = Template([(n, v) for n, v in template.items if n not in names]
-                                + over.items)
+            template = Template([(n, v) for n, v in template.items if n not in names] + over.items)
         template.set("TEMPLATE_ID", str(source.id))
         if name.strip():
             validation.check_name(name, ActionError)
@@ -171,8 +198,7 @@ class TemplateApi:
             ("one.template.rename", self.rename, "A:sis", ()),
             ("one.template.delete", self.delete, "A:sib", (False,)),
             ("one.template.clone", self.clone, "A:sisb", (False,)),
-            ("one.template.instantiate", self.instantiate, "A:sisbsb",
-             ("", False, "", False)),
+            ("one.template.instantiate", self.instantiate, "A:sisbsb", ("", False, "", False)),
             ("one.templatepool.info", self.pool_info, "A:siii", (-2, -1, -1)),
             ("one.zone.info", self.zone_info, "A:sib", (False,)),
             ("one.zonepool.info", self.zonepool_info, "A:s", ()),

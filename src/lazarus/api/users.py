@@ -47,8 +47,7 @@ SYSTEM_GROUPS = (acl.ONEADMIN_GID, acl.USERS_GID)
 def _check_user_name(name: str, error: type[ApiError]) -> None:
     if not _USER_NAME.fullmatch(name):
         raise error(
-            "Invalid NAME: 1 to 128 letters, digits or '_', '.', '@', '+', '-' "
-            "(no spaces, no ':')."
+            "Invalid NAME: 1 to 128 letters, digits or '_', '.', '@', '+', '-' (no spaces, no ':')."
         )
 
 
@@ -90,7 +89,11 @@ class UserApi:
 
     # ------------------------------------------------------------------------- users
     def user_allocate(
-        self, ctx: CallContext, name: str, password: str, driver: str = "core",
+        self,
+        ctx: CallContext,
+        name: str,
+        password: str,
+        driver: str = "core",
         groups: list[Any] | None = None,
     ) -> int:
         _check_user_name(name, AllocateError)
@@ -112,8 +115,12 @@ class UserApi:
             for gid in gids[1:]:
                 tx.group(gid)
             user = User(
-                id=-1, name=name, password_hash=auth.hash_password(password),
-                gid=primary.id, gname=primary.name, groups=[g for g in gids[1:]],
+                id=-1,
+                name=name,
+                password_hash=auth.hash_password(password),
+                gid=primary.id,
+                gname=primary.name,
+                groups=[g for g in gids[1:]],
                 auth_driver=drv,
             )
             return tx.add_user(user).id
@@ -243,7 +250,7 @@ class UserApi:
                 return token
             expires = -1 if valid == -1 else now + valid
             if token and not known:
-                raise ActionError("Unknown login token: pass \"\" to be given a new one.")
+                raise ActionError('Unknown login token: pass "" to be given a new one.')
             if known:
                 user.tokens = [
                     LoginToken(t.digest, expires, egid) if t in known else t for t in live

@@ -76,8 +76,9 @@ class VmAdmin:
                 t.note(vm, "unlocked")
         return vm_id
 
-    def chown(self, vm_id: int, owner: tuple[int, str] | None,
-              group: tuple[int, str] | None) -> int:
+    def chown(
+        self, vm_id: int, owner: tuple[int, str] | None, group: tuple[int, str] | None
+    ) -> int:
         """New (uid, uname) and/or (gid, gname); None keeps it."""
         with self.journal.tx() as t:
             vm = t.store.vm(vm_id)
@@ -101,9 +102,7 @@ class VmAdmin:
         with self.journal.tx() as t:
             vm = t.store.vm(vm_id)
             if vm.state not in RESIZABLE:
-                raise ActionError(
-                    f"Resize action is not available for state {vm.state.name}"
-                )
+                raise ActionError(f"Resize action is not available for state {vm.state.name}")
             before = (vm.cpu, vm.memory)
             for name in ("CPU", "VCPU", "MEMORY"):
                 value = size.get(name)
@@ -116,8 +115,11 @@ class VmAdmin:
             t.store.save_vm(vm)
             if host_id is not None:
                 placement.reaccount(t.store, host_id)
-            t.note(vm, f"resized to CPU {vm.template.get('CPU')}, MEMORY "
-                       f"{vm.template.get('MEMORY')} MiB", EventKind.TEMPLATE)
+            t.note(
+                vm,
+                f"resized to CPU {vm.template.get('CPU')}, MEMORY {vm.template.get('MEMORY')} MiB",
+                EventKind.TEMPLATE,
+            )
         return vm_id
 
 

@@ -204,8 +204,17 @@ class Permissions:
         return cls(*bits)
 
     def values(self) -> tuple[int, ...]:
-        return (self.owner_u, self.owner_m, self.owner_a, self.group_u, self.group_m,
-                self.group_a, self.other_u, self.other_m, self.other_a)
+        return (
+            self.owner_u,
+            self.owner_m,
+            self.owner_a,
+            self.group_u,
+            self.group_m,
+            self.group_a,
+            self.other_u,
+            self.other_m,
+            self.other_a,
+        )
 
     def changed(self, values: Sequence[int]) -> Permissions:
         """one.*.chmod: nine values, -1 keeps the current bit; others must be 0 or 1."""

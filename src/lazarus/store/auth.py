@@ -129,8 +129,13 @@ class AuthWrites:
         rule_id = self._next_id("acl")
         self._write(
             f"INSERT INTO acl_rules ({_ACL_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-            (rule_id, hex_mask(rule.user), hex_mask(rule.resource), hex_mask(rule.rights),
-             hex_mask(rule.zone)),
+            (
+                rule_id,
+                hex_mask(rule.user),
+                hex_mask(rule.resource),
+                hex_mask(rule.rights),
+                hex_mask(rule.zone),
+            ),
             lambda: "Rule already exists",
         )
         return AclRule(rule_id, rule.user, rule.resource, rule.rights, rule.zone)

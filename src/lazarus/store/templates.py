@@ -23,18 +23,33 @@ CREATE TABLE vm_templates (id INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT
 
 def encode_vm_template(t: VmTemplate) -> str:
     return json.dumps(
-        {"name": t.name, "uid": t.uid, "gid": t.gid, "uname": t.uname, "gname": t.gname,
-         "perms": t.perms, "regtime": t.regtime, "template": t.template.to_json()},
-        separators=(",", ":"), ensure_ascii=True,
+        {
+            "name": t.name,
+            "uid": t.uid,
+            "gid": t.gid,
+            "uname": t.uname,
+            "gname": t.gname,
+            "perms": t.perms,
+            "regtime": t.regtime,
+            "template": t.template.to_json(),
+        },
+        separators=(",", ":"),
+        ensure_ascii=True,
     )
 
 
 def decode_vm_template(template_id: int, body: str) -> VmTemplate:
     d = json.loads(body)
     return VmTemplate(
-        id=template_id, name=str(d["name"]), uid=int(d["uid"]), gid=int(d["gid"]),
-        uname=str(d["uname"]), gname=str(d["gname"]), perms=str(d["perms"]),
-        regtime=int(d["regtime"]), template=Template.from_json(d["template"]),
+        id=template_id,
+        name=str(d["name"]),
+        uid=int(d["uid"]),
+        gid=int(d["gid"]),
+        uname=str(d["uname"]),
+        gname=str(d["gname"]),
+        perms=str(d["perms"]),
+        regtime=int(d["regtime"]),
+        template=Template.from_json(d["template"]),
     )
 
 
@@ -66,13 +81,19 @@ class TemplateWrites:
 
     def add_vm_template(self, t: VmTemplate) -> VmTemplate:
         t.id = self._next_id("vm_template")
-        self._write("INSERT INTO vm_templates (id, name, body) VALUES (?, ?, ?)",
-                    (t.id, t.name, encode_vm_template(t)), _no_unique)
+        self._write(
+            "INSERT INTO vm_templates (id, name, body) VALUES (?, ?, ?)",
+            (t.id, t.name, encode_vm_template(t)),
+            _no_unique,
+        )
         return t
 
     def save_vm_template(self, t: VmTemplate) -> None:
-        if not self._write("UPDATE vm_templates SET name = ?, body = ? WHERE id = ?",
-                           (t.name, encode_vm_template(t), t.id), _no_unique):
+        if not self._write(
+            "UPDATE vm_templates SET name = ?, body = ? WHERE id = ?",
+            (t.name, encode_vm_template(t), t.id),
+            _no_unique,
+        ):
             raise _missing(t.id)
 
     def delete_vm_template(self, template_id: int) -> None:

@@ -21,8 +21,9 @@ def vmtemplate_xml(t: VmTemplate) -> str:
 
 
 def vmtemplate_pool_xml(templates: Iterable[VmTemplate]) -> str:
-    return "<VMTEMPLATE_POOL>" + "".join(vmtemplate_xml(t) for t in templates) + (
-        "</VMTEMPLATE_POOL>")
+    return (
+        "<VMTEMPLATE_POOL>" + "".join(vmtemplate_xml(t) for t in templates) + ("</VMTEMPLATE_POOL>")
+    )
 
 
 # The pools of objects Lazarus does not keep (method -> root element): always empty.

@@ -43,9 +43,7 @@ def user_xml(user: User, gname: str | None = None) -> str:
 
 def user_pool_xml(users: Iterable[User], gnames: Mapping[int, str]) -> str:
     """<USER_POOL> of one.userpool.info (user_pool.xsd)."""
-    inner = "".join(
-        f"<USER>{_user_body(u, gnames.get(u.gid, u.gname))}</USER>" for u in users
-    )
+    inner = "".join(f"<USER>{_user_body(u, gnames.get(u.gid, u.gname))}</USER>" for u in users)
     return f"<USER_POOL>{inner}<DEFAULT_USER_QUOTAS/></USER_POOL>"
 
 
@@ -67,9 +65,7 @@ def group_xml(group: Group, members: Iterable[int]) -> str:
 
 def group_pool_xml(groups: Iterable[Group], members: Mapping[int, list[int]]) -> str:
     """<GROUP_POOL> of one.grouppool.info (group_pool.xsd)."""
-    inner = "".join(
-        f"<GROUP>{_group_body(g, members.get(g.id, []))}</GROUP>" for g in groups
-    )
+    inner = "".join(f"<GROUP>{_group_body(g, members.get(g.id, []))}</GROUP>" for g in groups)
     return f"<GROUP_POOL>{inner}<DEFAULT_GROUP_QUOTAS/></GROUP_POOL>"
 
 
