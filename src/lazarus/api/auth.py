@@ -6,8 +6,10 @@ stores `hash_password(password)` for the user; the client (api/client.py, hence 
 the hook commands) calls `resolve_auth_file` and `read_auth_file`.
 
 Passwords are stored as OpenNebula's core auth driver stores them: the lowercase sha256 hex
-digest of the password; verification compares digests in constant time. Login tokens
-("user:token" from one.user.login) are not supported.
+digest of the password; verification compares digests in constant time. A session may also
+be "user:token" with a login token from one.user.login (api/users.py): only the token's
+sha256 is stored (User.tokens), with its expiry and optional effective group; an expired
+token no longer authenticates.
 
 The session string is "user:password", split at the first ':' as OpenNebula does. Nothing in
 this module logs or formats a password or a whole session string: error messages name the
@@ -20,14 +22,16 @@ created with mode 0600 under a fresh name in the target directory, fsynced, and 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from lazarus.domain.entities import User
+from lazarus.domain.entities import LoginToken, User
 from lazarus.domain.errors import AuthenticationError, LazarusError
 
 from . import defaults
@@ -61,22 +65,54 @@ def split_session(session: str) -> tuple[str, str]:
     return user, password
 
 
+def new_token() -> str:
+    """A login token: 40 random hex digits (what one.user.login hands out once)."""
+    return secrets.token_hex(20)
+
+
+def token_digest(token: str) -> str:
+    """The stored form of a login token (its sha256 hex digest)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def valid_token(user: User, token: str, now: float) -> LoginToken | None:
+    """The user's unexpired login token `token` is, if any (digests compared in constant
+    time, every token compared)."""
+    digest = token_digest(token).encode("ascii")
+    found: LoginToken | None = None
+    for candidate in user.tokens:
+        same = hmac.compare_digest(digest, candidate.digest.encode("ascii"))
+        if same and (candidate.expires < 0 or candidate.expires > now):
+            found = candidate
+    return found
+
+
 class Authenticator:
     """Turns a session string into the authenticated User, or raises AuthenticationError.
 
     `lookup_user(name)` returns the User or None; it is called once per API call from the
     server's request threads, so it must be thread-safe and cheap. The error text is
-    OpenNebula's; the server prefixes "[method] ".
+    OpenNebula's; the server prefixes "[method] ". `now` (Unix seconds) decides token expiry.
+    A session with a token that names an effective group (EGID) acts in that group only.
     """
 
-    def __init__(self, lookup_user: Callable[[str], User | None]) -> None:
+    def __init__(
+        self, lookup_user: Callable[[str], User | None], now: Callable[[], float] = time.time
+    ) -> None:
         self._lookup_user = lookup_user
+        self._now = now
 
     def __call__(self, session: str) -> User:
         name, password = split_session(session)
         user = self._lookup_user(name)
         stored = user.password_hash if user is not None else _DUMMY_HASH
         ok = verify_password(password, stored)
+        if user is not None and not ok and user.tokens:
+            token = valid_token(user, password, self._now())
+            if token is not None:
+                ok = True
+                if token.egid >= 0 and token.egid in user.all_groups:
+                    user = dataclasses.replace(user, gid=token.egid, groups=[])
         if user is None or not ok or not user.enabled:
             raise AuthenticationError(AUTH_FAILED)
         return user

@@ -33,6 +33,7 @@ from lazarus.ports.hooks import HookReader
 from lazarus.ports.store import StoreReader
 
 from .methods import Runner, direct, parse_template
+from .rights import Authorizer, plain_auth
 from .validation import check_name
 from .xmlrpc import CallContext, Registry
 
@@ -42,6 +43,8 @@ SECRET_PARAMS: dict[str, tuple[int, ...]] = {
     "one.user.passwd": (1,),
     "one.user.login": (1,),
 }
+# Calls whose answer is a secret (the login token): CALL_INFO shows it masked.
+SECRET_RESULTS = frozenset({"one.user.login"})
 
 
 class HookApi:
@@ -51,11 +54,13 @@ class HookApi:
         store: HookReader,
         objects: StoreReader | None = None,
         run: Runner = direct,
+        rights: Authorizer | None = None,
     ) -> None:
         self.manager = manager
         self.store = store
         self.objects = objects  # for EXTRA of allocate calls
         self.run = run
+        self.rights = rights  # one.hookpool.info lists the hooks the caller may USE
 
     # -- handlers -----------------------------------------------------------------------------
     def allocate(self, ctx: CallContext, text: str) -> int:
@@ -87,7 +92,10 @@ class HookApi:
         return self.run(lambda: self.manager.retry(hook_id, execution_id))
 
     def pool_info(self, ctx: CallContext, *_filters: int) -> str:
-        return hook_pool_xml(self.store.hooks())
+        hooks = self.store.hooks()
+        if self.rights is not None:
+            hooks = self.rights.visible(ctx.user, hooks, lambda h: plain_auth("HOOK", h.id))
+        return hook_pool_xml(hooks)
 
     def log_info(self, ctx: CallContext, min_ts: int, max_ts: int, hook_id: int, rc: int) -> str:
         return hooklog_xml(self.store.hook_log(min_ts, max_ts, hook_id, rc))
@@ -104,6 +112,8 @@ class HookApi:
             for i, p in enumerate(params)
         )
         answer = [mask_text(r) if isinstance(r, str) else r for r in result]  # error texts
+        if method in SECRET_RESULTS and result and result[0] is True:
+            answer[1] = MASK
         document = call_info_xml(shown, answer, self._extra(method, result))
         self.run(lambda: self.manager.record_api(method, document))
 

@@ -6,7 +6,9 @@ Dispatcher that checks sessions and feeds API hooks.
     XmlRpcServer(dispatcher, ...)                  # the daemon (app/daemon.py)
     LocalClient(dispatcher, session)               # the simulator (sim/world.py), tests
 
-It registers `one.*` and `lazarus.host.*` (api/methods.py) and, when the controller runs
+Every call is authorized by api/rights.py's Authorizer (the ACL rules) before its handler.
+It registers `one.*` and `lazarus.host.*` (api/methods.py), users, groups and ACL rules
+(api/users.py) and, when the controller runs
 hooks, `one.hook*` (api/hook_methods.py) whose observer records the API events hooks listen
 to. `extra_methods` are further tables registered after those (the daemon's `lazarus.sim.*`,
 app/sim_api.py, when the simulated driver is configured). `run` is how changes reach the
@@ -24,6 +26,10 @@ from lazarus.core.controller import Controller
 
 from .hook_methods import HookApi
 from .methods import Api, Runner, direct
+from .monitoring import MonitoringApi
+from .rights import Authorizer
+from .templates import TemplateApi
+from .users import UserApi
 from .xmlrpc import Authenticate, Dispatcher, Registry
 
 
@@ -41,13 +47,18 @@ def build_dispatcher(
     admit: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> Dispatcher:
     registry = Registry()
-    Api(controller, run, fence_key).register(registry)
+    hooks = controller.hooks
+    authorizer = Authorizer(controller.store, hooks.store.hook if hooks is not None else None)
+    Api(controller, run, fence_key, rights=authorizer).register(registry)
+    UserApi(controller.store, authorizer, run, now=controller.clock.now).register(registry)
+    MonitoringApi(controller.store, authorizer, controller.clock.now).register(registry)
+    TemplateApi(controller, authorizer, run).register(registry)
     observer = None
-    if controller.hooks is not None:
-        hooks = controller.hooks
-        hook_api = HookApi(hooks, hooks.store, controller.store, run)
+    if hooks is not None:
+        hook_api = HookApi(hooks, hooks.store, controller.store, run, rights=authorizer)
         hook_api.register(registry)
         observer = hook_api.observe
     for table in extra_methods:
         table.register(registry)
-    return Dispatcher(registry, authenticate, observer, admit=admit)
+    return Dispatcher(registry, authenticate, observer, admit=admit, authorize=authorizer,
+                      lane_of=authorizer.lane)

@@ -13,6 +13,8 @@ Per call (`Dispatcher.call`):
    "A:" one letter per parameter including the session; s=str, i=32-bit int, b=bool),
    optional trailing parameters take their registered defaults. A wrong count or type is an
    RpcApiError, answered with the normal failure array (not a fault, not a traceback).
+   (A=array: its members are the handler's to check.) Then the optional `authorize` hook
+   (api/rights.py, the ACL rules) may refuse the call: AUTHORIZATION, nothing runs.
 3. the handler `fn(ctx, *params)` runs; its value becomes [True, value, 0]. An ApiError
    becomes [False, "[method] text", code, resp_id, 0]; any other exception becomes INTERNAL
    with a generic text, the traceback goes to the server log only.
@@ -20,8 +22,8 @@ Per call (`Dispatcher.call`):
    result array, user) before the response is sent, so when a client's call returns, its
    observer has run. Calls refused for authentication or authorization are not observed.
    Observer errors are logged and ignored.
-An unknown method is an XML-RPC fault (-506), as OpenNebula's xmlrpc-c answers; the Ruby CLI
-prints ERROR for that field and carries on.
+An unknown method is an XML-RPC fault (-506), as OpenNebula's xmlrpc-c answers (the Ruby CLI
+fails the whole command on it; docs/api.md lists what is served).
 
 Parsing and writing the XML-RPC documents is api/wire.py's job (hardened parsing).
 
@@ -54,7 +56,7 @@ log = logging.getLogger("lazarus.api.xmlrpc")
 
 FAULT_PARSE = -503  # xmlrpc-c's codes, which OpenNebula's clients see from oned
 FAULT_NO_SUCH_METHOD = -506
-_KINDS = {"s": "string", "i": "int", "b": "bool"}
+_KINDS = {"s": "string", "i": "int", "b": "bool", "A": "array"}
 
 Handler = Callable[..., object]
 F = TypeVar("F", bound=Handler)
@@ -62,6 +64,12 @@ F = TypeVar("F", bound=Handler)
 
 class Authenticate(Protocol):
     def __call__(self, session: str) -> User: ...
+
+
+class Authorize(Protocol):
+    """Raises AuthorizationError (or NoExistsError) when ctx.user may not make this call."""
+
+    def __call__(self, ctx: CallContext, params: Sequence[object]) -> None: ...
 
 
 class Observer(Protocol):
@@ -171,6 +179,8 @@ def _check_params(m: _Method, params: Sequence[object]) -> list[object]:
             checked.append(value)
         elif kind == "b" and isinstance(value, int) and value in (0, 1):
             checked.append(bool(value))
+        elif kind == "A" and isinstance(value, list):
+            checked.append(value)  # the handler checks the members
         else:
             raise RpcApiError(
                 f"Wrong type for parameter {pos}: expected {_KINDS[kind]}, got {_type_name(value)}."
@@ -204,9 +214,16 @@ class Dispatcher:
         *,
         max_depth: int = 32,
         admit: Callable[[str], AbstractContextManager[None]] | None = None,
+        authorize: Authorize | None = None,
+        lane_of: Callable[[User, str], str] | None = None,
     ) -> None:
         self.registry = registry
         self._authenticate = authenticator
+        # After the parameter check, before the handler (api/rights.py: ACL rules).
+        self._authorize = authorize
+        # Which lane an authenticated user may have (api/rights.py: "ha" for the oneadmin
+        # and ha groups only); None: the lane asked for.
+        self._lane_of = lane_of
         self._observer = observer
         self.max_depth = max_depth
         # Around each authenticated handler, by lane: app/runtime.py bounds how many
@@ -243,10 +260,15 @@ class Dispatcher:
                 raise
             args = _check_params(m, rest)
             lane = lane if lane in LANES else ""
+            if lane and self._lane_of is not None:
+                lane = self._lane_of(user, lane)
+            ctx = CallContext(user, method, client_address, lane)
+            if self._authorize is not None:
+                self._authorize(ctx, args)
             token = call_lane.set(lane)  # only authenticated callers choose a lane
             try:
                 with self._admit(lane):
-                    value = m.fn(CallContext(user, method, client_address, lane), *args)
+                    value = m.fn(ctx, *args)
             finally:
                 call_lane.reset(token)
             result: list[object] = [True, value, 0]
@@ -315,6 +337,7 @@ from .server import Limits, XmlRpcServer  # noqa: E402  (re-exported)
 
 __all__ = [
     "Authenticate",
+    "Authorize",
     "CallContext",
     "Dispatcher",
     "Limits",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lazarus.api import auth
+from lazarus.api.roles import ensure_roles, issue_ha_token
 from lazarus.api.stack import build_dispatcher
 from lazarus.api.xmlrpc import Limits, XmlRpcServer
 from lazarus.core.controller import Controller
@@ -125,6 +126,13 @@ class Daemon:
             hook_executor=hook_executor,
         )
         auth_file, generated = ensure_admin(store, self.auth_file or self.data_dir / "one_auth")
+        # The hooks' identity: the HA role's user with a fresh token (api/roles.py), never
+        # oneadmin's password (docs/security.md, "Users, groups and rights").
+        ensure_roles(store)
+        ha_auth = self.data_dir / "ha_auth"
+        ha_user, ha_token = auth.split_session(issue_ha_token(store))
+        auth.write_auth_file(ha_auth, ha_user, ha_token, overwrite=True)
+        del ha_token
         fence_key_file = self.data_dir / "fence_key"  # ft/fence_host's key: docs/security.md
         fence_key = auth.generate_fence_key(fence_key_file)
         hook_executor.env["LAZARUS_FENCE_KEY"] = str(fence_key_file.resolve())
@@ -136,7 +144,7 @@ class Daemon:
             if "sim" in drivers else []
         )
         dispatcher = build_dispatcher(
-            controller, auth.Authenticator(store.user_by_name), run=runtime.call,
+            controller, auth.Authenticator(store.user_by_name, clock.now), run=runtime.call,
             fence_key=fence_key, extra_methods=sim_methods, admit=runtime.admit,
         )
         limits = Limits(request_timeout=self.settings.api_request_timeout)
@@ -144,7 +152,7 @@ class Daemon:
             dispatcher, self.settings.api_listen, self.settings.api_port, limits=limits
         )
         self.url = server.url
-        hook_executor.callback(server.url, str(Path(auth_file).resolve()))
+        hook_executor.callback(server.url, str(ha_auth.resolve()))
         await controller.start()
         server.start()
         log.info(

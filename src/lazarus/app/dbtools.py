@@ -73,6 +73,9 @@ TABLES: tuple[Table, ...] = (
     # of its cached bodies, store/rendered.py): each store writes its own when it opens.
     Table("meta", ("key", "value"), "key", "key NOT LIKE 'store.%'"),
     Table("users", ("id", "name", "body"), "id"),
+    Table("groups", ("id", "name", "body"), "id"),
+    Table("acl_rules", ("id", "user_mask", "resource", "rights", "zone"), "id"),
+    Table("vm_templates", ("id", "name", "body"), "id"),
     Table("clusters", ("id", "name", "body"), "id"),
     Table("datastores", ("id", "name", "body"), "id"),
     Table("hosts", ("id", "name", "state", "body"), "id"),
@@ -98,6 +101,8 @@ TABLES: tuple[Table, ...] = (
     Table("hooks", ("id", "name", "body"), "id"),
     Table("hook_jobs", ("id", "hook_id", "event_id", "status", "body"), "id"),
     Table("hook_log", ("hook_id", "exec_id", "timestamp", "rc", "body"), "hook_id, exec_id"),
+    Table("host_monitoring", ("host_id", "timestamp", "body"), "host_id, timestamp"),
+    Table("vm_monitoring", ("vm_id", "timestamp", "body"), "vm_id, timestamp"),
 )
 
 
@@ -169,7 +174,8 @@ def copy(source: RawStore, target: RawStore) -> dict[str, int]:
 # -- check ------------------------------------------------------------------------------------
 
 _KIND_TABLES = {"host": "hosts", "vm": "vms", "datastore": "datastores", "cluster": "clusters",
-                "user": "users", "hook": "hooks", "hook_job": "hook_jobs"}  # fmt: skip
+                "user": "users", "hook": "hooks", "hook_job": "hook_jobs", "group": "groups",
+                "acl": "acl_rules", "vm_template": "vm_templates"}  # fmt: skip
 _HOLDS_HOST = {int(VmState.ACTIVE), int(VmState.SUSPENDED), int(VmState.POWEROFF),
                int(VmState.UNDEPLOYED), int(VmState.STOPPED)}  # fmt: skip
 _CURSOR = "hooks.cursor"

@@ -26,8 +26,10 @@ from .inventory import Inventory, bootstrap
 from .journal import Journal
 from .lifecycle import Lifecycle
 from .monitor import Monitor
+from .monitoring_records import MonitoringRecorder
 from .scheduler import Scheduler
 from .settings import Settings
+from .vm_admin import VmAdmin
 
 log = logging.getLogger("lazarus.controller")
 
@@ -52,15 +54,18 @@ class Controller:
         self.journal = Journal(store, clock)
         self.lifecycle = Lifecycle(store, self.journal, clock, self.drivers, self.settings)
         self.inventory = Inventory(self.journal, clock, self.drivers.keys())
+        self.vm_admin = VmAdmin(self.journal)  # one.vm.update/rename/lock/chown/chmod/resize
         bootstrap(self.journal, self.datastore_root)  # idempotent: first start only
         self.monitor = Monitor(
             store, self.journal, clock, self.drivers, self.settings, self.lifecycle
         )
         self.scheduler = Scheduler(store, self.journal, clock, self.lifecycle, self.settings)
         # Background loops, supervised by start(); more services (hooks) register here.
+        self.records = MonitoringRecorder(store, clock, self.settings)
         self.services: dict[str, Service] = {
             "monitor": self.monitor.run,
             "scheduler": self.scheduler.run,
+            "monitoring records": self.records.run,  # core/monitoring_records.py
         }
         # Hooks (core/hooks.py) run when an executor is given and the store keeps hooks.
         self.hooks: HookManager | None = None

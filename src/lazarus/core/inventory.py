@@ -125,6 +125,17 @@ class Inventory:
             t.note(host, f"renamed from {old}", EventKind.RENAMED)
         return host_id
 
+    def move_host(self, host_id: int, cluster_id: int) -> int:
+        """one.cluster.addhost (and delhost: back to the default cluster 0)."""
+        with self.journal.tx() as t:
+            cluster = t.store.cluster(cluster_id)
+            host = t.store.host(host_id)
+            if host.cluster_id != cluster.id:
+                host.cluster_id, host.cluster = cluster.id, cluster.name
+                t.store.save_host(host)
+                t.note(host, f"moved to cluster {cluster.id} {cluster.name}")
+        return cluster_id
+
     def confirm_fenced(self, host_id: int, user: str) -> int:
         """An operator states that the host is powered off (Pacemaker's manual confirmation).
         ft/host_error accepts it instead of a fence for the current failure only."""

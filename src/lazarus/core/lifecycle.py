@@ -101,7 +101,14 @@ class Lifecycle:
         self.restarts = RestartPolicy(self)
 
     # ------------------------------------------------------------------------------ API
-    def allocate(self, template: Template, hold: bool = False, uid: int = 0) -> int:
+    def allocate(
+        self,
+        template: Template,
+        hold: bool = False,
+        uid: int = 0,
+        owner: tuple[int, str, str] = (0, "oneadmin", "oneadmin"),
+    ) -> int:
+        """A new VM of user `uid`; `owner` is (gid, uname, gname) of that user."""
         memory = template.get("MEMORY")
         if memory is None or not memory.strip().isdigit() or int(memory) <= 0:
             raise AllocateError("MEMORY attribute must be a positive integer value (MiB)")
@@ -128,6 +135,7 @@ class Lifecycle:
             vm.template.set("VMID", str(vm.id))
             vm.stime = int(now)
             vm.uid = uid
+            vm.gid, vm.uname, vm.gname = owner
             t.vm_state(vm, (state, LcmState.LCM_INIT), "allocated")
         return vm.id
 

@@ -54,6 +54,11 @@ class Settings:
     hook_record_limit: int = 256 * 1024  # bytes of ARGUMENTS, STDOUT, STDERR kept per record
     # the newest events kept once the hook outbox dispatched them (0: all, forever)
     event_retention: int = 100_000
+    # monitoring records (one.host.monitoring, one.vm.monitoring): oned.conf's names, seconds
+    # a sample is kept (0: none are recorded), and how often samples are taken
+    host_monitoring_expiration_time: int = 43200
+    vm_monitoring_expiration_time: int = 14400
+    monitoring_record_interval: float = 60.0
     # API
     api_listen: str = "127.0.0.1"
     api_port: int = 2633

@@ -104,6 +104,7 @@ class VM:
     history: list[History] = field(default_factory=list)
     lock: int = 0  # 0 unlocked, 1..4 OpenNebula lock levels
     monitoring: dict[str, str] = field(default_factory=dict)
+    perms: str = "600"  # PERMISSIONS as octal owner/group/other (use 4, manage 2, admin 1)
 
     @property
     def subject(self) -> str:
@@ -180,6 +181,16 @@ class Cluster:
 
 
 @dataclass
+class LoginToken:
+    """A login token of one.user.login. Only its sha256 is kept (`digest`); the token itself
+    is shown once, as the answer of the login call. `expires` is a Unix time, -1 never."""
+
+    digest: str
+    expires: int = -1
+    egid: int = -1  # the effective group of sessions with this token (-1: the user's groups)
+
+
+@dataclass
 class User:
     id: int
     name: str
@@ -187,6 +198,22 @@ class User:
     gid: int = 0
     gname: str = "oneadmin"
     enabled: bool = True
+    groups: list[int] = field(default_factory=list)  # secondary groups (the primary is gid)
+    auth_driver: str = "core"
+    template: Template = field(default_factory=Template)
+    tokens: list[LoginToken] = field(default_factory=list)
+
+    @property
+    def all_groups(self) -> list[int]:
+        """The primary group first, then the secondary ones (USER/GROUPS)."""
+        return [self.gid, *(g for g in self.groups if g != self.gid)]
+
+
+@dataclass
+class Group:
+    id: int
+    name: str
+    template: Template = field(default_factory=Template)
 
 
 class EventKind(StrEnum):
@@ -243,3 +270,18 @@ class Event:
     flag: str = ""
     value: str = ""
     method: str = ""
+
+
+@dataclass
+class VmTemplate:
+    """A VM template (one.template.*): what one.template.instantiate makes a VM of."""
+
+    id: int
+    name: str
+    uid: int = 0
+    gid: int = 0
+    uname: str = "oneadmin"
+    gname: str = "oneadmin"
+    perms: str = "600"
+    regtime: int = 0
+    template: Template = field(default_factory=Template)

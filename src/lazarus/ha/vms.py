@@ -129,6 +129,13 @@ class VmStep:
         if not hist or int(hist[-1].findtext("HID", "-1")) != host_id:
             self.log(f"VM {vm_id}: no longer on this host: already handled", "I")
             return "moved off the host meanwhile"
+        locked = info.findtext("LOCK/LOCKED")
+        if locked and locked != "0":
+            # Every lock level refuses resched and recover (ADMIN operations): the operator
+            # asked that nobody touch this VM. Left as it is, said in the log and the record.
+            self.log(f"Skipping VM {vm_id}: locked (level {locked}); unlock it and recover "
+                     "it by hand", "I")
+            return f"skipped: locked (level {locked})"
         state = VmState(int(info.findtext("STATE", "0")))
         mode = self.options.mode
         try:

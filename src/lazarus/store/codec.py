@@ -26,9 +26,11 @@ from lazarus.domain.entities import (
     Datastore,
     Event,
     EventKind,
+    Group,
     History,
     Host,
     HostShare,
+    LoginToken,
     ObjType,
     User,
 )
@@ -144,6 +146,7 @@ def encode_vm(vm: VM) -> str:
             "history": [_encode_history(h) for h in vm.history],
             "lock": vm.lock,
             "monitoring": dict(vm.monitoring),
+            "perms": vm.perms,
         }
     )
 
@@ -171,6 +174,7 @@ def decode_vm(vm_id: int, body: str) -> VM:
         history=[_decode_history(h) for h in d["history"]],
         lock=d["lock"],
         monitoring=d["monitoring"],
+        perms=d.get("perms", "600"),
     )
 
 
@@ -216,12 +220,29 @@ def encode_user(user: User) -> str:
             "gid": user.gid,
             "gname": user.gname,
             "enabled": user.enabled,
+            "groups": list(user.groups),
+            "auth_driver": user.auth_driver,
+            "template": user.template.to_json(),
+            "tokens": [[t.digest, t.expires, t.egid] for t in user.tokens],
         }
     )
 
 
 def decode_user(user_id: int, body: str) -> User:
-    return User(id=user_id, **_loads(body))
+    """Bodies from before migration 5 have only name, password_hash, gid, gname, enabled."""
+    d = _loads(body)
+    d["template"] = _template(d["template"]) if "template" in d else Template()
+    d["tokens"] = [LoginToken(str(a), int(b), int(c)) for a, b, c in d.get("tokens", [])]
+    return User(id=user_id, **d)
+
+
+def encode_group(group: Group) -> str:
+    return _dumps({"name": group.name, "template": group.template.to_json()})
+
+
+def decode_group(group_id: int, body: str) -> Group:
+    d = _loads(body)
+    return Group(id=group_id, name=d["name"], template=_template(d["template"]))
 
 
 # -- events -----------------------------------------------------------------------------------

@@ -30,7 +30,10 @@ from typing import NamedTuple
 
 from lazarus.domain.errors import InternalError
 
+from .auth import SCHEMA as AUTH_SCHEMA
 from .hooks import SCHEMA as HOOKS_SCHEMA
+from .monitoring import SCHEMA as MONITORING_SCHEMA
+from .templates import SCHEMA as TEMPLATES_SCHEMA
 
 
 class Migration(NamedTuple):
@@ -120,6 +123,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             WHERE kind = 'note' AND obj = '' AND line LIKE 'cluster/% %';
         """,
     ),
+    # Groups and ACL rules (store/auth.py); user bodies gain groups, template, tokens
+    # (codec.decode_user reads the older ones).
+    Migration(5, "groups and acl", AUTH_SCHEMA),
+    # Bounded history of host and VM monitoring samples (store/monitoring.py).
+    Migration(6, "monitoring records", MONITORING_SCHEMA),
+    # VM templates, one.template.* (store/templates.py).
+    Migration(7, "vm templates", TEMPLATES_SCHEMA),
 )
 
 _TABLE = """

@@ -23,7 +23,10 @@ from lazarus.domain.errors import STORE_ERROR, InternalError, NoExistsError
 from lazarus.domain.states import VmState
 
 from . import codec, rendered
+from .auth import AuthQueries, AuthWrites
 from .hooks import HookQueries, no_unique
+from .monitoring import MonitoringQueries, MonitoringWrites
+from .templates import TemplateQueries, TemplateWrites
 
 Row = tuple[Any, ...]
 _DONE = int(VmState.DONE)
@@ -93,7 +96,7 @@ def vm_query(
     return sql, params
 
 
-class SqlReader(HookQueries):
+class SqlReader(HookQueries, AuthQueries, MonitoringQueries, TemplateQueries):
     """The StoreReader queries, over whatever connection `_all` uses (`?` placeholders)."""
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -205,7 +208,7 @@ class SqlReader(HookQueries):
         return self._all(sql, params)
 
 
-class SqlWrites:
+class SqlWrites(AuthWrites, MonitoringWrites, TemplateWrites):
     """The StoreTx writes over the adapter's `_all`, `_write` (see the module docstring)."""
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:

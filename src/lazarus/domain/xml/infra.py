@@ -221,3 +221,8 @@ def config_xml(settings: Mapping[str, str | int | float]) -> str:
     placed.sort(key=lambda p: p[0])
     body = "".join([xml for _, xml in placed])
     return f"<OPENNEBULA_CONFIGURATION>{body}</OPENNEBULA_CONFIGURATION>"
+
+
+def host_monitoring_xml(host: Host) -> str:
+    """The host's current <MONITORING> element: one record of one.host.monitoring."""
+    return _host_monitoring_xml(host)

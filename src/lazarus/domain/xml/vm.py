@@ -301,12 +301,27 @@ def _short_history_xml(h: History) -> str:
 
 # -- VM -----------------------------------------------------------------------------------------
 
-# Lazarus has no ACLs: every object shows OpenNebula's default umask 177 (owner use+manage).
+# Objects without chmod in Lazarus show OpenNebula's default umask 177 (owner use+manage).
 PERMISSIONS_XML = (
     "<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A>"
     "<GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A>"
     "<OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS>"
 )
+_PERM_NAMES = ("OWNER", "GROUP", "OTHER")
+
+
+def permissions_xml(octal: str) -> str:
+    """<PERMISSIONS> of an octal mode such as "600" (use 4, manage 2, admin 1)."""
+    if octal == "600":
+        return PERMISSIONS_XML
+    parts = []
+    for who, digit in zip(_PERM_NAMES, octal, strict=True):
+        n = int(digit)
+        parts.append(
+            f"<{who}_U>{n >> 2 & 1}</{who}_U><{who}_M>{n >> 1 & 1}</{who}_M>"
+            f"<{who}_A>{n & 1}</{who}_A>"
+        )
+    return "<PERMISSIONS>" + "".join(parts) + "</PERMISSIONS>"
 
 
 def _lock_xml(vm: VM) -> str:
@@ -330,7 +345,7 @@ def vm_xml(vm: VM) -> str:
     return (
         f"<VM><ID>{vm.id}</ID><UID>{vm.uid}</UID><GID>{vm.gid}</GID>"
         f"<UNAME>{esc(vm.uname)}</UNAME><GNAME>{esc(vm.gname)}</GNAME><NAME>{esc(vm.name)}</NAME>"
-        f"{PERMISSIONS_XML}<LAST_POLL>{vm.last_poll}</LAST_POLL>"
+        f"{permissions_xml(vm.perms)}<LAST_POLL>{vm.last_poll}</LAST_POLL>"
         f"<STATE>{NUM[vm.state]}</STATE><LCM_STATE>{NUM[vm.lcm_state]}</LCM_STATE>"
         f"<PREV_STATE>{NUM[vm.prev_state]}</PREV_STATE>"
         f"<PREV_LCM_STATE>{NUM[vm.prev_lcm_state]}</PREV_LCM_STATE>"
@@ -375,3 +390,27 @@ def vm_pool_xml(vms: Iterable[VM]) -> str:
 def vm_pool_extended_xml(vms: Iterable[VM]) -> str:
     """<VM_POOL> of full bodies (one.vmpool.infoextended, vm_pool_extended.xsd)."""
     return "<VM_POOL>" + "".join([vm_xml(vm) for vm in vms]) + "</VM_POOL>"
+
+
+def vm_monitoring_xml(vm_id: int, timestamp: int, monitoring: dict[str, str]) -> str:
+    """One record of one.vm.monitoring (monitoring_data.xsd MONITORING): the VM's monitored
+    values with its ID and the sample's TIMESTAMP."""
+    values = dict(monitoring)
+    values["ID"] = str(vm_id)
+    values["TIMESTAMP"] = str(timestamp)
+    return _monitoring_xml(values)
+
+
+def monitoring_data_xml(bodies: Iterable[str]) -> str:
+    """<MONITORING_DATA> of stored <MONITORING> records."""
+    return "<MONITORING_DATA>" + "".join(bodies) + "</MONITORING_DATA>"
+
+
+def accounting_xml(records: Iterable[tuple[History, VM]]) -> str:
+    """<HISTORY_RECORDS> of one.vmpool.accounting (acct.xsd): each record with its VM."""
+    return (
+        "<HISTORY_RECORDS>"
+        + "".join(history_xml(h)[: -len("</HISTORY>")] + vm_xml(vm) + "</HISTORY>"
+                  for h, vm in records)
+        + "</HISTORY_RECORDS>"
+    )

@@ -29,6 +29,7 @@ and must run on a real loop, not the virtual one.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import sys
@@ -43,6 +44,9 @@ from .lifeline import PARENT_ENV, GroupRecords
 
 DEFAULT_HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"  # src/lazarus/hooks (ft/)
 DEFAULT_REMOTE_DIR = "/var/tmp/lazarus/hooks"
+# OpenNebula's file names of the HA hooks -> Lazarus' programs in the hooks directory
+OPENNEBULA_NAMES = {"ft/host_error.rb": "ft/host_error", "ft/fence_host.sh": "ft/fence_host"}
+log = logging.getLogger("lazarus.hooks")
 DEFAULT_SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
 OUTPUT_LIMIT = 1024 * 1024
 INTERNAL = 255
@@ -90,11 +94,20 @@ class SubprocessHookExecutor:
         )
 
     def resolve(self, command: str) -> str:
-        """The local path of COMMAND; ValueError when a relative one leaves hooks_dir."""
+        """The local path of COMMAND; ValueError when a relative one leaves hooks_dir.
+
+        OpenNebula's own names of the HA hooks (`ft/host_error.rb`, as its oned.conf error
+        hook names it, and `ft/fence_host.sh`) run Lazarus' programs when the hooks
+        directory has no file of that name, so the seed's procedure works copied word for
+        word; the substitution is logged (docs/hooks.md)."""
         if command.startswith("/"):
             return command
         if escapes_base(command):
             raise ValueError(f"COMMAND {command} leaves the hooks directory {self.hooks_dir}")
+        ours = OPENNEBULA_NAMES.get(command)
+        if ours is not None and not (self.hooks_dir / command).exists():
+            log.info("hook COMMAND %s is OpenNebula's name: running Lazarus' %s", command, ours)
+            return str(self.hooks_dir / ours)
         return str(self.hooks_dir / command)
 
     def argv(self, request: HookRequest) -> list[str]:
@@ -104,6 +117,11 @@ class SubprocessHookExecutor:
             return [self.resolve(request.command), *args]
         if request.command.startswith("/"):
             remote = request.command
+        elif request.command in OPENNEBULA_NAMES:
+            ours = OPENNEBULA_NAMES[request.command]
+            log.info("hook COMMAND %s is OpenNebula's name: running Lazarus' %s on %s",
+                     request.command, ours, request.remote_host)
+            remote = f"{self.remote_dir}/{ours}"
         elif escapes_base(request.command):
             raise ValueError(f"COMMAND {request.command} leaves the remote hooks directory")
         else:
