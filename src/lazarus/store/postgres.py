@@ -307,7 +307,10 @@ class _PgTx(SqlWrites, HookWrites, SqlReader):
     def touch_hosts(self, host_ids: Sequence[int], now: float) -> None:
         """The bodies are TEXT holding codec's JSON; they are edited here as JSON, not decoded
         into hosts (the key order, and so every other byte of the body, is kept). Not jsonb:
-        jsonb reorders keys and refuses the \\u0000 and lone surrogates bodies may hold."""
+        jsonb reorders keys and refuses the \\u0000 and lone surrogates bodies may hold.
+        Measured (200 hosts of ~3 KB bodies, load average 7 on 2 cores): this 80-120 ms, one
+        jsonb_set UPDATE 63-90 ms, one UPDATE ... FROM unnest(arrays) 440 ms; SQLite's
+        json_set 8-9 ms. The monitor runs it at most every PERSIST_INTERVAL."""
         self._check()
         if not host_ids:
             return
