@@ -34,6 +34,10 @@ from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.store.sqlite import SqliteStore
+from lazarus.telemetry.events import EventFeed
+from lazarus.telemetry.hooks import TimedHookExecutor
+from lazarus.telemetry.metrics import Metrics
+from lazarus.telemetry.routes import routes
 
 from . import ready as ready_lines
 from .credentials import ensure_admin
@@ -106,14 +110,26 @@ class Daemon:
                         "daemon: %s", len(orphans), " ".join(map(str, orphans)))
         hook_executor.env["LAZARUS_DATA_DIR"] = str(self.data_dir)  # host_error's locks, logs
         drivers = hypervisors(self.sim, self.settings.vm_mad)
+        # What operators watch (docs/metrics.md): the JSON event stream (a file, /events) and
+        # the Prometheus metrics (/metrics), fed by the journal and three observation points.
+        feed = EventFeed(self.data_dir / "events.jsonl")
+        metrics = Metrics(store, clock.now, feed)
+        metrics.prime()
         controller = Controller(
             store,
             clock,
             drivers,
             self.settings,
             datastore_root=str(self.data_dir / "datastores"),
-            hook_executor=hook_executor,
+            hook_executor=TimedHookExecutor(
+                hook_executor, metrics, lambda hook_id: store.hook(hook_id).name
+            ),
         )
+        controller.journal.listeners.append(metrics.on_events)
+        controller.monitor.probe_listeners.append(
+            lambda host, ok, seconds: metrics.probe(host.id, host.name, ok, seconds)
+        )
+        controller.monitor.round_listeners.append(metrics.round_done)
         auth_file, generated = ensure_admin(store, self.auth_file or self.data_dir / "one_auth")
         fence_key_file = self.data_dir / "fence_key"  # ft/fence_host's key: docs/security.md
         fence_key = auth.generate_fence_key(fence_key_file)
@@ -129,9 +145,11 @@ class Daemon:
             controller, auth.Authenticator(store.user_by_name), run=runtime.call,
             fence_key=fence_key, extra_methods=sim_methods, admit=runtime.admit,
         )
+        dispatcher.timer = metrics.api_call
         limits = Limits(request_timeout=self.settings.api_request_timeout)
         server = XmlRpcServer(
-            dispatcher, self.settings.api_listen, self.settings.api_port, limits=limits
+            dispatcher, self.settings.api_listen, self.settings.api_port, limits=limits,
+            routes=routes(metrics, feed),
         )
         self.url = server.url
         hook_executor.callback(server.url, str(Path(auth_file).resolve()))
@@ -149,6 +167,7 @@ class Daemon:
             await stop.wait()
         finally:
             log.info("lazarus: stopping")
+            feed.close()  # ends the event streams, so close() finds no stream thread busy
             server.close()
             await controller.stop()
             store.close()
