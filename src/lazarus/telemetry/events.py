@@ -90,14 +90,14 @@ class Subscription:
         feed closes or the subscription is cancelled."""
         try:
             while True:
-                if self.closed:
-                    return
                 try:
                     line = self.queue.get(timeout=keepalive)
                 except queue.Empty:
+                    if self.closed:  # the end mark did not fit in a full queue
+                        return
                     yield ""
                     continue
-                if line is None or self.closed:
+                if line is None:
                     return
                 if self.lost:
                     lost, self.lost = self.lost, 0
