@@ -65,7 +65,8 @@ def test_incident_steps_fence_duration_and_outcome() -> None:
         "fence_ipmilan", "failed", 6.5)
     assert step.outcome == "fence_failed"
     inc.state = IncidentState.FENCED
-    inc.fence = "fence_host host node3: fenced, power proven off by level 2 (fence_redfish x) in 1.25s"
+    inc.fence = ("fence_host host node3: fenced, power proven off by level 2 (fence_redfish x)"
+                 " in 1.25s")
     step = w.seen(_host(inc), 90.0)
     assert step is not None and (step.fence_agent, step.fence_seconds) == ("fence_redfish", 1.25)
     assert w.open_count() == 1

@@ -38,6 +38,8 @@ from lazarus.telemetry.events import EventFeed
 from lazarus.telemetry.hooks import TimedHookExecutor
 from lazarus.telemetry.metrics import Metrics
 from lazarus.telemetry.routes import routes
+from lazarus.web.app import build_app
+from lazarus.web.server import WebServer
 
 from . import ready as ready_lines
 from .credentials import ensure_admin
@@ -75,9 +77,10 @@ class Daemon:
     settings: Settings
     data_dir: Path
     auth_file: Path | None = None
-    on_ready: Callable[[str, Path], None] | None = None
+    on_ready: Callable[[str, Path, str], None] | None = None
     sim: SimCluster = field(init=False)
     url: str = field(init=False, default="")
+    dashboard_url: str = field(init=False, default="")
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -153,8 +156,15 @@ class Daemon:
         )
         self.url = server.url
         hook_executor.callback(server.url, str(Path(auth_file).resolve()))
+        web: WebServer | None = None
+        if self.settings.web_port >= 0:  # the dashboard acts as its users, through the API
+            web = WebServer(build_app(dispatcher, feed), self.settings.api_listen,
+                            self.settings.web_port)
         await controller.start()
         server.start()
+        if web is not None:
+            await asyncio.to_thread(web.start)
+            self.dashboard_url = web.url
         log.info(
             "lazarus: listening on %s; oneadmin credentials %s %s",
             server.url,
@@ -162,12 +172,14 @@ class Daemon:
             auth_file,
         )
         if self.on_ready is not None:
-            self.on_ready(server.url, auth_file)
+            self.on_ready(server.url, auth_file, self.dashboard_url)
         try:
             await stop.wait()
         finally:
             log.info("lazarus: stopping")
             feed.close()  # ends the event streams, so close() finds no stream thread busy
+            if web is not None:
+                await asyncio.to_thread(web.close)
             server.close()
             await controller.stop()
             store.close()
@@ -190,8 +202,10 @@ def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> 
         stream=sys.stderr,
     )
 
-    def ready(url: str, path: Path) -> None:
+    def ready(url: str, path: Path, dashboard: str) -> None:
         print(ready_lines.LISTENING.format(url=url), flush=True)
+        if dashboard:
+            print(ready_lines.DASHBOARD.format(url=dashboard), flush=True)
         print(ready_lines.CREDENTIALS.format(path=path), flush=True)
 
     daemon = Daemon(settings, data_dir, auth_file, on_ready=ready)

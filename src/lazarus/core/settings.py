@@ -56,6 +56,8 @@ class Settings:
     api_listen: str = "127.0.0.1"
     api_port: int = 2633
     api_request_timeout: float = 10.0  # seconds to receive one request (line, headers, body)
+    # the web dashboard (web/, docs/dashboard.md) on api_listen: 0 a free port, -1 none
+    web_port: int = 2634
 
     def to_config(self) -> dict[str, str | int | float]:
         """The OPENNEBULA_CONFIGURATION document's values (host_error reads

@@ -26,6 +26,7 @@ import logging
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,6 +38,7 @@ from .incidents import Step
 log = logging.getLogger("lazarus.telemetry")
 
 QUEUE_SIZE = 1000
+RECENT = 20_000  # records kept in memory for the dashboard's timelines (web/)
 
 
 def event_record(event: Event) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class EventFeed:
         self.max_subscribers = max_subscribers
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._file: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -132,6 +135,8 @@ class EventFeed:
 
     def publish(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"), sort_keys=False)
+        with self._lock:
+            self._recent.append(record)
         if self._file is not None:
             try:
                 self._file.write(line + "\n")
@@ -144,6 +149,11 @@ class EventFeed:
                 sub.queue.put_nowait(line)
             except queue.Full:
                 sub.lost += 1
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The last RECENT records published since the daemon started, oldest first."""
+        with self._lock:
+            return list(self._recent)
 
     def subscribe(self) -> Subscription:
         with self._lock:

@@ -56,7 +56,7 @@ def fence_agent(fence: str) -> str:
     off by level 1 (fence_sim node1) in 0.57s": fence_sim), else its first word (a script)."""
     for name in _AGENT.findall(fence):
         if name != "fence_host":
-            return name
+            return str(name)
     word = fence.split(" ", 1)[0].strip(":;,")
     return word if word and word.replace("_", "").replace("-", "").isalnum() else "unknown"
 
