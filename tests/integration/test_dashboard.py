@@ -233,20 +233,30 @@ def test_operator_story_in_the_browser(daemon: Daemon, browser: Any) -> None:
     assert browser.current_url.endswith("/ui/login")
 
 
-@pytest.mark.skip(reason="needs a read-only user made through the API (users, groups and ACL "
-                  "roles: the API helper's work in progress); enable at merge")
+def make_read_only_user(client: Any) -> tuple[str, str]:
+    """A user of the API's read-only role, made through the API: (name, password).
+
+    Users, groups and ACL roles are being added to the API (another helper's branch); until
+    they land oneadmin is the only user, so this skips. At merge: one.user.allocate + the
+    read-only role's assignment, then return the credentials."""
+    pytest.skip("needs a read-only user made through the API (users, groups, ACL roles: "
+                "not in this branch yet)")
+
+
 def test_a_read_only_user_sees_but_cannot_act(daemon: Daemon, browser: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     with daemon.client() as c:
         host = c.call("one.host.allocate", "node1", "sim", "sim", -1)
-        c.call("one.user.allocate", "viewer", "viewer-pw", "core")
-        c.call("one.user.chgrp", c.call("one.user.info", -1) and 0, 0)  # role assignment TBD
+        user, password = make_read_only_user(c)
     browser.get(daemon.dashboard_url)
-    browser.find_element(By.ID, "username").send_keys("viewer")
-    browser.find_element(By.ID, "password").send_keys("viewer-pw")
+    browser.find_element(By.ID, "username").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login").click()
+    WebDriverWait(browser, 30).until(lambda _: browser.find_elements(By.ID, f"disable-{host}"))
     browser.find_element(By.ID, f"disable-{host}").click()
-    assert "Refused" in browser.title  # 403 with the API's AUTHORIZATION text
+    WebDriverWait(browser, 30).until(lambda _: browser.title.startswith("Refused"))
+    assert "Not authorized" in browser.find_element(By.ID, "error").text  # the API's answer
     with daemon.client() as c:
-        assert "<STATE>2</STATE>" in c.call("one.host.info", host)
+        assert "<STATE>2</STATE>" in c.call("one.host.info", host)  # still MONITORED

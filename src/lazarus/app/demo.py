@@ -60,7 +60,13 @@ class Timeline:
         self.out(f"  {self.marks[key]:6.1f} s  {text}")
 
 
-def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False) -> int:
+def run_sim_demo(
+    out: Callable[[str], None] = print,
+    keep: bool = False,
+    wait: Callable[[], object] | None = None,
+) -> int:
+    """The story; then, when `wait` is given (`lazarus demo` on a terminal without
+    --no-wait), the controller and its dashboard stay up until `wait()` returns (Enter)."""
     work = Path(tempfile.mkdtemp(prefix="lazarus-demo-"))
     # where fence_host (run by the daemon) finds the fence_sim agent
     serve = ServeProcess(work, {"FENCE_PATH": str(HOOKS_FT)})
@@ -71,7 +77,15 @@ def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False) -> int:
         env = serve.env()
         env["LAZARUS_FENCE_PATH"] = str(HOOKS_FT)
         out(f"  controller listening on {serve.url}")
-        return _story(serve.client(), env, out)
+        if serve.dashboard_url:
+            out(f"  dashboard: {serve.dashboard_url} (user oneadmin, password: the part after "
+                f"':' in {serve.auth_file})")
+        with serve.client() as client:  # closed: its keep-alive socket too
+            code = _story(client, env, out)
+        if wait is not None and serve.dashboard_url:
+            out(f"\nThe dashboard stays up at {serve.dashboard_url} : press Enter to stop.")
+            wait()
+        return code
     finally:
         serve.close()
         if not keep:

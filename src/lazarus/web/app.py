@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from lazarus.api.xmlrpc import Dispatcher
-from lazarus.domain.errors import ApiError
+from lazarus.domain.errors import ApiError, ErrorCode
 from lazarus.telemetry.events import EventFeed, FeedFull
 
 from . import api as reads
@@ -45,7 +45,6 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 HOST_STATUS = {"enable": 0, "disable": 1}  # one.host.status: ENABLED, DISABLED
-AUTHORIZATION = 0x0002  # domain/errors.py ErrorCode.AUTHORIZATION
 
 
 class Refused(Exception):
@@ -109,7 +108,7 @@ def build_app(dispatcher: Dispatcher, feed: EventFeed, sessions: SessionStore | 
             try:
                 return await handler(request, session)
             except reads.CallFailed as exc:
-                status = 403 if exc.code == AUTHORIZATION else 400
+                status = 403 if exc.code == ErrorCode.AUTHORIZATION else 400
                 return _html(views.page("Refused" if status == 403 else "Error",
                                         views.message(exc.text), session.user, session.csrf),
                              status)
