@@ -195,3 +195,34 @@ def test_metrics_count_a_recovery_and_an_incident_from_journal_events() -> None:
     assert _value(m, "lazarus_hook_duration_seconds_count", hook="host_error",
                   result="failure") == 1
     assert b"lazarus_vm_recovery_seconds_bucket" in m.exposition()
+
+
+def test_the_incident_timeline_marks_each_vm() -> None:
+    from lazarus.web import timeline
+
+    def ev(t: float, obj: str, oid: int, state: str, lcm: str = "", host: int = -1) -> dict:
+        return {"type": "event", "time": t, "kind": "state", "obj": obj, "obj_id": oid,
+                "state": state, "lcm_state": lcm, "host_id": host}
+
+    def inc(t: float, state: str, handled: list[int]) -> dict:
+        return {"type": "incident", "time": t, "host_id": 3, "key": "k", "state": state,
+                "handled": handled, "failed": []}
+
+    records = [
+        ev(1.0, "HOST", 3, "ERROR"),  # an earlier episode: replaced by the next ERROR
+        ev(10.0, "HOST", 3, "ERROR"),
+        ev(10.5, "VM", 7, "ACTIVE", "UNKNOWN", host=3),
+        inc(11.0, "WAITING", []),
+        inc(14.0, "FENCED", []),
+        ev(14.5, "VM", 7, "ACTIVE", "PROLOG_MIGRATE_UNKNOWN", host=4),
+        inc(14.6, "RECOVERING", [7]),
+        ev(16.0, "VM", 7, "ACTIVE", "RUNNING", host=4),
+        ev(16.0, "VM", 8, "ACTIVE", "RUNNING", host=5),  # not this incident's
+    ]
+    tl = timeline.build(records, 3, "k")
+    assert tl.t0 == 10.0
+    assert tl.host == {"detected": 10.0, "hook": 11.0, "fenced": 14.0}
+    assert tl.vms == {7: {"placed": 14.5, "running": 16.0}}
+    svg = timeline.svg(tl, {7: "web<1>"})
+    assert svg.count("mark-running") == 1 and "web&lt;1&gt;" in svg
+    assert "No events" in timeline.svg(timeline.build([], 3, "k"), {})

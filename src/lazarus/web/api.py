@@ -9,6 +9,7 @@ may not act, once roles exist). The readers turn the pool documents into plain d
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +120,10 @@ def _confirmed(node: Any) -> str:
     if node is None:
         return ""
     v = _vector(node)
-    return f"by {v.get('USER', '?')} at {v.get('TIME', '?')}"
+    stamp = v.get("TIME", "")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(stamp))) if stamp.isdigit() \
+        else stamp or "?"
+    return f"by {v.get('USER', '?')} at {when}"
 
 
 def _decode(text: str) -> str:

@@ -26,31 +26,43 @@ class Timeline:
 
 
 def build(records: list[dict[str, Any]], host_id: int, key: str) -> Timeline:
-    """The marks of the incident `key` of host `host_id` from the stream's records."""
+    """The marks of the incident `key` of host `host_id` from the stream's records.
+
+    The VMs are those the incident handled or failed, and those seen UNKNOWN on the host
+    after its ERROR; their marks count from the host's detection on."""
     tl = Timeline()
-    started = False
+    ours = [r for r in records if r.get("type") == "incident" and r.get("host_id") == host_id
+            and r.get("key") == key]
+    vm_ids = {int(v) for r in ours for v in [*r.get("handled", []), *r.get("failed", [])]}
     for r in records:
         t = float(r.get("time", 0.0))
         if r.get("type") == "event" and r.get("obj") == "HOST" and r.get("obj_id") == host_id:
-            if r.get("kind") == "state" and r.get("state") == "ERROR":
-                tl.host.setdefault("detected", t)
-                tl.t0 = tl.t0 if tl.t0 is not None else t
-        elif r.get("type") == "incident" and r.get("host_id") == host_id and r.get("key") == key:
-            started = True
+            if r.get("kind") == "state" and r.get("state") == "ERROR" and (
+                not ours or t <= float(ours[0].get("time", t))
+            ):
+                tl.host["detected"] = t  # the last ERROR before this incident opened
+                tl.t0 = t
+                tl.vms.clear()
+        elif r.get("type") == "incident" and r in ours:
             tl.host.setdefault("hook", t)
             if r.get("state") in ("FENCED", "FENCE_SKIPPED"):
                 tl.host.setdefault("fenced", t)
-            for vm in r.get("handled", []):
-                tl.vms.setdefault(int(vm), {})
-        elif r.get("type") == "event" and r.get("obj") == "VM" and started:
-            marks = tl.vms.get(int(r.get("obj_id", -1)))
-            if marks is None or r.get("kind") != "state":
+        elif r.get("type") == "event" and r.get("obj") == "VM" and r.get("kind") == "state":
+            if tl.t0 is None:
                 continue
+            vm = int(r.get("obj_id", -1))
             lcm = str(r.get("lcm_state", ""))
+            if lcm == "UNKNOWN" and r.get("host_id") == host_id:
+                vm_ids.add(vm)
+            if vm not in vm_ids:
+                continue
+            marks = tl.vms.setdefault(vm, {})
             if lcm in ("PROLOG", "BOOT", "PROLOG_MIGRATE_UNKNOWN", "BOOT_UNKNOWN"):
                 marks.setdefault("placed", t)
             elif r.get("state") == "ACTIVE" and lcm == "RUNNING":
                 marks.setdefault("running", t)
+    for vm in vm_ids:
+        tl.vms.setdefault(vm, {})
     if tl.t0 is None and tl.host:
         tl.t0 = min(tl.host.values())
     return tl
