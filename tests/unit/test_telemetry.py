@@ -154,6 +154,11 @@ class FakeStore:
     def vms(self, **kw: Any) -> list[Any]:
         return []
 
+    def vm_short_bodies(self, **kw: Any) -> list[str]:
+        return self.bodies
+
+    bodies: list[str] = []
+
 
 def _value(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
@@ -226,3 +231,18 @@ def test_the_incident_timeline_marks_each_vm() -> None:
     svg = timeline.svg(tl, {7: "web<1>"})
     assert svg.count("mark-running") == 1 and "web&lt;1&gt;" in svg
     assert "No events" in timeline.svg(timeline.build([], 3, "k"), {})
+
+
+def test_vms_by_state_from_the_short_bodies() -> None:
+    from lazarus.domain import xml as docs
+    from lazarus.domain.entities import VM
+    from lazarus.domain.states import LcmState
+
+    vms = [VM(id=1, name="a"), VM(id=2, name="b", state=VmState.ACTIVE,
+                                  lcm_state=LcmState.RUNNING), VM(id=3, name="c")]
+    store = FakeStore([])
+    store.bodies = [docs.vm_short_xml(vm) for vm in vms]
+    m = Metrics(store, now=lambda: 0.0)  # type: ignore[arg-type]
+    assert _value(m, "lazarus_vms", state="PENDING") == 2
+    assert _value(m, "lazarus_vms", state="ACTIVE") == 1
+    assert _value(m, "lazarus_scheduler_pending_vms") == 2

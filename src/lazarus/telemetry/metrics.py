@@ -18,6 +18,7 @@ last completed probe round ("is HA blind").
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
@@ -44,6 +45,23 @@ PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 API_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
+_STATE = re.compile(r"<STATE>([0-9]+)</STATE>")
+
+
+def vm_states(bodies: list[str]) -> Tally[str]:
+    """VMs by STATE name from the kept short bodies (the first STATE element of a VM body is
+    the VM's: domain/xml/vm.py vm_short_xml): no decode of 10,000 VMs per scrape."""
+    tally: Tally[str] = Tally()
+    for body in bodies:
+        found = _STATE.search(body)
+        if found is not None:
+            try:
+                tally[VmState(int(found.group(1))).name] += 1
+            except ValueError:
+                tally["UNKNOWN_STATE"] += 1
+    return tally
+
+
 class _StateCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
@@ -52,8 +70,8 @@ class _StateCollector(Collector):
         m = self._m
         try:
             hosts = m.store.hosts()
-            pending = len(m.store.vms(states=[VmState.PENDING]))
-            by_vm_state = Tally(vm.state.name for vm in m.store.vms())
+            by_vm_state = vm_states(m.store.vm_short_bodies())
+            pending = by_vm_state.get(VmState.PENDING.name, 0)
         except Exception as exc:  # a scrape never fails the controller; it says so
             log.error("metrics: the store could not be read: %s", exc)
             up = GaugeMetricFamily("lazarus_store_up", "Whether the store answered this scrape")
