@@ -126,6 +126,9 @@ def test_the_grafana_dashboard_names_only_metrics_lazarus_exports() -> None:
         def vms(self, **kw: object) -> list[object]:
             return []
 
+        def vm_short_bodies(self, **kw: object) -> list[str]:
+            return []
+
     exported = Metrics(Store()).exposition().decode()  # type: ignore[arg-type]
     names = set(re.findall(r"^# TYPE (\w+) (\w+)", exported, re.M))
     known = {n for n, _ in names}

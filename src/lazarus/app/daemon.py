@@ -125,7 +125,7 @@ class Daemon:
             self.settings,
             datastore_root=str(self.data_dir / "datastores"),
             hook_executor=TimedHookExecutor(
-                hook_executor, metrics, lambda hook_id: store.hook(hook_id).name
+                hook_executor, metrics, lambda hook_id: store.hook(hook_id).name, feed=feed
             ),
         )
         controller.journal.listeners.append(metrics.on_events)

@@ -1,4 +1,5 @@
-"""A HookExecutor that times each run for the metrics (hook executions by result, duration).
+"""A HookExecutor that times each run for the metrics (hook executions by result, duration)
+and tells the event stream that it ended ({"type": "hook", ...}).
 
 Wraps the daemon's executor (drivers/hooks/subprocess.py); the hook manager sees only `run`.
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from lazarus.domain.hooks import ExecutionResult
 from lazarus.ports.hooks import HookExecutor, HookRequest
 
+from .events import EventFeed
 from .metrics import Metrics
 
 
@@ -21,8 +23,12 @@ class TimedHookExecutor:
         metrics: Metrics,
         hook_name: Callable[[int], str],
         clock: Callable[[], float] = time.monotonic,
+        feed: EventFeed | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.inner = inner
+        self._feed = feed
+        self._now = now
         self._metrics = metrics
         self._name = hook_name
         self._clock = clock
@@ -34,5 +40,10 @@ class TimedHookExecutor:
             name = self._name(request.hook_id)
         except Exception:  # deleted meanwhile
             name = f"hook/{request.hook_id}"
-        self._metrics.hook_done(name, result.code, self._clock() - start)
+        seconds = self._clock() - start
+        self._metrics.hook_done(name, result.code, seconds)
+        if self._feed is not None:  # its record is stored right after this returns
+            self._feed.publish({"type": "hook", "time": self._now(), "hook_id": request.hook_id,
+                                "hook": name, "code": result.code,
+                                "seconds": round(seconds, 3)})
         return result
