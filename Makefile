@@ -9,8 +9,10 @@ all: test
 setup:
 	@scripts/bootstrap.sh all
 
+# The simulated demo keeps its dashboard up until Enter; `make demo DEMO_ARGS=--no-wait` does not.
+DEMO_ARGS ?=
 demo: setup
-	$(BIN)/lazarus demo
+	$(BIN)/lazarus demo $(DEMO_ARGS)
 
 check: setup lint typecheck
 

@@ -26,12 +26,21 @@ it (api/client.py does).
 The deadlines use time.monotonic (injectable for tests): this is real transport time at the
 socket, not the controller's (injected) clock.
 
+Other routes (`routes`, GET only): /metrics and /events (telemetry/, wired by app/daemon.py).
+Each is authenticated like every call, with HTTP Basic credentials of a Lazarus user (the
+same "user:password" as the XML-RPC session, which is what Prometheus' basic_auth sends);
+no credentials or wrong ones: 401 and the connection is closed. A GET carrying a body is
+refused (400). A route answers a `Reply`: a body, or an iterator of chunks streamed until it
+ends (server-sent events: the response has no length and closes the connection at its end).
+
 Threads: one thread per connection (ThreadingHTTPServer), so handlers and the authenticator
 run concurrently and must be thread-safe.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import ipaddress
 import logging
@@ -42,11 +51,14 @@ import socketserver
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+
+from lazarus.domain.entities import User
+from lazarus.domain.errors import ApiError
 
 from . import defaults
 from .linger import Lingerer
@@ -68,6 +80,19 @@ class Limits:
     max_connections: int = 128  # concurrent connections; more get 503
     reserved_connections: int = 32  # of those, kept for loopback peers (local HA callers)
     backlog: int = 128  # listen queue
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a GET route answers: `body` bytes, or chunks to stream (no length, then close)."""
+
+    status: int
+    content_type: str
+    body: bytes | Iterator[bytes]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Route = Callable[[User, str], Reply]  # (the authenticated user, the query string) -> Reply
 
 
 def admits(open_connections: int, peer: str, limits: Limits) -> bool:
@@ -154,7 +179,79 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return super().handle_expect_100()
 
     def do_GET(self) -> None:
-        self._plain_error(HTTPStatus.METHOD_NOT_ALLOWED, "XML-RPC needs POST")
+        path, _, query = self.path.partition("?")
+        route = self.server.routes.get(path)
+        if route is None:
+            return self._plain_error(HTTPStatus.METHOD_NOT_ALLOWED, "XML-RPC needs POST")
+        if "Transfer-Encoding" in self.headers or self.headers.get(
+            "Content-Length", "0"
+        ).strip() not in ("", "0"):
+            return self._plain_error(HTTPStatus.BAD_REQUEST, "a GET has no body")
+        user = self._basic_user()
+        if user is None:
+            self.close_connection = True
+            self._send(HTTPStatus.UNAUTHORIZED, "text/plain", b"authentication required\n",
+                       (("WWW-Authenticate", 'Basic realm="lazarus"'),))
+            return None
+        try:
+            reply = route(user, query)
+        except Exception:
+            log.error("GET %s by %s failed:\n%s", path, user.name, traceback.format_exc())
+            return self._plain_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+        if isinstance(reply.body, bytes):
+            self._send(HTTPStatus(reply.status), reply.content_type, reply.body, reply.headers)
+            return None
+        self._stream(reply)
+        return None
+
+    def _basic_user(self) -> User | None:
+        scheme, _, encoded = self.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "basic" or not encoded or len(encoded) > 4096:
+            return None
+        try:
+            session = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        try:
+            return self.server.dispatcher.authenticate(session)
+        except ApiError:
+            log.info("GET %s: authentication failed from %s", self.path.partition("?")[0],
+                     self.client_address[0])
+            return None
+
+    def _send(self, status: HTTPStatus, content_type: str, body: bytes,
+              headers: tuple[tuple[str, str], ...] = ()) -> None:
+        head = (
+            f"HTTP/1.1 {status.value} {status.phrase}\r\nServer: Lazarus\r\n"
+            f"Date: {self.date_time_string()}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
+        )
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers)
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        self.wfile.write(head.encode("ascii") + b"\r\n" + body)
+
+    def _stream(self, reply: Reply) -> None:
+        self.close_connection = True
+        head = (
+            f"HTTP/1.1 {reply.status} OK\r\nServer: Lazarus\r\n"
+            f"Date: {self.date_time_string()}\r\nContent-Type: {reply.content_type}\r\n"
+            "Cache-Control: no-store\r\nConnection: close\r\n"
+        )
+        head += "".join(f"{name}: {value}\r\n" for name, value in reply.headers)
+        chunks = reply.body
+        assert not isinstance(chunks, bytes)
+        try:
+            self.wfile.write(head.encode("ascii") + b"\r\n")
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError:
+            pass  # the client went away, or the server is closing
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def _plain_error(self, status: HTTPStatus, text: str) -> None:
         self.send_error(status, text)  # also sends "Connection: close" and closes
@@ -227,8 +324,10 @@ class _HTTPServer(ThreadingHTTPServer):
         rpc_path: str,
         limits: Limits,
         clock: Callable[[], float] = time.monotonic,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.routes = dict(routes or {})
         self.rpc_path = rpc_path
         self.limits = limits
         self.clock = clock
@@ -302,8 +401,12 @@ class XmlRpcServer:
         path: str = defaults.DEFAULT_PATH,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
-        self._httpd = _HTTPServer((host, port), dispatcher, path, limits or Limits(), clock)
+        """`routes`: GET paths besides the XML-RPC endpoint (see the module text)."""
+        self._httpd = _HTTPServer(
+            (host, port), dispatcher, path, limits or Limits(), clock, routes
+        )
         # close() writes to this pair to wake the accept loop at once (no polling interval).
         self._wake_r, self._wake_w = socket.socketpair()
         self._stop = threading.Event()
@@ -384,4 +487,12 @@ class XmlRpcServer:
         self.close()
 
 
-__all__ = ["LANE_HEADER", "DeadlineReader", "Limits", "XmlRpcServer", "admits"]
+    @property
+    def base_url(self) -> str:
+        """http://host:port (the GET routes hang off it)."""
+        return self.url[: -len(self._httpd.rpc_path)] if self._httpd.rpc_path else self.url
+
+
+__all__ = [
+    "LANE_HEADER", "DeadlineReader", "Limits", "Reply", "Route", "XmlRpcServer", "admits"
+]

@@ -33,6 +33,7 @@ The HTTP server (hardening, connection limits) is api/server.py's job.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -229,6 +230,14 @@ class Dispatcher:
         # Around each authenticated handler, by lane: app/runtime.py bounds how many
         # non-HA handlers run at once.
         self._admit = admit or (lambda lane: nullcontext())
+        # Told each answered call's method and seconds (parse to render): the API latency
+        # metric (telemetry/metrics.py). Must not raise.
+        self.timer: Callable[[str, float], None] | None = None
+
+    def authenticate(self, session: str) -> User:
+        """The user of a "user:password" session (AuthenticationError if none): for the
+        transport's other routes (api/server.py), which authenticate like every call."""
+        return self._authenticate(session)
 
     def call(
         self, method: str, params: Sequence[object], client_address: str = "", lane: str = ""
@@ -311,26 +320,39 @@ class Dispatcher:
     ) -> tuple[bytes, bool]:
         """handle(), and whether the caller authenticated (the server closes the connection
         of one who did not, api/server.py)."""
+        timer = self.timer
+        start = time.perf_counter() if timer is not None else 0.0
+        response, authenticated, method = self._handle(body, client_address, lane)
+        if timer is not None and method:
+            try:
+                timer(method, time.perf_counter() - start)
+            except Exception:
+                log.exception("API timer failed")
+        return response, authenticated
+
+    def _handle(self, body: bytes, client_address: str, lane: str) -> tuple[bytes, bool, str]:
+        """handle_call(), and the name of the registered method it ran ("" if none)."""
         try:
             method, params = loads_call(body, self.max_depth)
         except XmlRpcParseError as exc:
             # Only the kind of error: parser messages may quote the body, which holds secrets.
             cause = type(exc.__cause__ or exc).__name__
             log.info("unparseable request from %s (%s)", client_address, cause)
-            return dumps_fault(FAULT_PARSE, f"Could not parse the XML-RPC call: {exc}"), False
+            fault = dumps_fault(FAULT_PARSE, f"Could not parse the XML-RPC call: {exc}")
+            return fault, False, ""
         try:
             result, user = self._call(method, params, client_address, lane)
         except UnknownMethod:
             fault = dumps_fault(FAULT_NO_SUCH_METHOD, f"Method '{method[:200]}' not defined")
-            return fault, False
+            return fault, False, ""
         try:
-            return dumps_response(result), user is not None
+            return dumps_response(result), user is not None, method
         except (TypeError, OverflowError) as exc:
             # A handler returned something XML-RPC cannot carry (the observer has already
             # seen the call as a success; this is a handler bug, so it is logged loudly).
             log.error("%s returned an unsendable value: %s", method, exc)
             error = InternalError("Internal error, see the daemon log.")
-            return dumps_response(_failure(method, error)), user is not None
+            return dumps_response(_failure(method, error)), user is not None, method
 
 
 from .server import Limits, XmlRpcServer  # noqa: E402  (re-exported)

@@ -38,6 +38,12 @@ from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.store.url import open_store
 from lazarus.store.url import validate as validate_store_url
+from lazarus.telemetry.events import EventFeed
+from lazarus.telemetry.hooks import TimedHookExecutor
+from lazarus.telemetry.metrics import Metrics
+from lazarus.telemetry.routes import routes
+from lazarus.web.app import build_app
+from lazarus.web.server import WebServer
 
 from . import ready as ready_lines
 from .credentials import ensure_admin
@@ -75,9 +81,10 @@ class Daemon:
     settings: Settings
     data_dir: Path
     auth_file: Path | None = None
-    on_ready: Callable[[str, Path], None] | None = None
+    on_ready: Callable[[str, Path, str], None] | None = None
     sim: SimCluster = field(init=False)
     url: str = field(init=False, default="")
+    dashboard_url: str = field(init=False, default="")
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -117,14 +124,26 @@ class Daemon:
                         "daemon: %s", len(orphans), " ".join(map(str, orphans)))
         hook_executor.env["LAZARUS_DATA_DIR"] = str(self.data_dir)  # host_error's locks, logs
         drivers = hypervisors(self.sim, self.settings.vm_mad)
+        # What operators watch (docs/metrics.md): the JSON event stream (a file, /events) and
+        # the Prometheus metrics (/metrics), fed by the journal and three observation points.
+        feed = EventFeed(self.data_dir / "events.jsonl")
+        metrics = Metrics(store, clock.now, feed)
+        metrics.prime()
         controller = Controller(
             store,
             clock,
             drivers,
             self.settings,
             datastore_root=str(self.data_dir / "datastores"),
-            hook_executor=hook_executor,
+            hook_executor=TimedHookExecutor(
+                hook_executor, metrics, lambda hook_id: store.hook(hook_id).name, feed=feed
+            ),
         )
+        controller.journal.listeners.append(metrics.on_events)
+        controller.monitor.probe_listeners.append(
+            lambda host, ok, seconds: metrics.probe(host.id, host.name, ok, seconds)
+        )
+        controller.monitor.round_listeners.append(metrics.round_done)
         auth_file, generated = ensure_admin(store, self.auth_file or self.data_dir / "one_auth")
         # The hooks' identity: the HA role's user with a fresh token (api/roles.py), never
         # oneadmin's password (docs/security.md, "Users, groups and rights").
@@ -147,14 +166,23 @@ class Daemon:
             controller, auth.Authenticator(store.user_by_name, clock.now), run=runtime.call,
             fence_key=fence_key, extra_methods=sim_methods, admit=runtime.admit,
         )
+        dispatcher.timer = metrics.api_call
         limits = Limits(request_timeout=self.settings.api_request_timeout)
         server = XmlRpcServer(
-            dispatcher, self.settings.api_listen, self.settings.api_port, limits=limits
+            dispatcher, self.settings.api_listen, self.settings.api_port, limits=limits,
+            routes=routes(metrics, feed),
         )
         self.url = server.url
         hook_executor.callback(server.url, str(ha_auth.resolve()))
+        web: WebServer | None = None
+        if self.settings.web_port >= 0:  # the dashboard acts as its users, through the API
+            web = WebServer(build_app(dispatcher, feed), self.settings.api_listen,
+                            self.settings.web_port)
         await controller.start()
         server.start()
+        if web is not None:
+            await asyncio.to_thread(web.start)
+            self.dashboard_url = web.url
         log.info(
             "lazarus: listening on %s; oneadmin credentials %s %s",
             server.url,
@@ -162,11 +190,14 @@ class Daemon:
             auth_file,
         )
         if self.on_ready is not None:
-            self.on_ready(server.url, auth_file)
+            self.on_ready(server.url, auth_file, self.dashboard_url)
         try:
             await stop.wait()
         finally:
             log.info("lazarus: stopping")
+            feed.close()  # ends the event streams, so close() finds no stream thread busy
+            if web is not None:
+                await asyncio.to_thread(web.close)
             server.close()
             await controller.stop()
             store.close()
@@ -194,8 +225,10 @@ def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> 
         stream=sys.stderr,
     )
 
-    def ready(url: str, path: Path) -> None:
+    def ready(url: str, path: Path, dashboard: str) -> None:
         print(ready_lines.LISTENING.format(url=url), flush=True)
+        if dashboard:
+            print(ready_lines.DASHBOARD.format(url=dashboard), flush=True)
         print(ready_lines.CREDENTIALS.format(path=path), flush=True)
 
     daemon = Daemon(settings, data_dir, auth_file, on_ready=ready)

@@ -61,9 +61,15 @@ class Timeline:
         self.out(f"  {self.marks[key]:6.1f} s  {text}")
 
 
-def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False, db: str = "sqlite"
-                 ) -> int:  # fmt: skip
-    """`db`: "sqlite" (the data directory's file) or "postgresql" (a throwaway PostgreSQL 15
+def run_sim_demo(
+    out: Callable[[str], None] = print,
+    keep: bool = False,
+    wait: Callable[[], object] | None = None,
+    db: str = "sqlite",
+) -> int:
+    """The story; then, when `wait` is given (`lazarus demo` on a terminal without
+    --no-wait), the controller and its dashboard stay up until `wait()` returns (Enter).
+    `db`: "sqlite" (the data directory's file) or "postgresql" (a throwaway PostgreSQL 15
     server started for the demo, app/pgserver.py, and destroyed after it)."""
     work = Path(tempfile.mkdtemp(prefix="lazarus-demo-"))
     # where fence_host (run by the daemon) finds the fence_sim agent
@@ -81,7 +87,7 @@ def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False, db: str
         if server is not None:
             out(f"  store {settings['DB']} (the server is removed at the end)")
         out(f"  data directory {work} (removed at the end)")
-        return _run(serve, out)
+        return _run(serve, out, wait)
     finally:
         if server is not None:
             server.destroy()
@@ -89,13 +95,22 @@ def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False, db: str
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(serve: ServeProcess, out: Callable[[str], None]) -> int:
+def _run(serve: ServeProcess, out: Callable[[str], None], wait: Callable[[], object] | None
+         ) -> int:  # fmt: skip
     try:
         serve.start()
         env = serve.env()
         env["LAZARUS_FENCE_PATH"] = str(HOOKS_FT)
         out(f"  controller listening on {serve.url}")
-        return _story(serve.client(), env, out)
+        if serve.dashboard_url:
+            out(f"  dashboard: {serve.dashboard_url} (user oneadmin, password: the part after "
+                f"':' in {serve.auth_file})")
+        with serve.client() as client:  # closed: its keep-alive socket too
+            code = _story(client, env, out)
+        if wait is not None and serve.dashboard_url:
+            out(f"\nThe dashboard stays up at {serve.dashboard_url} : press Enter to stop.")
+            wait()
+        return code
     finally:
         serve.close()
         out("Controller stopped; demo finished.")

@@ -18,6 +18,8 @@ from typing import IO
 
 LISTENING = "Lazarus controller listening on {url}"
 CREDENTIALS = "oneadmin credentials: {path} (export LAZARUS_AUTH={path})"
+DASHBOARD = "Lazarus dashboard on {url}"  # printed between the two, when served
+_DASHBOARD = re.compile(r"^Lazarus dashboard on (\S+)")
 _URL = re.compile(r"^Lazarus controller listening on (\S+)")
 _AUTH = re.compile(r"^oneadmin credentials: (\S+)")
 
@@ -26,6 +28,7 @@ class ReadyReader:
     def __init__(self, stdout: IO[str], name: str = "serve-stdout") -> None:
         self.lines: list[str] = []
         self.url = ""
+        self.dashboard_url = ""
         self.auth_file: Path | None = None
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._read, args=(stdout,), name=name, daemon=True)
@@ -37,6 +40,8 @@ class ReadyReader:
                 self.lines.append(line)
                 if match := _URL.match(line):
                     self.url = match.group(1)
+                elif match := _DASHBOARD.match(line):
+                    self.dashboard_url = match.group(1)
                 elif match := _AUTH.match(line):
                     self.auth_file = Path(match.group(1))
                 if self.url and self.auth_file is not None:

@@ -51,6 +51,7 @@ class ServeProcess:
         self.log_path = log_path or data_dir / "daemon.log"  # the daemon's stderr
         self.ready_timeout = ready_timeout
         self.url = ""
+        self.dashboard_url = ""  # the web dashboard's, when the daemon serves it
         self.auth_file = data_dir / "one_auth"
         self.process: subprocess.Popen[str] | None = None
         self._reader: ReadyReader | None = None
@@ -77,6 +78,7 @@ class ServeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         env = self.env()
         env.pop("LAZARUS_XMLRPC", None)  # a restart listens on a new port
+        env["LAZARUS_WEB_PORT"] = "0"  # a free port, as for the API (a setting overrides it)
         env.update({f"LAZARUS_{k.upper()}": str(v) for k, v in self.settings.items()})
         with open_private(self.log_path) as log:  # 0600: its lines may name hosts, paths
             self.process = subprocess.Popen(
@@ -91,6 +93,7 @@ class ServeProcess:
             self.close()
             raise ServeError(f"lazarus serve did not get ready:\n{self.tail()}")
         self.url, self.auth_file = self._reader.url, self._reader.auth_file
+        self.dashboard_url = self._reader.dashboard_url
         return self
 
     def tail(self, lines: int = 40) -> str:

@@ -11,6 +11,7 @@ too (the test fixtures start the daemon that way).
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import click
@@ -113,12 +114,16 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
               show_default=True,
               help="The controller's store: its SQLite file, or a throwaway PostgreSQL 15 "
                    "server started for the demo (simulated cluster only).")
-def demo(use_lab: bool | None, keep: bool, db: str) -> None:
+@click.option("--no-wait", is_flag=True,
+              help="Stop at the end instead of keeping the dashboard up until Enter "
+                   "(implied when stdin is not a terminal, e.g. CI).")
+def demo(use_lab: bool | None, keep: bool, db: str, no_wait: bool) -> None:
     """Show a host failure and the recovery of its VMs, end to end, in under a minute.
 
     Starts a controller on embedded defaults, creates the shipped error_hook with
     `lazarus hook create`, runs VMs, powers one host off and prints the timeline: host
-    ERROR, hook started, fence confirmed, each VM RUNNING on another host.
+    ERROR, hook started, fence confirmed, each VM RUNNING on another host. The simulated
+    demo prints the web dashboard's URL and keeps it up until Enter (see --no-wait).
 
     \b
     Example: lazarus demo --sim;  lazarus demo --db postgresql
@@ -136,7 +141,8 @@ def demo(use_lab: bool | None, keep: bool, db: str) -> None:
         raise SystemExit(int(run_lab_demo(print)))
     from lazarus.app.demo import run_sim_demo
 
-    raise SystemExit(run_sim_demo(print, keep, db))
+    wait = None if no_wait or not sys.stdin.isatty() else input
+    raise SystemExit(run_sim_demo(print, keep, wait, db))
 
 
 def _lab_available() -> tuple[bool, str]:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -82,6 +82,10 @@ class Monitor:
             alert=lambda host: self.pacer.alert(host.cluster_id, host.id), spawn=self._spawn,
         )
         self._tasks: set[asyncio.Task[None]] = set()  # rounds and stale-domain cleanups
+        # Observers (telemetry/metrics.py): each applied probe (host, ok, seconds) and each
+        # completed round. Called on the loop; they must not raise (errors are logged).
+        self.probe_listeners: list[Callable[[Host, bool, float], None]] = []
+        self.round_listeners: list[Callable[[], None]] = []
         # The monitor keeps each host's record and re-reads it only after the journal said
         # the host changed (state, template, placements): no decode per probe.
         self._cached: dict[int, Host] = {}
@@ -217,6 +221,9 @@ class Monitor:
             late = TimeoutError(f"probe timed out after {self.settings.probe_timeout:g} s")
             for host in list(waiting.values()):
                 self._finish(waiting.pop(host.id), late, cursor, started)
+            self._observe_round()
+        else:
+            self._observe_round()
         finally:
             for host_id in waiting:  # cancelled: the monitor is stopping
                 self.pacer.abandon(host_id)
@@ -244,6 +251,19 @@ class Monitor:
             log.exception("%s: applying a probe failed", host.subject)
         # only now: the state changes it made woke no one
         self.pacer.finished(host.id, host.cluster_id, started)
+        ok = isinstance(result, HostProbe)
+        for listener in self.probe_listeners:
+            try:
+                listener(host, ok, self.clock.monotonic() - started)
+            except Exception:
+                log.exception("probe listener %r failed", listener)
+
+    def _observe_round(self) -> None:
+        for listener in self.round_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("round listener %r failed", listener)
 
     def _failed(self, host_id: int, message: str) -> None:
         self.applier.failed(host_id, self.pacer.failed(host_id), message)

@@ -72,6 +72,8 @@ class Settings:
     # and fails as a store error, which the caller retries: a stuck database cannot hang the
     # controller's loop for longer (SQLite's own busy timeout is fixed)
     db_statement_timeout: float = 5.0
+    # the web dashboard (web/, docs/dashboard.md) on api_listen: 0 a free port, -1 none
+    web_port: int = 2634
 
     def to_config(self) -> dict[str, str | int | float]:
         """The OPENNEBULA_CONFIGURATION document's values (host_error reads
