@@ -67,7 +67,10 @@ def db() -> None:
 @db.command()
 @_options
 def migrate(url: str | None, password_file: Path | None, data_dir: Path | None) -> None:
-    """Create the schema, or apply the migrations this version adds (refuses a newer one)."""
+    """Create the schema, or apply the migrations this version adds (refuses a newer one).
+
+    \b
+    Example: lazarus db migrate --db postgresql://lazarus@db1/lazarus"""
     store, shown = _open(url, data_dir, password_file)
     try:
         versions = store.schema_versions()
@@ -79,7 +82,10 @@ def migrate(url: str | None, password_file: Path | None, data_dir: Path | None) 
 @db.command()
 @_options
 def status(url: str | None, password_file: Path | None, data_dir: Path | None) -> None:
-    """The applied migrations, oldest first."""
+    """The applied migrations, oldest first.
+
+    \b
+    Example: lazarus db status --data-dir /var/lib/lazarus"""
     store, shown = _open(url, data_dir, password_file)
     try:
         versions = store.schema_versions()
@@ -95,7 +101,10 @@ def status(url: str | None, password_file: Path | None, data_dir: Path | None) -
 def check(url: str | None, password_file: Path | None, data_dir: Path | None) -> None:
     """Report damage: reused ids, a lost outbox cursor, orphaned hook jobs, bad incidents.
 
-    Exit status 0 when nothing is wrong, 1 otherwise (one line per finding)."""
+    Exit status 0 when nothing is wrong, 1 otherwise (one line per finding).
+
+    \b
+    Example: lazarus db check --db sqlite:/var/lib/lazarus/lazarus.db"""
     from lazarus.app import dbtools
 
     store, shown = _open(url, data_dir, password_file)
@@ -190,7 +199,10 @@ def copy(source_url: str, target_url: str, from_password_file: Path | None,
 def backup(path: Path, url: str | None, password_file: Path | None,
            data_dir: Path | None) -> None:  # fmt: skip
     """An online, consistent copy of a SQLite store (safe while the daemon runs). For
-    PostgreSQL use pg_dump (docs/operations.md)."""
+    PostgreSQL use pg_dump (docs/operations.md).
+
+    \b
+    Example: lazarus db backup --to /backup/lazarus-2026-12-02.db"""
     from lazarus.app import dbtools
 
     store, shown = _open(url, data_dir, password_file)
