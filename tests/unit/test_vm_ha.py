@@ -127,9 +127,30 @@ def test_no_restart_while_the_host_is_failing() -> None:
         h.wait_for(lambda: rec(h, vm).get("STATE") == "RESTART")
         h.sim.cut_network("node1")
         h.wait_for(lambda: h.host(h.host_id("node1")).state is HostState.ERROR)
-        h.wait_for(lambda: rec(h, vm).get("STATE") == "HOST_FAILED", timeout=30)
-        assert h.sim.running_hosts(vm) == []
-        assert h.state(vm) == UNKNOWN
+        h.wait_for(lambda: rec(h, vm).get("WAITING") == "YES", timeout=30)
+        h.advance(30)
+        assert h.sim.running_hosts(vm) == [] and h.state(vm) == UNKNOWN
+        assert not h.driver.on("node1", "deploy", "shutdown")[1:]  # nothing tried there
+        h.sim.restore_network("node1")  # it comes back, the VM still there: restarted
+        h.wait_for(lambda: h.state(vm) == RUNNING, timeout=30)
+        assert h.sim.running_hosts(vm) == ["node1"] and "WAITING" not in rec(h, vm)
+
+
+def test_host_level_ha_taking_the_vm_cancels_the_restart() -> None:
+    with Harness(hosts=3) as h:
+        h.monitored()
+        vm = h.running_vm(host="node1", extra="VM_HA_RESTART_DELAY = 20")
+        h.sim.crash_vm(f"one-{vm}", "node1")
+        h.wait_for(lambda: rec(h, vm).get("STATE") == "RESTART")
+        h.sim.power_off("node1")
+        h.wait_for(lambda: h.host(h.host_id("node1")).state is HostState.ERROR)
+        h.lc.action("resched", vm)  # what ft/host_error -m does after the fence
+        h.wait_for(lambda: h.state(vm) == RUNNING, timeout=60)  # placed elsewhere
+        assert h.sim.running_hosts(vm) != ["node1"] and len(h.sim.running_hosts(vm)) == 1
+        h.advance(30)  # the restart's time has passed: nothing more happens
+        assert len(h.sim.running_hosts(vm)) == 1 and rec(h, vm)["HOST"] != "node1"
+        assert not [e for e in h.store.events(0, 10000)
+                    if e.obj_id == vm and e.lcm_state == "BOOT_UNKNOWN"]
 
 
 def test_failed_restart_boot_is_decided_again(h: Harness) -> None:

@@ -7,16 +7,20 @@ the domain is paused by it). The driver's domain events wake the host for an imm
 (core/monitor.py); the probe is what counts: it shows the domain FAILURE, VM_SYNC moves the
 RUNNING VM to UNKNOWN, and in that same transaction `crashed()` decides, per VM:
 
-1. the VM's host is not MONITORED, or its last probes failed: nothing (HOST_FAILED). A VM on
-   a failing or ERROR host belongs to host-level HA; this policy never races ft/host_error.
-2. VM_HA_MAX_RESTARTS (3) restarts already in the last VM_HA_WINDOW (3600 s): GAVE_UP. The
+1. VM_HA_MAX_RESTARTS (3) restarts already in the last VM_HA_WINDOW (3600 s): GAVE_UP. The
    VM stays UNKNOWN (OpenNebula's state for a crashed VM); the record rides on the state
    change, so a VM state hook on LCM_STATE = UNKNOWN sees VM_HA/STATE = GAVE_UP.
-3. fewer than VM_HA_RESTARTS_IN_PLACE (2) restarts on this host (or no other host to go to):
+2. fewer than VM_HA_RESTARTS_IN_PLACE (2) restarts on this host (or no other host to go to):
    RESTART there, after VM_HA_RESTART_DELAY (0 s): the domain is destroyed (a paused or
    preserved crashed domain would otherwise "already run"), then BOOT_UNKNOWN boots it.
-4. otherwise RELOCATE: the domain is destroyed and undefined on the host, and only once that
+3. otherwise RELOCATE: the domain is destroyed and undefined on the host, and only once that
    succeeded the VM goes back to PENDING; the scheduler places it on a host not in AVOID.
+
+Nothing is done while the VM's host is not MONITORED or its last probes failed: a VM on a
+failing or ERROR host belongs to host-level HA, and this policy never races ft/host_error.
+A due restart then waits (WAITING = YES in the record, checked every HA_RESTART_DELAY s):
+if host_error reschedules or recovers the VM, the restart is CANCELLED; if the host comes
+back with the VM still UNKNOWN there, the restart goes ahead.
 
 A guest that shuts itself down is POWEROFF (VM_SYNC) and never restarted: only FAILURE is a
 crash. An operator action wins: when a restart is due, the VM must still be UNKNOWN (or
@@ -36,7 +40,7 @@ The record, in the VM's template (USER_TEMPLATE in its XML, as HA_RECOVERY), vis
               HOST = "node2", NEXT = "" ]
 
 STATE: RESTART | RELOCATE (due at NEXT), RESTARTING | RELOCATING (its driver call runs),
-RUNNING, IO_PAUSED, HOST_FAILED, CANCELLED, GAVE_UP. RESTARTS: when each restart in the
+RUNNING, IO_PAUSED, HOST_FAILED (the host record is gone), CANCELLED, GAVE_UP. RESTARTS: when each restart in the
 window was decided. Per VM: VM_HA = "NO" (or HA = "NO") turns it off; VM_HA_MAX_RESTARTS,
 VM_HA_WINDOW, VM_HA_RESTARTS_IN_PLACE, VM_HA_IO_ERROR override the settings.
 """
@@ -214,12 +218,6 @@ class VmHa:
                  if x.replace(".", "", 1).isdigit() and now - float(x) < window]
         rec.set("REASON", why[:200])
         rec.set("RESTARTS", " ".join(f"{x:.0f}" for x in times))
-        if not healthy(host):
-            rec.set("STATE", "HOST_FAILED")
-            rec.set("NEXT", "")
-            t.note(vm, f"VM HA: {why}, but {host.subject} is {host.state.name} or failing: "
-                       "left to host-level HA")
-            return
         if len(times) >= budget:
             rec.set("STATE", "GAVE_UP")
             rec.set("NEXT", "")
@@ -324,12 +322,22 @@ class VmHa:
                            "host-level HA acted)")
                 return
             host = _host(t, vm.host_id)
-            if not healthy(host):
+            if host is None:
                 rec.set("STATE", "HOST_FAILED")
                 rec.set("NEXT", "")
                 t.store.save_vm(vm)
-                t.note(vm, "VM HA: its host is failing: left to host-level HA")
                 return
+            if not healthy(host):  # host-level HA's: it may move the VM (then CANCELLED)
+                retry = max(1.0, self.lc.settings.ha_restart_delay)
+                if rec.get("WAITING") != "YES":
+                    rec.set("WAITING", "YES")
+                    t.store.save_vm(vm)
+                    t.note(vm, f"VM HA: {host.subject} is {host.state.name} or failing: "
+                               "waiting; host-level HA decides (the restart follows only "
+                               "if the host comes back with the VM still here)")
+                self._arm(vm_id, self.lc.clock.now() + retry)
+                return
+            rec.pairs = [(k, v) for k, v in rec.pairs if k != "WAITING"]
             if state == "IO_PAUSED":
                 attempt = rec.get("IO_ATTEMPTS") or "1"
                 self.lc.enter(t, vm, (VmState.ACTIVE, LcmState.BOOT_SUSPENDED),

@@ -163,7 +163,8 @@ class LabCluster:
         self.hook_id = int(client.call("one.hook.allocate", template.render()))
 
     # ------------------------------------------------------------------------ VMs
-    def vm_template(self, name: str, liveness: bool = False) -> str:
+    def vm_template(self, name: str, liveness: bool = False,
+                    extra: Mapping[str, str] | None = None) -> str:  # fmt: skip
         """A tiny guest on the shared datastore; its serial file is <datastore>/<name>.serial.
 
         Paths are absolute: core/placement.py reads SCHED_DS_REQUIREMENTS from the VM's
@@ -180,12 +181,15 @@ class LabCluster:
         if liveness:  # the guest's commands socket (COM2) and the watchdog it feeds
             template.set("SERIAL_SOCKET", str(self.guest_socket_path(name)))
             template.set("WATCHDOG_MODEL", "ib700")
+        for key, value in (extra or {}).items():
+            template.set(key, value)
         template.add("DISK", Vector([("PATH", self.status.image), ("FORMAT", "qcow2"),
                                      ("READONLY", "YES")]))  # fmt: skip
         return template.render()
 
     def create_vms(self, count: int, *, host: str | None = None, prefix: str = "vm",
-                   liveness: bool = False) -> list[int]:  # fmt: skip
+                   liveness: bool = False,
+                   extra: Mapping[str, str] | None = None) -> list[int]:  # fmt: skip
         """Allocate `count` tiny guests; on `host` if given (held, then deployed there).
         `liveness`: with an ib700 watchdog the guest feeds and a commands socket
         (`guest_command`: panic, hang)."""
@@ -193,7 +197,7 @@ class LabCluster:
         start = len(self.vms())
         for index in range(count):
             name = f"{prefix}{start + index}"
-            template = self.vm_template(name, liveness)
+            template = self.vm_template(name, liveness, extra)
             vm_id = int(self.client.call("one.vm.allocate", template, host is not None))
             if host is not None:
                 self.client.call("one.vm.deploy", vm_id, self.host_ids[host], False,
