@@ -40,9 +40,10 @@ The record, in the VM's template (USER_TEMPLATE in its XML, as HA_RECOVERY), vis
               HOST = "node2", NEXT = "" ]
 
 STATE: RESTART | RELOCATE (due at NEXT), RESTARTING | RELOCATING (its driver call runs),
-RUNNING, IO_PAUSED, HOST_FAILED (the host record is gone), CANCELLED, GAVE_UP. RESTARTS: when each restart in the
-window was decided. Per VM: VM_HA = "NO" (or HA = "NO") turns it off; VM_HA_MAX_RESTARTS,
-VM_HA_WINDOW, VM_HA_RESTARTS_IN_PLACE, VM_HA_IO_ERROR override the settings.
+RUNNING, IO_PAUSED, HOST_FAILED (the host record is gone), CANCELLED, GAVE_UP. RESTARTS:
+when each restart in the window was decided. Per VM: VM_HA = "NO" (or HA = "NO") turns it
+off; VM_HA_MAX_RESTARTS, VM_HA_WINDOW, VM_HA_RESTARTS_IN_PLACE, VM_HA_RESTART_DELAY,
+VM_HA_IO_ERROR and VM_HA_IO_RETRY override the settings.
 """
 
 from __future__ import annotations
