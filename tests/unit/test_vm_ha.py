@@ -105,6 +105,18 @@ def test_vm_ha_no_leaves_it_unknown(h: Harness) -> None:
     assert h.state(vm) == UNKNOWN
 
 
+def test_opt_in_when_the_setting_is_off() -> None:
+    with Harness(hosts=2, settings=Settings(vm_ha="NO")) as h:
+        h.monitored()
+        off = h.running_vm("off", host="node1")
+        on = h.running_vm("on", host="node1", extra='VM_HA = "YES"')
+        h.sim.crash_vm(f"one-{off}", "node1")
+        h.sim.crash_vm(f"one-{on}", "node1")
+        h.wait_for(lambda: h.state(off) == UNKNOWN and h.state(on) == RUNNING
+                   and rec(h, on).get("STATE") == "RUNNING")  # fmt: skip
+        assert rec(h, off) == {}
+
+
 def test_operator_action_wins_over_a_pending_restart(h: Harness) -> None:
     vm = h.running_vm(host="node1", extra="VM_HA_RESTART_DELAY = 10")
     h.sim.crash_vm(f"one-{vm}", "node1")

@@ -105,10 +105,13 @@ class VmHa:
 
     # ------------------------------------------------------------------------ settings
     def enabled(self, vm: VM) -> bool:
-        for key in ("HA", "VM_HA"):
-            raw = (vm.user_template.get(key) or vm.template.get(key) or "").strip().upper()
-            if raw in _OFF:
-                return False
+        """VM_HA (or HA) = NO in the VM: off; VM_HA = YES: on; else the VM_HA setting."""
+        values = {key: (vm.user_template.get(key) or vm.template.get(key) or "").strip().upper()
+                  for key in ("HA", "VM_HA")}  # fmt: skip
+        if any(value in _OFF for value in values.values()):
+            return False
+        if values["VM_HA"] in ("YES", "TRUE", "1", "ON"):
+            return True
         return self.lc.settings.vm_ha.strip().upper() not in _OFF
 
     def _setting(self, vm: VM, key: str, default: float) -> float:
