@@ -428,6 +428,9 @@ class LibvirtHypervisor:
         """Name a crash the way its event did (a panicked guest shuts off as "crashed")."""
         if not self._hints:
             return probe
+        listed = {dom.deploy_id for dom in probe.domains}
+        for key in [k for k in self._hints if k[0] == uri and k[1] not in listed]:
+            self._hints.pop(key, None)  # undefined meanwhile: forget it
         domains = []
         for dom in probe.domains:
             hint = self._hints.get((uri, dom.deploy_id))
