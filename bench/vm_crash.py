@@ -10,7 +10,8 @@ the benchmark (VM_HA_MAX_RESTARTS and VM_HA_RESTARTS_IN_PLACE = 1000: every cras
 restarted in place). Kinds:
 
   kill  kill -9 of the guest's qemu: from the kill to the VM RUNNING again (the API says so,
-        polled every 10 ms), and to the new guest's banner on its serial port
+        polled every 10 ms), to the new guest's banner on its serial port, and to the restart's
+        boot starting (BOOT_UNKNOWN seen: detection and decision are done)
   hang  the guest hangs on command (`h` on its COM2): its ib700 watchdog (lab/guest.py
         WATCHDOG_TIMEOUT, 4 s) pauses it; from the command to RUNNING again, and the same
         less the watchdog timeout (the guest feeds it every 0.22 s, so that is within 0.22 s
@@ -59,8 +60,9 @@ def wait(check, what: str, timeout: float = 60.0, period: float = 0.01) -> float
     return time.monotonic()
 
 
-def one_run(cl: LabCluster, vm_id: int, kind: str) -> tuple[float, float]:
-    """(seconds to RUNNING again, seconds to the new guest's banner) from the fault."""
+def one_run(cl: LabCluster, vm_id: int, kind: str) -> tuple[float, float, float | None]:
+    """Seconds from the fault to RUNNING again, to the new guest's banner, and to the
+    restart's boot starting (BOOT_UNKNOWN seen; None if the 10 ms polling missed it)."""
     wait(lambda: (cl.counter(vm_id)[1] or 0) >= 2, "the guest to count", period=0.05)
     before, _ = restarts(cl, vm_id)
     boots = cl.counter(vm_id)[0]
@@ -70,10 +72,17 @@ def one_run(cl: LabCluster, vm_id: int, kind: str) -> tuple[float, float]:
     else:
         start = time.monotonic()
         cl.guest_command(vm_id, guest.HANG_BYTE)
-    back = wait(lambda: restarts(cl, vm_id) == (before + 1, "RUNNING") and running(cl, vm_id),
-                "the VM RUNNING again")  # fmt: skip
+    booting: list[float] = []
+
+    def back_again() -> bool:
+        view = cl.vm(vm_id)
+        if not booting and view.lcm.name == "BOOT_UNKNOWN":
+            booting.append(time.monotonic())  # VM HA decided and the boot began
+        return view.running and restarts(cl, vm_id) == (before + 1, "RUNNING")
+
+    back = wait(back_again, "the VM RUNNING again")
     banner = wait(lambda: cl.counter(vm_id)[0] > boots, "the new guest's banner")
-    return back - start, banner - start
+    return back - start, banner - start, (booting[0] - start) if booting else None
 
 
 def pct(values: list[float], q: float) -> float:
@@ -94,25 +103,31 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vm-crash-") as tmp, LabCluster(
         Path(tmp), hosts=2, subnet="10.250.90"
     ) as cl:
-        results: dict[str, list[tuple[float, float]]] = {}
+        results: dict[str, list[tuple[float, float, float | None]]] = {}
         for kind in kinds:
             [vm_id] = cl.create_vms(1, host="hv1", prefix=kind, liveness=kind == "hang",
                                     extra=BUDGET)  # fmt: skip
             cl.wait_running([vm_id])
             results[kind] = []
             for run in range(args.runs):
-                back, banner = one_run(cl, vm_id, kind)
-                results[kind].append((back, banner))
-                print(f"{kind} run {run:2d}: RUNNING after {back:.3f} s, banner after "
-                      f"{banner:.3f} s", flush=True)  # fmt: skip
+                back, banner, boot = one_run(cl, vm_id, kind)
+                results[kind].append((back, banner, boot))
+                seen = f"{boot:.3f} s" if boot is not None else "not seen"
+                print(f"{kind} run {run:2d}: boot started after {seen}, RUNNING after "
+                      f"{back:.3f} s, banner after {banner:.3f} s", flush=True)  # fmt: skip
             cl.client.call("one.vm.action", "terminate-hard", vm_id)
         print(f"load average after: {os.getloadavg()}")
         for kind, values in results.items():
-            backs = [b for b, _ in values]
-            banners = [g for _, g in values]
+            backs = [b for b, _, _ in values]
+            banners = [g for _, g, _ in values]
+            boots = [d for _, _, d in values if d is not None]
             line = (f"{kind}: RUNNING again median {statistics.median(backs):.2f} s, p99 "
                     f"{pct(backs, 0.99):.2f} s; guest banner median "
                     f"{statistics.median(banners):.2f} s, p99 {pct(banners, 0.99):.2f} s")
+            if boots:
+                line += (f"; boot started (detection + decision) median "
+                         f"{statistics.median(boots):.2f} s, p99 {pct(boots, 0.99):.2f} s "
+                         f"({len(boots)} runs seen)")
             if kind == "hang":
                 less = [b - guest.WATCHDOG_TIMEOUT for b in backs]
                 line += (f"; less the {guest.WATCHDOG_TIMEOUT} s watchdog timeout: median "
