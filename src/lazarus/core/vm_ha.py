@@ -266,7 +266,11 @@ class VmHa:
             rec = record(vm)
             state = (rec.get("STATE") or "") if rec is not None else ""
             if rec is not None and state in (*_DUE, "RESTARTING", "RELOCATING"):
-                if state in ("RESTARTING", "RELOCATING"):  # interrupted: do it again
+                if state in _DONE and vm.lcm_state is not LcmState.UNKNOWN and (
+                    vm.state is not VmState.SUSPENDED
+                ):
+                    continue  # its boot (or placement) is under way: the lifecycle drives it
+                if state in _DONE:  # interrupted before its boot: do it again
                     rec.set("STATE", _DONE[state])
                     with self.lc.journal.tx() as t:
                         t.store.save_vm(vm)
