@@ -40,6 +40,9 @@ class Recording:
         self.inner = inner
         self.calls: list[tuple[str, str]] = []
 
+    def set_domain_listener(self, listener: Callable[[str, str, str], None] | None) -> None:
+        self.inner.set_domain_listener(listener)  # guest failures wake the host (VM HA)
+
     def on(self, host: str, *ops: str) -> list[tuple[str, str]]:
         return [c for c in self.calls if c[1] == host and (not ops or c[0] in ops)]
 

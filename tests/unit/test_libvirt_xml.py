@@ -117,6 +117,45 @@ def test_state_mapping() -> None:
     assert map_state(libvirt.VIR_DOMAIN_CRASHED) is DomainState.FAILURE
 
 
+def test_reasons_and_events_for_vm_ha() -> None:
+    lv = pytest.importorskip("libvirt")
+    from lazarus.drivers.vmm.libvirt import event_kind, map_reason, map_state
+
+    assert map_state(lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PAUSED_WATCHDOG) is DomainState.FAILURE
+    assert map_reason(lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PAUSED_WATCHDOG) == "watchdog"
+    assert map_reason(lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PAUSED_IOERROR) == "io_error"
+    assert map_reason(lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PAUSED_USER) == ""
+    assert map_reason(lv.VIR_DOMAIN_SHUTOFF, lv.VIR_DOMAIN_SHUTOFF_CRASHED) == "crashed"
+    assert map_reason(lv.VIR_DOMAIN_SHUTOFF, lv.VIR_DOMAIN_SHUTOFF_SHUTDOWN) == "shutdown"
+    assert map_reason(lv.VIR_DOMAIN_CRASHED, lv.VIR_DOMAIN_CRASHED_PANICKED) == "panicked"
+    assert map_reason(lv.VIR_DOMAIN_RUNNING) == ""
+    stopped = lv.VIR_DOMAIN_EVENT_STOPPED
+    assert event_kind(stopped, lv.VIR_DOMAIN_EVENT_STOPPED_FAILED) == "crashed"
+    assert event_kind(stopped, lv.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN) == "shutdown"
+    assert event_kind(stopped, lv.VIR_DOMAIN_EVENT_STOPPED_DESTROYED) == "stopped"
+    assert event_kind(lv.VIR_DOMAIN_EVENT_CRASHED, 0) == "panicked"
+    suspended = lv.VIR_DOMAIN_EVENT_SUSPENDED
+    assert event_kind(suspended, lv.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR) == "io_error"
+    assert event_kind(suspended, lv.VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG) == "watchdog"
+    assert event_kind(lv.VIR_DOMAIN_EVENT_STARTED, 0) == ""
+
+
+def test_liveness_devices_and_the_commands_socket() -> None:
+    spec = VmSpec(vm_id=1, name="one-1", vcpu=1, cpu=100, memory_kib=1024,
+                  template=Template.parse('SERIAL_SOCKET = "/ds/one-1.sock"'))
+    root = SafeET.fromstring(domain_xml(spec, "qemu"))
+    assert root.find("devices/watchdog").attrib == {"model": "i6300esb", "action": "pause"}
+    assert root.find("devices/panic").get("model") == "isa"
+    serial = root.find("devices/serial[@type='unix']")
+    assert serial.find("source").attrib == {"mode": "bind", "path": "/ds/one-1.sock"}
+    assert serial.find("target").get("port") == "1"
+    off = VmSpec(vm_id=1, name="one-1", vcpu=1, cpu=100, memory_kib=1024,
+                 template=Template.parse('WATCHDOG_MODEL = "none"\nPANIC_DEVICE = "NO"'))
+    root = SafeET.fromstring(domain_xml(off, "qemu"))
+    assert root.find("devices/watchdog") is None and root.find("devices/panic") is None
+    assert SafeET.fromstring(domain_xml(spec, "test")).find("devices/watchdog") is None
+
+
 def test_tcp_addresses_are_probed_before_libvirt_opens_them() -> None:
     from lazarus.drivers.vmm.libvirt import _tcp_address
 

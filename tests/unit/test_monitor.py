@@ -138,7 +138,8 @@ def test_vm_missing_from_hypervisor(setting: str, expected: tuple[VmState, LcmSt
 
 
 def test_crashed_vm_goes_unknown(h: Harness) -> None:
-    vm = h.running_vm(host="node1")
+    """Without VM HA (VM_HA = NO), OpenNebula's rule: a crashed VM stays UNKNOWN."""
+    vm = h.running_vm(host="node1", extra='VM_HA = "NO"')
     h.sim.crash_vm(f"one-{vm}")
     h.wait_for(lambda: h.state(vm) == (S.ACTIVE, L.UNKNOWN))
 

@@ -63,6 +63,36 @@ def test_a_woken_host_is_due_at_once_and_counted_in_flight(pacer: Pacer) -> None
     assert pacer.due(always) == []  # not due again until the probe ends
 
 
+def test_recheck_during_a_probe_probes_again_right_after_it(
+    pacer: Pacer, clock: Hands
+) -> None:
+    """A domain event while the host's probe runs (the probe may predate the event): one
+    more probe as soon as that one ends, not an interval later."""
+    pacer.wake(1)
+    assert pacer.due(always) == [1]
+    pacer.recheck(1)
+    assert pacer.due(always) == []  # still one probe at a time
+    clock.t += 0.3
+    pacer.succeeded(1)
+    pacer.finished(1, 0, started=100.0)
+    assert pacer.due(always) == [1]  # at once
+    clock.t += 0.2
+    pacer.succeeded(1)
+    pacer.finished(1, 0, started=100.3)
+    assert pacer.due(always) == []  # back to the interval
+    clock.t = 100.3 + S.monitoring_interval_host
+    assert pacer.due(always) == [1]
+
+
+def test_recheck_of_an_idle_host_is_a_wake(pacer: Pacer) -> None:
+    pacer.wake(1)
+    pacer.due(always)
+    pacer.succeeded(1)
+    pacer.finished(1, 0, started=100.0)
+    pacer.recheck(1)
+    assert pacer.due(always) == [1]
+
+
 def test_healthy_hosts_are_due_an_interval_after_their_probe_started(
     pacer: Pacer, clock: Hands
 ) -> None:

@@ -32,7 +32,13 @@ from lazarus.domain.errors import DriverError, InternalError, NoExistsError
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.transitions import SYNCED_STATES, HostEvent, Seen, apply_host, sync_target
 from lazarus.ports.clock import Clock
-from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, Hypervisor
+from lazarus.ports.hypervisor import (
+    DomainInfo,
+    DomainReason,
+    DomainState,
+    HostProbe,
+    Hypervisor,
+)
 from lazarus.ports.store import Store
 
 from .journal import Journal, Tx
@@ -239,6 +245,8 @@ class Applier:
         for vm_id in placed:
             self._vm_host[vm_id] = host.id
         for vm in placed.values():
+            if self.lifecycle.vm_ha.busy(vm.id):
+                continue  # VM HA is destroying its crashed domain to restart it
             if self._changed.get(vm.id, 0) > cursor:
                 self._again.add(host.id)
                 continue  # changed while the probe ran: the probe may be older
@@ -257,8 +265,18 @@ class Applier:
         seen = Seen.MISSING if dom is None else _SEEN[dom.state]
         missing_unknown = self.settings.missing_vm_state.upper() == "UNKNOWN"
         target = sync_target(seen, vm.state, vm.lcm_state, vm.resched, missing_unknown)
-        if target is not None:
-            t.vm_state(vm, target, _REASONS[seen].format(host=host.subject))
+        if target is None:
+            return
+        reason = _REASONS[seen].format(host=host.subject)
+        if dom is not None and vm.lcm_state is LcmState.RUNNING:  # VM HA decides first: the
+            why = dom.reason or "failed"  # state change below carries its record to hooks
+            if seen is Seen.FAILURE:
+                self.lifecycle.vm_ha.crashed(t, host, vm, why)
+                reason = f"{why} on {host.subject}"
+            elif seen is Seen.SUSPENDED and dom.reason == DomainReason.IO_ERROR:
+                self.lifecycle.vm_ha.io_paused(t, host, vm)
+                reason = f"paused on an I/O error on {host.subject}"
+        t.vm_state(vm, target, reason)
 
     # -- stale domains -----------------------------------------------------------------------
     async def _cleanup_stale(self, host_id: int, vm_id: int, deploy_id: str) -> None:
@@ -310,6 +328,6 @@ def _signature(probe: HostProbe) -> tuple[object, ...]:
         probe.total_mem,
         probe.used_cpu // 100,  # whole cores: small jitter alone is not worth a write
         probe.used_mem // (64 * 1024),
-        tuple(sorted((d.deploy_id, d.state.value) for d in probe.domains)),
+        tuple(sorted((d.deploy_id, d.state.value, d.reason) for d in probe.domains)),
         tuple(sorted(probe.info.items())),
     )

@@ -60,6 +60,7 @@ from .placement import (
 )
 from .restarts import RestartPolicy
 from .settings import Settings
+from .vm_ha import VmHa
 
 log = logging.getLogger("lazarus.lifecycle")
 
@@ -99,6 +100,7 @@ class Lifecycle:
         self.settings = settings
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.restarts = RestartPolicy(self)
+        self.vm_ha = VmHa(self)  # crashed guests on healthy hosts (core/vm_ha.py)
 
     # ------------------------------------------------------------------------------ API
     def allocate(
@@ -302,7 +304,7 @@ class Lifecycle:
         ]
         for vm_id in transient:
             self.kick(vm_id)
-        return len(transient) + self.restarts.resume()
+        return len(transient) + self.restarts.resume() + self.vm_ha.resume()
 
     async def idle(self) -> None:
         """Wait until no VM is being driven (tests and the simulator use it)."""
@@ -318,10 +320,11 @@ class Lifecycle:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        return [*tasks, *self.restarts.abort()]
+        return [*tasks, *self.restarts.abort(), *self.vm_ha.abort()]
 
     async def close(self) -> None:
         await self.restarts.close()
+        await self.vm_ha.close()
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -363,6 +366,8 @@ class Lifecycle:
     def _fail(self, t: Tx, vm: VM, target: Pair, detail: str) -> None:
         if target == RUNNING and vm.prev_lcm_state is LcmState.UNKNOWN:
             target = UNKNOWN  # a refused shutdown of an UNKNOWN VM leaves it UNKNOWN
+        if vm.lcm_state is LcmState.BOOT_UNKNOWN:  # before: the state change carries it
+            self.vm_ha.restart_failed(t, vm, detail)
         abandoned = None
         if vm.lcm_state is LcmState.MIGRATE:  # the VM stays where it was
             abandoned = vm.history.pop()
@@ -395,6 +400,7 @@ class Lifecycle:
         if state is VmState.ACTIVE and target[1] is LcmState.RUNNING and vm.last is not None:
             vm.last.rstime = vm.last.rstime or int(now)
             self.restarts.started(vm)
+            self.vm_ha.started(vm)
         if not t.vm_state(vm, target, reason):
             t.store.save_vm(vm)
         if host_id is not None and held != (state in HOLDS_CAPACITY):

@@ -49,7 +49,7 @@ from lazarus.domain.entities import Event, EventKind, Host, ObjType
 from lazarus.domain.errors import DriverError, InternalError, NoExistsError
 from lazarus.domain.states import HostState
 from lazarus.ports.clock import Clock
-from lazarus.ports.hypervisor import HostProbe, Hypervisor, LossReporting
+from lazarus.ports.hypervisor import DomainEventReporting, HostProbe, Hypervisor, LossReporting
 from lazarus.ports.store import Store
 
 from .applier import Applier
@@ -183,9 +183,27 @@ class Monitor:
         def lost(name: str) -> None:
             loop.call_soon_threadsafe(self._connection_lost, name)
 
+        def domain_event(name: str, deploy_id: str, what: str) -> None:
+            loop.call_soon_threadsafe(self._domain_event, name, deploy_id, what)
+
         for driver in {id(d): d for d in self.drivers.values()}.values():
             if isinstance(driver, LossReporting):
                 driver.set_loss_listener(lost)
+            if isinstance(driver, DomainEventReporting):
+                driver.set_domain_listener(domain_event)
+
+    def _domain_event(self, name: str, deploy_id: str, what: str) -> None:
+        """A driver saw a domain event (a guest crashed, stopped, paused on an I/O error...):
+        probe its host now. The probe decides (core/vm_ha.py acts on what it shows)."""
+        try:
+            host = self.store.host_by_name(name)
+        except InternalError as exc:  # the host is probed on its cadence anyway
+            log.error("%s: domain event not handled, the store fails: %s", name, exc)
+            return
+        if host is None or host.state is HostState.OFFLINE:
+            return
+        log.debug("%s: domain %s: %s: probing now", host.subject, deploy_id, what)
+        self.pacer.recheck(host.id)
 
     def _connection_lost(self, name: str) -> None:
         try:

@@ -41,6 +41,7 @@ class Pacer:
         self._inflight: dict[int, int] = {}  # host id -> probes running now
         self._cluster: dict[int, int] = {}  # host id -> cluster id, as last read
         self._alert_until: dict[int, float] = {}  # cluster id -> end of its alert (monotonic)
+        self._recheck: set[int] = set()  # hosts to probe again as soon as theirs ends
         self._wake = asyncio.Event()
         self._asleep_until = -math.inf
 
@@ -57,6 +58,13 @@ class Pacer:
         self._tracked.add(host_id)
         self.schedule(host_id, self.clock.monotonic())
 
+    def recheck(self, host_id: int) -> None:
+        """Probe this host now, and if a probe of it is in flight (it may predate what made
+        us ask: a domain event), once more as soon as that one ends."""
+        if self.busy(host_id):
+            self._recheck.add(host_id)
+        self.wake(host_id)
+
     def place(self, host_id: int, cluster_id: int) -> None:
         """The host's cluster, as its record says (for `alert`)."""
         self._cluster[host_id] = cluster_id
@@ -64,6 +72,7 @@ class Pacer:
     def forget(self, host_id: int) -> None:
         """Stop probing the host (deleted, OFFLINE); a later `wake` brings it back."""
         self._tracked.discard(host_id)
+        self._recheck.discard(host_id)
         self.failures.pop(host_id, None)
         self._cluster.pop(host_id, None)
 
@@ -118,6 +127,9 @@ class Pacer:
         """A probe of a host of `cluster_id` that started at `started` has been applied:
         when the host is due next."""
         self._inflight[host_id] -= 1
+        if host_id in self._recheck and not self._inflight[host_id]:
+            self._recheck.discard(host_id)
+            self.schedule(host_id, self.clock.monotonic())
         if self.failures.get(host_id, 0) == 0:
             interval = self.settings.monitoring_interval_host
             if self._alert_until.get(cluster_id, -math.inf) > started:

@@ -20,6 +20,9 @@ from lazarus.ports.store import StoreReader, StoreTx
 _DS_REQ = re.compile(r'^\s*ID\s*=\s*"?(\d+)"?\s*$', re.IGNORECASE)
 
 
+_DEVICE_KEYS = ("SERIAL_SOCKET", "WATCHDOG_MODEL", "PANIC_DEVICE")
+
+
 def reaccount(store: StoreTx, host_id: int) -> None:
     try:
         host = store.host(host_id)
@@ -110,6 +113,17 @@ def vm_spec(vm: VM, ds: Datastore | None) -> VmSpec:
             )
         )
     serial = vm.template.get("SERIAL_FILE") or vm.user_template.get("SERIAL_FILE") or ""
+    template = vm.template
+    # Device attributes the driver reads (vm.xsd files them under USER_TEMPLATE)
+    devices = [k for k in _DEVICE_KEYS if template.get(k) is None and vm.user_template.get(k)]
+    if devices:
+        template = template.copy()
+        for key in devices:
+            template.set(key, vm.user_template.get(key) or "")
+    socket = template.get("SERIAL_SOCKET")
+    if socket:  # like SERIAL_FILE: relative to the datastore, $VMID expanded
+        template = template.copy()
+        template.set("SERIAL_SOCKET", resolve(socket))
     return VmSpec(
         vm_id=vm.id,
         name=f"one-{vm.id}",
@@ -117,6 +131,6 @@ def vm_spec(vm: VM, ds: Datastore | None) -> VmSpec:
         cpu=vm.cpu,
         memory_kib=vm.memory,
         disks=tuple(disks),
-        template=vm.template,
+        template=template,
         serial_path=resolve(serial) if serial else "",
     )

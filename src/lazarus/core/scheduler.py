@@ -34,6 +34,7 @@ from .journal import Journal
 from .lifecycle import Lifecycle
 from .restarts import recovering, tried_hosts
 from .settings import Settings
+from .vm_ha import avoided
 from .waits import sleep_or_wake
 
 log = logging.getLogger("lazarus.scheduler")
@@ -109,7 +110,7 @@ def plan(
             # the VM still holds its capacity there, so booting it there needs no room.
             placements.append(Placement(vm.id, current, False, in_place=True))
             continue
-        avoid = tried_hosts(vm)
+        avoid = tried_hosts(vm) | avoided(vm)
         try:
             cpu, mem = vm.cpu, vm.memory
         except Exception as exc:  # CPU="1e307" once stopped every placement

@@ -39,6 +39,19 @@ class Settings:
     ha_max_restarts: int = 1
     ha_max_relocations: int = 2
     ha_restart_delay: float = 5.0  # before the first restart; doubles for each further one
+    # VM HA (core/vm_ha.py): a guest that crashes on a healthy host (qemu died, guest panic,
+    # watchdog) is restarted, at most VM_HA_MAX_RESTARTS times in VM_HA_WINDOW seconds
+    # (vSphere's VM monitoring: 3 per hour), VM_HA_RESTARTS_IN_PLACE of them on its host,
+    # then on another host; beyond the budget it is left UNKNOWN (GAVE_UP). Per VM: the same
+    # names in its template. VM_HA_IO_ERROR: what a guest paused on an I/O error gets:
+    # RESUME (try every VM_HA_IO_RETRY s, doubling, at most 300 s), RESTART, or NONE.
+    vm_ha: str = "YES"
+    vm_ha_max_restarts: int = 3
+    vm_ha_window: float = 3600.0
+    vm_ha_restarts_in_place: int = 2
+    vm_ha_restart_delay: float = 0.0
+    vm_ha_io_error: str = "RESUME"
+    vm_ha_io_retry: float = 10.0
     # drivers
     # VMM drivers the daemon loads, by the VM_MAD name hosts give (oned.conf's VM_MAD): sim
     # (the in-process simulated cluster, with the lazarus.sim.* methods), and kvm, qemu,

@@ -27,6 +27,8 @@ import base64
 import json
 import os
 import shutil
+import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -42,7 +44,7 @@ from lazarus.ha.examples import error_hook_arguments
 from lazarus.lab import hosts
 from lazarus.lab.guest import read_serial
 from lazarus.lab.lab import Lab, LabStatus
-from lazarus.lab.observe import ApiWatch, HostView, VmView, parse_hosts, parse_vms
+from lazarus.lab.observe import ApiWatch, HostView, VmView, parse_hosts, parse_vms, qemu_domains
 from lazarus.lab.proc import LabError, mounts_under
 
 READY_TIMEOUT = 60.0
@@ -161,7 +163,8 @@ class LabCluster:
         self.hook_id = int(client.call("one.hook.allocate", template.render()))
 
     # ------------------------------------------------------------------------ VMs
-    def vm_template(self, name: str) -> str:
+    def vm_template(self, name: str, liveness: bool = False,
+                    extra: Mapping[str, str] | None = None) -> str:  # fmt: skip
         """A tiny guest on the shared datastore; its serial file is <datastore>/<name>.serial.
 
         Paths are absolute: core/placement.py reads SCHED_DS_REQUIREMENTS from the VM's
@@ -175,23 +178,57 @@ class LabCluster:
             "SCHED_DS_REQUIREMENTS": f"ID={self.datastore_id}",
             "SERIAL_FILE": str(datastore / f"{name}.serial"),
         })  # fmt: skip
+        if liveness:  # the guest's commands socket (COM2) and the watchdog it feeds
+            template.set("SERIAL_SOCKET", str(self.guest_socket_path(name)))
+            template.set("WATCHDOG_MODEL", "ib700")
+        for key, value in (extra or {}).items():
+            template.set(key, value)
         template.add("DISK", Vector([("PATH", self.status.image), ("FORMAT", "qcow2"),
                                      ("READONLY", "YES")]))  # fmt: skip
         return template.render()
 
-    def create_vms(self, count: int, *, host: str | None = None, prefix: str = "vm") -> list[int]:
-        """Allocate `count` tiny guests; on `host` if given (held, then deployed there)."""
+    def create_vms(self, count: int, *, host: str | None = None, prefix: str = "vm",
+                   liveness: bool = False,
+                   extra: Mapping[str, str] | None = None) -> list[int]:  # fmt: skip
+        """Allocate `count` tiny guests; on `host` if given (held, then deployed there).
+        `liveness`: with an ib700 watchdog the guest feeds and a commands socket
+        (`guest_command`: panic, hang)."""
         ids = []
         start = len(self.vms())
         for index in range(count):
             name = f"{prefix}{start + index}"
-            template = self.vm_template(name)
+            template = self.vm_template(name, liveness, extra)
             vm_id = int(self.client.call("one.vm.allocate", template, host is not None))
             if host is not None:
                 self.client.call("one.vm.deploy", vm_id, self.host_ids[host], False,
                                  self.datastore_id)  # fmt: skip
             ids.append(vm_id)
         return ids
+
+    def guest_socket_path(self, name: str) -> Path:
+        assert self.status is not None
+        return Path(self.status.datastore) / f"{name}.sock"
+
+    def guest_command(self, vm_id: int, byte: bytes) -> None:
+        """Send one byte to a liveness guest's COM2 (guest.PANIC_BYTE, guest.HANG_BYTE)."""
+        path = self.guest_socket_path(self.vm(vm_id).name)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            sock.sendall(byte)
+            time.sleep(0.3)  # let qemu read it before the connection closes
+
+    def qemu_pids(self, vm_id: int) -> list[int]:
+        """The qemu processes running this VM on this lab's hosts."""
+        mounts = self.host_mnts()
+        found = qemu_domains().get(f"one-{vm_id}", [])
+        return [pid for pid, mnt in found if mnt in mounts]
+
+    def kill_qemu(self, vm_id: int) -> int:
+        """kill -9 the VM's qemu (a crash: its host stays healthy); returns the pid."""
+        [pid] = self.qemu_pids(vm_id)
+        os.kill(pid, signal.SIGKILL)
+        return pid
 
     def serial_path(self, vm_id: int) -> Path:
         assert self.status is not None

@@ -6,6 +6,13 @@ line about every `TICKS_PER_STEP` BIOS ticks (18.2 ticks/s), idling with `hlt` i
 (about 1 % of a core under TCG). A counter that keeps rising without a second banner proves a
 VM survived a live migration; a second banner means it was restarted.
 
+For VM HA tests the guest also cooperates with liveness devices and takes commands: it arms
+an ib700 watchdog (ISA, I/O port 0x443, WATCHDOG_TIMEOUT seconds) at boot and feeds it at
+every counter step, and at every timer tick it reads COM2 (0x2f8; the lab gives it a unix
+socket, SERIAL_SOCKET): the byte `p` makes it panic through pvpanic (port 0x505, "guest
+panicked"), `h` makes it hang (interrupts off, halted: the watchdog is no longer fed and
+fires). Without those devices the port writes go nowhere and the guest only counts.
+
 The machine code is assembled here by a ten-line two-pass assembler (labels and relative
 jumps only) so the listing stays readable and no assembler is needed at run time.
 """
@@ -50,6 +57,14 @@ _Item = bytes | _Label | _Rel | _Abs16
 
 COM1 = b"\xf8\x03"  # 0x3f8, little endian
 TICK = b"\x6c\x04"  # 0x046c: BIOS tick counter (low word)
+COM2_LSR = b"\xfd\x02"  # 0x2fd: line status (bit 0: a byte was received)
+COM2 = b"\xf8\x02"  # 0x2f8
+IB700 = b"\x43\x04"  # 0x443: writing N (0..15) (re)arms the ib700 for (15 - N) * 2 s
+PVPANIC = b"\x05\x05"  # 0x505: writing 1 reports a guest panic
+WATCHDOG_TIMEOUT = 4  # seconds without a feed before the ib700 fires
+_IB700_ARG = bytes([15 - WATCHDOG_TIMEOUT // 2])
+PANIC_BYTE = b"p"
+HANG_BYTE = b"h"
 
 # 16-bit real mode, loaded at 0x7c00 by the BIOS. Register use: DX = COM1 port while printing,
 # BX = the counter, CX = tick count at the start of a step.
@@ -66,9 +81,24 @@ _PROGRAM: tuple[_Item, ...] = (
     _Rel(b"\xe8", "puts", 2),  # call puts
     b"\x31\xdb",  # xor bx, bx
     _Label("step"),
+    b"\xba" + IB700,  # mov dx, 0x443
+    b"\xb0" + _IB700_ARG,  # mov al, N
+    b"\xee",  # out dx, al (feed the watchdog)
     b"\x8b\x0e" + TICK,  # mov cx, [0x46c]
     _Label("wait"),
     b"\xf4",  # hlt (the timer interrupt wakes us)
+    b"\xba" + COM2_LSR,  # mov dx, 0x2fd
+    b"\xec",  # in al, dx
+    b"\xa8\x01",  # test al, 1
+    _Rel(b"\x74", "nobyte", 1),  # jz nobyte
+    b"\xba" + COM2,  # mov dx, 0x2f8
+    b"\xec",  # in al, dx
+    b"\x3c" + PANIC_BYTE,  # cmp al, 'p'
+    _Rel(b"\x74", "panic", 1),  # je panic
+    b"\x3c" + HANG_BYTE,  # cmp al, 'h'
+    _Rel(b"\x74", "hang", 1),  # je hang
+    _Label("nobyte"),
+    b"\xba" + COM1,  # mov dx, 0x3f8 (the printing below expects it)
     b"\xa1" + TICK,  # mov ax, [0x46c]
     b"\x29\xc8",  # sub ax, cx
     b"\x83\xf8" + bytes([TICKS_PER_STEP]),  # cmp ax, TICKS_PER_STEP
@@ -81,6 +111,14 @@ _PROGRAM: tuple[_Item, ...] = (
     b"\xb0\x0a",  # mov al, 10
     b"\xee",  # out dx, al
     _Rel(b"\xeb", "step", 1),  # jmp step
+    _Label("panic"),
+    b"\xba" + PVPANIC,  # mov dx, 0x505
+    b"\xb0\x01",  # mov al, 1
+    b"\xee",  # out dx, al
+    _Label("hang"),
+    b"\xfa",  # cli
+    b"\xf4",  # hlt (forever: no interrupt can wake it)
+    _Rel(b"\xeb", "hang", 1),  # jmp hang (an NMI would)
     _Label("puts"),  # print the NUL-terminated string at DS:SI on port DX
     b"\xac",  # lodsb
     b"\x84\xc0",  # test al, al

@@ -55,6 +55,19 @@ class DomainInfo:
     vm_id: int | None = None  # parsed from the domain name when it is "one-<id>"
     cpu_used: int = 0  # 1/100 cores
     memory_kib: int = 0
+    # why the domain is in its state, when the hypervisor says and it matters to VM HA:
+    # one of DomainReason's values ("" = nothing to say)
+    reason: str = ""
+
+
+class DomainReason(StrEnum):
+    """Why a domain stopped or paused (libvirt's state reasons, the ones VM HA acts on)."""
+
+    CRASHED = "crashed"  # the qemu process died (kill -9, segfault, OOM killer)
+    PANICKED = "panicked"  # the guest panicked (pvpanic)
+    WATCHDOG = "watchdog"  # the guest's watchdog (i6300esb) fired: a hung guest
+    IO_ERROR = "io_error"  # paused on a disk I/O error (storage went away)
+    SHUTDOWN = "shutdown"  # the guest shut itself down
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,16 @@ class LossReporting(Protocol):
     and keepalive) reports the host's name, from any thread, so the monitor probes it now."""
 
     def set_loss_listener(self, listener: Callable[[str], None] | None) -> None: ...
+
+
+@runtime_checkable
+class DomainEventReporting(Protocol):
+    """Optional: a driver that learns of domain events (libvirt's domain event callbacks: a
+    domain stopped, crashed, was paused on an I/O error, its watchdog fired, its guest
+    panicked) reports `(host name, deploy id, what)` from any thread, so the monitor probes
+    that host now. The event only wakes the host: the probe that follows is what counts."""
+
+    def set_domain_listener(self, listener: Callable[[str, str, str], None] | None) -> None: ...
 
 
 ProbeResult = tuple[Host, HostProbe | Exception]

@@ -21,6 +21,7 @@ runs, scenario faults). Each violation names its oracle:
     false_error     a host went to ERROR although it had been powered, reachable and
                     answering for longer than detection takes (a store fault, a controller
                     crash or a bug must never make a healthy host look dead)
+    vm_ha_*         VM HA's budget, host and operator rules (sim/vm_ha_oracles.py)
 
 Used by sim/runner.py; the runner also checks the scenario's final-state expectations.
 """
@@ -38,6 +39,7 @@ from lazarus.ha.host_error import Options, UsageError, parse_args
 from lazarus.ports.fence import AgentResult
 
 from . import scenario as sc
+from .vm_ha_oracles import VmHaOracles
 from .world import World
 
 FAILURES = ("power_off", "network_cut", "hang")
@@ -115,6 +117,7 @@ class Oracles:
         w.observers.fenced.append(self.on_fenced)
         w.observers.runs.append(self)
         w.observers.faults.append(self.on_fault)
+        self.vm_ha = VmHaOracles(w, self.flag)  # vm_ha_budget, vm_ha_host, vm_ha_operator
 
     def flag(self, oracle: str, message: str) -> None:
         self.violations.append(Violation(oracle, round(self.world.now(), 3), message))

@@ -44,6 +44,8 @@ ACTIONS = {
     "unhang": ("host",),
     "fence_fault": ("host", "fault"),
     "vm_crash": ("vm",),
+    "storage_fail": ("host",),
+    "storage_restore": ("host",),
     "capacity": ("host",),
     "fail_next": ("host", "op"),
     "controller_crash": (),
@@ -52,9 +54,10 @@ ACTIONS = {
 }
 FENCE_FAULTS = ("none", "unreachable", "wrong_password", "lying", "ignores_off", "reports_off",
                 "slow")
+VM_CRASH_KINDS = ("crashed", "panicked", "watchdog", "io_error", "shutdown")
 VM_STATES = ("RUNNING", "POWEROFF", "SUSPENDED", "PENDING", "HOLD")
 ORACLES = ("split_brain", "unfenced_start", "recovery", "mass_fence", "fence_rate", "hook_lost",
-           "accounting", "false_error")
+           "accounting", "false_error", "vm_ha_budget", "vm_ha_host", "vm_ha_operator")
 
 
 class ScenarioError(LazarusError):
@@ -107,6 +110,7 @@ class Event:
     cpu: int = 0
     memory: int = 0
     gone: bool = False  # vm_crash: the domain vanishes instead of FAILURE
+    kind: str = ""  # vm_crash: crashed (default), panicked, watchdog, io_error, shutdown
     down: float = 0.0  # controller_crash: seconds before the new controller starts
     method: str = ""
     params: list[Any] = field(default_factory=list)
@@ -243,6 +247,9 @@ def check(s: Scenario) -> None:
         for party in e.parties:
             if party not in hosts and party not in ("controller", "storage"):
                 raise ScenarioError(f"{where}: unknown party {party}")
+        if e.kind and (e.action != "vm_crash" or e.kind not in VM_CRASH_KINDS):
+            raise ScenarioError(f"{where}: kind (vm_crash only) must be one of "
+                                f"{', '.join(VM_CRASH_KINDS)}")
         if e.fault and e.fault not in FENCE_FAULTS:
             raise ScenarioError(f"{where}: fault must be one of {', '.join(FENCE_FAULTS)}")
         if e.at < 0:

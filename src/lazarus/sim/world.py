@@ -301,7 +301,11 @@ class World:
             fault = SimFault(delay=e.delay or 30.0) if e.fault == "slow" else FAULTS[e.fault]
             self.runner.set_fault(e.host, fault)
         elif a == "vm_crash":
-            cl.crash_vm(deploy_id_for(self.vm_id(e.vm)), gone=e.gone)
+            cl.crash_vm(deploy_id_for(self.vm_id(e.vm)), gone=e.gone, kind=e.kind or "crashed")
+        elif a == "storage_fail":
+            cl.fail_storage(e.host)
+        elif a == "storage_restore":
+            cl.restore_storage(e.host)
         elif a == "capacity":
             host = cl.host(e.host)
             cl.set_capacity(e.host, e.cpu or host.cpu, (e.memory * 1024) or host.memory_kib)

@@ -18,12 +18,34 @@ How it stays responsive when hosts die:
 - libvirt errors become TemporaryDriverError (connection / RPC / keepalive failures) or
   PermanentDriverError (everything else), chained `from` the libvirt error.
 
+Domain events (VM HA, core/vm_ha.py): once a host has answered a probe, the driver opens a
+third connection to it, the "events" lane, and registers domain event callbacks there
+(lifecycle: stopped / crashed / suspended; watchdog; I/O error). A callback reports
+(host, domain, what) to the listener (ports.hypervisor.DomainEventReporting), which wakes the
+host for an immediate probe: the event is a hint, the probe is the truth. The events lane has
+keepalive and a close callback like the others; when it drops (libvirtd restarted, host
+gone), the next successful probe opens it again, so a lost event connection costs at most
+one probe interval of event-driven detection and nothing else: probes, their lane and host
+failure detection do not depend on it. Its loss is not reported as a host loss (only the
+monitor lane's is).
+
+Why libvirt's own event loop in a dedicated thread and not libvirt-python's asyncio
+integration (libvirtaio): the callbacks then run on libvirt's thread, never on the
+controller's loop, so a busy loop (a store write, a burst of hook events) cannot delay
+keepalive answers into false connection losses, which the host failure detection depends on;
+the driver stays independent of which asyncio loop calls it (tests and the simulator run
+several loops in one process; libvirtaio binds libvirt to one loop for the whole process);
+and every libvirt call is already made in worker threads. The callbacks do almost nothing:
+they hand the event to the listener, which marshals it onto the controller's loop with
+call_soon_threadsafe.
+
 libvirt-python is imported lazily, so the rest of Lazarus imports fine without it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import socket
 import threading
@@ -35,7 +57,7 @@ from xml.etree import ElementTree as ET
 
 from lazarus.domain.entities import Host
 from lazarus.domain.errors import DriverError, PermanentDriverError, TemporaryDriverError
-from lazarus.ports.hypervisor import DomainInfo, DomainState, HostProbe, VmSpec
+from lazarus.ports.hypervisor import DomainInfo, DomainReason, DomainState, HostProbe, VmSpec
 
 T = TypeVar("T")
 
@@ -108,10 +130,50 @@ def map_state(state: int, reason: int = 0) -> DomainState:
     if state == lv.VIR_DOMAIN_SHUTOFF:
         crashed = reason == lv.VIR_DOMAIN_SHUTOFF_CRASHED
         return DomainState.FAILURE if crashed else DomainState.POWEROFF
+    if state == lv.VIR_DOMAIN_PAUSED and reason == lv.VIR_DOMAIN_PAUSED_WATCHDOG:
+        return DomainState.FAILURE  # its watchdog fired (action pause): the guest hung
     if state in (lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PMSUSPENDED):
         return DomainState.SUSPENDED
     # RUNNING, BLOCKED (idle), SHUTDOWN (still shutting down), NOSTATE: the guest is there.
     return DomainState.RUNNING
+
+
+def map_reason(state: int, reason: int = 0) -> str:
+    """libvirt (state, reason) -> a DomainReason value VM HA acts on, or ""."""
+    lv = _libvirt()
+    if state == lv.VIR_DOMAIN_CRASHED:
+        panicked = reason == lv.VIR_DOMAIN_CRASHED_PANICKED
+        return DomainReason.PANICKED if panicked else DomainReason.CRASHED
+    if state == lv.VIR_DOMAIN_SHUTOFF:
+        if reason == lv.VIR_DOMAIN_SHUTOFF_CRASHED:
+            return DomainReason.CRASHED
+        return DomainReason.SHUTDOWN if reason == lv.VIR_DOMAIN_SHUTOFF_SHUTDOWN else ""
+    if state == lv.VIR_DOMAIN_PAUSED:
+        if reason == lv.VIR_DOMAIN_PAUSED_WATCHDOG:
+            return DomainReason.WATCHDOG
+        return DomainReason.IO_ERROR if reason == lv.VIR_DOMAIN_PAUSED_IOERROR else ""
+    return ""
+
+
+def event_kind(event: int, detail: int) -> str:
+    """A lifecycle event -> what VM HA calls it; "" for events that need no probe (started,
+    defined, resumed...: Lazarus' own operations)."""
+    lv = _libvirt()
+    if event == lv.VIR_DOMAIN_EVENT_CRASHED:
+        return DomainReason.PANICKED
+    if event == lv.VIR_DOMAIN_EVENT_STOPPED:
+        if detail in (lv.VIR_DOMAIN_EVENT_STOPPED_FAILED, lv.VIR_DOMAIN_EVENT_STOPPED_CRASHED):
+            return DomainReason.CRASHED
+        if detail == lv.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
+            return DomainReason.SHUTDOWN
+        return "stopped"
+    if event == lv.VIR_DOMAIN_EVENT_SUSPENDED:
+        if detail == lv.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR:
+            return DomainReason.IO_ERROR
+        if detail == lv.VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG:
+            return DomainReason.WATCHDOG
+        return "suspended"
+    return ""
 
 
 def vm_id_of(name: str) -> int | None:
@@ -163,6 +225,20 @@ def domain_xml(spec: VmSpec, domain_type: str, uuid: str = "") -> str:
         serial = ET.SubElement(devices, "serial", type="file")
         ET.SubElement(serial, "source", path=spec.serial_path, append="on")
         ET.SubElement(serial, "target", port="0")
+    control = spec.template.get("SERIAL_SOCKET")
+    if control and real:  # COM2, a unix socket qemu listens on (the lab guest's commands)
+        serial = ET.SubElement(devices, "serial", type="unix")
+        ET.SubElement(serial, "source", mode="bind", path=control)
+        ET.SubElement(serial, "target", port="1")
+    if real:
+        # Guest liveness for VM HA: a watchdog that pauses a hung guest (libvirt reports
+        # PAUSED/WATCHDOG and a watchdog event) and a panic device (a panicking guest ends
+        # CRASHED/PANICKED, then shut off by on_crash). WATCHDOG_MODEL = NONE leaves it out.
+        model = (spec.template.get("WATCHDOG_MODEL") or "i6300esb").strip().lower()
+        if model != "none":
+            ET.SubElement(devices, "watchdog", model=model, action="pause")
+        if (spec.template.get("PANIC_DEVICE") or "YES").strip().upper() != "NO":
+            ET.SubElement(devices, "panic", model="isa")
     if real:
         if not spec.template.vectors("INPUT"):
             # libvirt adds a USB controller by default; SeaBIOS then spends about 0.07 s of
@@ -196,6 +272,7 @@ def _is_code(exc: Exception, *names: str) -> bool:
 
 
 MONITOR_LANE = "monitor"
+EVENTS_LANE = "events"
 
 
 class _Conn:
@@ -257,6 +334,9 @@ class LibvirtHypervisor:
         self.reach_timeout = reach_timeout
         self._lock = threading.Lock()  # guards the fields below; never held across libvirt calls
         self._loss_listener: Callable[[str], None] | None = None
+        self._domain_listener: Callable[[str, str, str], None] | None = None
+        self._events_opening: set[str] = set()  # uris whose events connection is opening
+        self._hints: dict[tuple[str, str], str] = {}  # (uri, domain) -> last event's kind
         self._names: dict[str, str] = {}  # uri -> host name (learnt from the calls)
         self._conns: dict[tuple[str, str], _Conn] = {}
         self._uri_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -277,6 +357,89 @@ class LibvirtHypervisor:
         """`listener(host name)` is called (from libvirt's event thread) when a host's
         connection is closed under us: keepalive timeout, EOF, error."""
         self._loss_listener = listener
+
+    def set_domain_listener(self, listener: Callable[[str, str, str], None] | None) -> None:
+        """`listener(host name, domain name, what)` is called (from libvirt's event thread)
+        for domain events: what is a DomainReason value, "stopped" or "suspended"."""
+        self._domain_listener = listener
+
+    def events_connected(self, uri: str) -> bool:
+        with self._lock:
+            return (uri, EVENTS_LANE) in self._conns
+
+    def _ensure_events(self, uri: str) -> None:
+        """Open the events connection to a host that just answered, if it has none (never
+        blocks: the open runs in a thread of its own)."""
+        if self._domain_listener is None or uri.startswith("test:///"):
+            return  # test:///file keeps its state per connection: no events to share
+        with self._lock:
+            if (uri, EVENTS_LANE) in self._conns or uri in self._events_opening:
+                return
+            self._events_opening.add(uri)
+        threading.Thread(target=self._open_events, args=(uri,), name="libvirt-events-open",
+                         daemon=True).start()
+
+    def _open_events(self, uri: str) -> None:
+        lv = _libvirt()
+        try:
+            entry = self._acquire(uri, EVENTS_LANE)
+            try:
+                conn = entry.conn
+                conn.domainEventRegisterAny(
+                    None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, uri)
+                conn.domainEventRegisterAny(
+                    None, lv.VIR_DOMAIN_EVENT_ID_WATCHDOG, self._on_watchdog, uri)
+                conn.domainEventRegisterAny(
+                    None, lv.VIR_DOMAIN_EVENT_ID_IO_ERROR, self._on_io_error, uri)
+            except lv.libvirtError:
+                self._drop(entry)  # the next probe tries again
+            finally:
+                self._release(entry)
+        except (lv.libvirtError, DriverError):
+            pass  # unreachable now: the next good probe tries again
+        finally:
+            with self._lock:
+                self._events_opening.discard(uri)
+
+    def _event(self, uri: str, dom: Any, what: str) -> None:
+        listener, name = self._domain_listener, self._names.get(uri)
+        if not what or listener is None or name is None:
+            return
+        try:
+            domain = str(dom.name())
+        except Exception:  # never let a callback raise into libvirt's loop
+            return
+        if what in (DomainReason.PANICKED, DomainReason.WATCHDOG):
+            self._hints[(uri, domain)] = what  # the probe may only see "shut off, crashed"
+        listener(name, domain, what)
+
+    def _on_lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, uri: str) -> None:
+        self._event(uri, dom, event_kind(event, detail))
+
+    def _on_watchdog(self, _conn: Any, dom: Any, _action: int, uri: str) -> None:
+        self._event(uri, dom, DomainReason.WATCHDOG)
+
+    def _on_io_error(self, _conn: Any, dom: Any, _path: str, _alias: str, action: int,
+                     uri: str) -> None:  # fmt: skip
+        if action == _libvirt().VIR_DOMAIN_EVENT_IO_ERROR_PAUSE:
+            self._event(uri, dom, DomainReason.IO_ERROR)
+
+    def _with_hints(self, uri: str, probe: HostProbe) -> HostProbe:
+        """Name a crash the way its event did (a panicked guest shuts off as "crashed")."""
+        if not self._hints:
+            return probe
+        listed = {dom.deploy_id for dom in probe.domains}
+        for key in [k for k in self._hints if k[0] == uri and k[1] not in listed]:
+            self._hints.pop(key, None)  # undefined meanwhile: forget it
+        domains = []
+        for dom in probe.domains:
+            hint = self._hints.get((uri, dom.deploy_id))
+            if hint is not None and dom.state is DomainState.RUNNING:
+                self._hints.pop((uri, dom.deploy_id), None)  # restarted: the hint is spent
+            elif hint is not None and dom.state is DomainState.FAILURE:
+                dom = dataclasses.replace(dom, reason=hint)
+            domains.append(dom)
+        return dataclasses.replace(probe, domains=tuple(domains))
 
     def _on_close(self, _conn: Any, _reason: int, entry: _Conn) -> None:
         """libvirt's close callback (event loop thread): forget the connection, report it."""
@@ -491,7 +654,9 @@ class LibvirtHypervisor:
                 # shield: a caller that times out must not cancel the call that the next
                 # probe (the monitor re-probes at once) waits for; asyncio.run cancels a
                 # leftover.
-                return await asyncio.shield(task)
+                probe = await asyncio.shield(task)
+                self._ensure_events(uri)
+                return self._with_hints(uri, probe)
             except DriverError:
                 if mine:
                     raise
@@ -656,6 +821,7 @@ def _probe(conn: Any) -> HostProbe:
                 state=map_state(state, reason),
                 vm_id=vm_id_of(name),
                 memory_kib=memory,
+                reason=map_reason(state, reason),
             )
         )
     info = {

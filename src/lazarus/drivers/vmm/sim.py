@@ -15,8 +15,13 @@ here starts threads or touches real time.
 Listener events (callback(event, host, deploy_id)), sent after every ground-truth change:
     host_added, power_off, power_on, network_cut, network_restored, hang, unhang, capacity
         (deploy_id None)
-    defined, started, stopped, suspended, resumed, crashed, undefined, migrated_out,
-    migrated_in (deploy_id set). power_off also sends "stopped" for every domain it stops.
+    storage_failed, storage_restored (deploy_id None)
+    defined, started, stopped, suspended, resumed, crashed, panicked, watchdog, io_error,
+    shutdown, undefined, migrated_out, migrated_in (deploy_id set). power_off also sends
+    "stopped" for every domain it stops.
+
+Guest failures (`crash_vm(kind=...)`, `fail_storage`) are also reported to the driver's
+domain listener (ports.hypervisor.DomainEventReporting), as libvirt's domain events are.
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ from lazarus.ports.hypervisor import BatchResult, DomainInfo, DomainState, HostP
 
 Listener = Callable[[str, str, str | None], None]
 
+# crash_vm's kinds -> the state the domain is left in (its reason is the kind)
+GUEST_FAILURES = {
+    "crashed": DomainState.FAILURE,
+    "panicked": DomainState.FAILURE,
+    "watchdog": DomainState.FAILURE,
+    "io_error": DomainState.SUSPENDED,
+    "shutdown": DomainState.POWEROFF,
+}
 OPS = ("probe", "deploy", "shutdown", "suspend", "resume", "migrate", "cleanup")
 _ACTIVE = (DomainState.RUNNING, DomainState.SUSPENDED)
 
@@ -44,6 +57,7 @@ class SimDomain:
     state: DomainState
     cpu: int
     memory_kib: int
+    reason: str = ""  # ports.hypervisor.DomainReason of the current state, or ""
 
     def info(self) -> DomainInfo:
         active = self.state in _ACTIVE
@@ -53,6 +67,7 @@ class SimDomain:
             vm_id=self.vm_id,
             cpu_used=self.cpu if self.state is DomainState.RUNNING else 0,
             memory_kib=self.memory_kib if active else 0,
+            reason=self.reason,
         )
 
 
@@ -64,6 +79,7 @@ class SimHost:
     powered: bool = True
     network: bool = True
     hung: bool = False
+    storage: bool = True  # False: every disk I/O fails, running guests pause (io_error)
     domains: dict[str, SimDomain] = field(default_factory=dict)
     used_cpu: int = 0  # of RUNNING domains
     used_mem: int = 0  # of RUNNING and SUSPENDED domains (their memory stays allocated)
@@ -179,8 +195,16 @@ class SimCluster:
         host.failures[op] = permanent
         host.failure_counts[op] = max(1, count)
 
-    def crash_vm(self, deploy_id: str, host: str | None = None, *, gone: bool = False) -> None:
-        """The domain crashes: FAILURE, or (gone=True) vanishes. On `host`, or every host."""
+    def crash_vm(
+        self, deploy_id: str, host: str | None = None, *, gone: bool = False,
+        kind: str = "crashed",
+    ) -> None:
+        """The domain fails, on `host` or every host: `kind` crashed (its qemu died),
+        panicked (pvpanic), watchdog (hung; its watchdog paused it): FAILURE; io_error:
+        paused (SUSPENDED); shutdown: the guest powered itself off (POWEROFF). gone=True:
+        the domain vanishes altogether."""
+        if kind not in GUEST_FAILURES:
+            raise ValueError(f"unknown kind {kind!r}; one of {', '.join(GUEST_FAILURES)}")
         names = [host] if host is not None else list(self.hosts)
         for name in names:
             sim_host = self.host(name)
@@ -189,8 +213,22 @@ class SimCluster:
                 continue
             if gone:
                 self._remove(sim_host, dom)
-            else:
-                self._set_state(sim_host, dom, DomainState.FAILURE, "crashed")
+            elif dom.state in _ACTIVE:
+                self._set_state(sim_host, dom, GUEST_FAILURES[kind], kind, kind)
+
+    def fail_storage(self, name: str) -> None:
+        """The host's storage stops answering: its running guests pause on I/O errors."""
+        host = self.host(name)
+        host.storage = False
+        self._emit("storage_failed", name)
+        for dom in list(host.domains.values()):
+            if dom.state is DomainState.RUNNING:
+                self._set_state(host, dom, DomainState.SUSPENDED, "io_error", "io_error")
+
+    def restore_storage(self, name: str) -> None:
+        """Storage answers again; paused guests stay paused until resumed."""
+        self.host(name).storage = True
+        self._emit("storage_restored", name)
 
     # -- ground truth -----------------------------------------------------------------------
     def host(self, name: str) -> SimHost:
@@ -249,9 +287,12 @@ class SimCluster:
         for watcher in self.watchers:
             watcher(event, host, deploy_id)
 
-    def _set_state(self, host: SimHost, dom: SimDomain, state: DomainState, event: str) -> None:
+    def _set_state(
+        self, host: SimHost, dom: SimDomain, state: DomainState, event: str, reason: str = ""
+    ) -> None:
         self._account(host, dom, -1)
         dom.state = state
+        dom.reason = reason
         self._account(host, dom, +1)
         self._emit(event, host.name, dom.deploy_id)
 
@@ -298,12 +339,22 @@ class SimHypervisor:
         self.cluster = cluster
         self.keepalive_delay = keepalive_delay
         self._loss_listener: Callable[[str], None] | None = None
+        self._domain_listener: Callable[[str, str, str], None] | None = None
         cluster.watchers.append(self._watch)
 
     def set_loss_listener(self, listener: Callable[[str], None] | None) -> None:
         self._loss_listener = listener
 
+    def set_domain_listener(self, listener: Callable[[str, str, str], None] | None) -> None:
+        """`listener(host, deploy id, kind)` for guest failures (GUEST_FAILURES), at once, as
+        libvirt's domain events (a host the controller cannot reach reports nothing)."""
+        self._domain_listener = listener
+
     def _watch(self, event: str, host: str, deploy_id: str | None) -> None:
+        if event in GUEST_FAILURES and deploy_id is not None:
+            if self._domain_listener is not None and self.cluster.reachable(host):
+                self._domain_listener(host, deploy_id, event)
+            return
         if self._loss_listener is None or event not in ("power_off", "network_cut", "hang"):
             return
         loop = getattr(self.cluster.clock, "loop", None)
@@ -430,6 +481,8 @@ class SimHypervisor:
             dom.cpu, dom.memory_kib = spec.cpu, spec.memory_kib
             self.cluster._account(sim, dom, +1)
         self.cluster._set_state(sim, dom, DomainState.RUNNING, "started")
+        if not sim.storage:  # its first disk access fails
+            self.cluster._set_state(sim, dom, DomainState.SUSPENDED, "io_error", "io_error")
         return deploy_id
 
     async def shutdown(self, host: Host, deploy_id: str, hard: bool) -> None:
@@ -451,6 +504,8 @@ class SimHypervisor:
         if dom.state is not DomainState.SUSPENDED:
             raise PermanentDriverError(f"{host.name}: domain {deploy_id} is not paused")
         self.cluster._set_state(sim, dom, DomainState.RUNNING, "resumed")
+        if not sim.storage:  # still failing: it pauses again at its next disk access
+            self.cluster._set_state(sim, dom, DomainState.SUSPENDED, "io_error", "io_error")
 
     async def migrate(self, source: Host, target: Host, deploy_id: str, spec: VmSpec) -> str:
         src = await self._gate(source, "migrate", 0.0)
