@@ -312,3 +312,31 @@ def test_a_lost_connection_the_store_cannot_record_is_logged_not_raised(
     messages = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any("not recorded" in m and "statement timeout" in m for m in messages), messages
     assert host_state(h, "node1") is H.MONITORED
+
+
+def test_a_store_that_cannot_be_read_stalls_probes_without_a_traceback_a_second(
+    h: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL down: reads fail too (a full disk only refuses writes). The monitor re-reads a
+    host's record after a change; that read raised out of its loop, and the supervisor logged
+    the whole traceback and restarted it every second for as long as the database was away.
+    Now the cached record is probed on, a failing start is retried, each logged in one line,
+    and nothing is forgotten: when the store answers again the hosts are monitored as before."""
+    from lazarus.domain.errors import InternalError
+    from lazarus.store.sqlite import SqliteStore
+
+    def down(*_: object, **__: object) -> object:
+        raise InternalError("Store error: database unavailable: connection refused")
+
+    monitor = h.controller.monitor
+    for host in h.store.hosts():  # every record must be re-read (a change was journalled)
+        monitor._stale.add(host.id)
+    with monkeypatch.context() as patch:
+        patch.setattr(SqliteStore, "host", down)
+        patch.setattr(SqliteStore, "hosts", down)
+        h.advance(30)
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert not tracebacks, [r.getMessage() for r in tracebacks]
+    h.advance(10)
+    assert all(host.state is H.MONITORED for host in h.store.hosts())
+    assert all(monitor.pacer.tracked(host.id) for host in h.store.hosts())

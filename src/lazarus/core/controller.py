@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from lazarus.domain.errors import InternalError
 from lazarus.ports.clock import Clock
 from lazarus.ports.hooks import HookExecutor
 from lazarus.ports.hypervisor import Hypervisor
@@ -94,6 +95,10 @@ class Controller:
                 return
             except asyncio.CancelledError:
                 raise
+            except InternalError as exc:  # the store fails (PostgreSQL away): no traceback
+                log.error("controller: service %s stopped, the store fails (%s); restarting "
+                          "in 1 s", name, exc)  # fmt: skip
+                await self.clock.sleep(1.0)
             except Exception:
                 log.exception("controller: service %s crashed; restarting in 1 s", name)
                 await self.clock.sleep(1.0)

@@ -90,6 +90,7 @@ class Monitor:
         # the host changed (state, template, placements): no decode per probe.
         self._cached: dict[int, Host] = {}
         self._stale: set[int] = set()
+        self._read_failing = False  # the last re-read of a host record failed (logged once)
         journal.listeners.append(self._on_events)
 
     @property
@@ -101,7 +102,14 @@ class Monitor:
     async def run(self) -> None:
         """Probe every host that is not OFFLINE whenever it is due, until cancelled."""
         self.attach(asyncio.get_running_loop())
-        for host in self.store.hosts():
+        while True:
+            try:
+                hosts = self.store.hosts()
+                break
+            except InternalError as exc:  # PostgreSQL away at start: wait for it, one line
+                log.error("monitor: cannot read the hosts, the store fails (%s); retrying", exc)
+                await self.clock.sleep(1.0)
+        for host in hosts:
             if host.state is not HostState.OFFLINE:
                 self.wake(host.id)
         try:
@@ -146,9 +154,21 @@ class Monitor:
         host = self._cached.get(host_id)
         if host is None or host_id in self._stale:
             try:
-                host = self.store.host(host_id)
+                fresh = self.store.host(host_id)
             except NoExistsError:
                 return None
+            except InternalError as exc:
+                if host is None:  # nothing to probe on: the supervisor restarts the loop
+                    raise
+                # The store cannot be read (PostgreSQL away): probe on the record we have
+                # (nothing can change it while the store is down) and re-read it later.
+                if not self._read_failing:
+                    log.error("monitor: cannot re-read hosts, the store fails (%s); probing "
+                              "on the last records read", exc)  # fmt: skip
+                self._read_failing = True
+                return None if host.state is HostState.OFFLINE else host
+            self._read_failing = False
+            host = fresh
             self._cached[host_id] = host
             self.pacer.place(host_id, host.cluster_id)
             self._stale.discard(host_id)
