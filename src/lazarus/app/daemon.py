@@ -29,6 +29,7 @@ from lazarus.api.xmlrpc import Limits, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
 from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.heartbeat import FileBeats
 from lazarus.drivers.hooks.lifeline import GroupRecords
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
@@ -113,6 +114,9 @@ class Daemon:
             self.settings,
             datastore_root=str(self.data_dir / "datastores"),
             hook_executor=hook_executor,
+            # the host agents' storage heartbeats (docs/ha.md): read when HEARTBEAT_DIR is set
+            heartbeats=FileBeats(self.settings.heartbeat_dir) if self.settings.heartbeat_dir
+            else None,
         )
         auth_file, generated = ensure_admin(store, self.auth_file or self.data_dir / "one_auth")
         fence_key_file = self.data_dir / "fence_key"  # ft/fence_host's key: docs/security.md

@@ -116,6 +116,15 @@ def demo(use_lab: bool | None, keep: bool) -> None:
     raise SystemExit(run_sim_demo(print, keep))
 
 
+@lazarus.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def agent(args: tuple[str, ...]) -> None:
+    """Run the host agent (storage heartbeat, watchdog; docs/ha.md). `lazarus agent --help`."""
+    from lazarus.app.agent import main as agent_main
+
+    raise SystemExit(agent_main(list(args)))
+
+
 def _lab_available() -> tuple[bool, str]:
     """The demo's two compositions live in app/ (simulated) and lab/ (above app/); the choice
     between them is made here, above both."""

@@ -17,10 +17,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from lazarus.ports.clock import Clock
+from lazarus.ports.heartbeat import HeartbeatSource
 from lazarus.ports.hooks import HookExecutor
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.ports.store import Store
 
+from .heartbeats import Heartbeats
 from .hooks import HookManager, is_hook_store
 from .inventory import Inventory, bootstrap
 from .journal import Journal
@@ -43,6 +45,7 @@ class Controller:
         settings: Settings | None = None,
         datastore_root: str = "/var/lib/lazarus/datastores",
         hook_executor: HookExecutor | None = None,
+        heartbeats: HeartbeatSource | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -62,6 +65,11 @@ class Controller:
             "monitor": self.monitor.run,
             "scheduler": self.scheduler.run,
         }
+        # Storage heartbeats of the host agents (core/heartbeats.py), when a source is given
+        self.heartbeats: Heartbeats | None = None
+        if heartbeats is not None:
+            self.heartbeats = Heartbeats(store, self.journal, clock, self.settings, heartbeats)
+            self.services["heartbeats"] = self.heartbeats.run
         # Hooks (core/hooks.py) run when an executor is given and the store keeps hooks.
         self.hooks: HookManager | None = None
         if hook_executor is not None:
