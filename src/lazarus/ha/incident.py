@@ -98,11 +98,11 @@ class Incident:
     updated: int = 0
     mode: str = ""
     fence: str = ""
-    evidence: str = ""  # what proved the host off (or why nothing did), ha/evidence.py
-    isolated: int = 0  # when the run found it ISOLATED (epoch s), for --fence-isolated-after
     handled: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     vms: dict[int, str] = field(default_factory=dict)  # per VM: where it ended, or why not
+    evidence: str = ""  # what proved the host off (or why nothing did), ha/evidence.py
+    isolated: int = 0  # when the run found it ISOLATED (epoch s), for --fence-isolated-after
 
     def advance(self, new: IncidentState) -> None:
         """Move to `new`; IllegalMove when the table does not allow it (staying put in a state
