@@ -383,7 +383,7 @@ class HostErrorRun:
         watchdog and has been silent longer than its safe time."""
         incident.fence = "failed"
         beat = Heartbeat.of(self._host().template)
-        while beat is not None and beat.status == "STOPPED" and beat.watchdog > 0:
+        while beat is not None and beat.status == "STOPPED":
             now = self.clock.now()
             if beat.proves_dead(now):
                 incident.fence = "proven by the heartbeat and the agent's watchdog"
@@ -393,6 +393,8 @@ class HostErrorRun:
                          f"{beat.describe(now)}: past the safe time its watchdog has reset "
                          "it. Proven dead.")
                 return StepOutcome(St.FENCED)
+            if beat.watchdog <= 0:
+                break  # no watchdog: no silence, however long, proves it
             await self.clock.sleep(self.poll)
             beat = Heartbeat.of(self._host().template)
         now = self.clock.now()

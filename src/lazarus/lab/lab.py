@@ -285,7 +285,33 @@ class Lab:
         self, state: dict[str, Any], name: str, launcher: subprocess.Popen[bytes]
     ) -> None:
         pid = hosts.wait_ready(self._paths(name), launcher)
-        self._host(state, name).update(power="on", fault=None, libvirtd_pid=pid)
+        host = self._host(state, name)
+        host.update(power="on", fault=None, libvirtd_pid=pid)
+        if host.get("agent_args"):  # the agent starts with the host, as a service would
+            self._start_agent(state, name, host["agent_args"])
+
+    # -- host agents (lazarus agent: storage heartbeat, watchdog) ----------------------------
+
+    def start_agent(self, name: str, controller: str, *, period: float = 1.0,
+                    extra: list[str] | None = None) -> None:
+        """Run `lazarus agent` in the host, writing its heartbeat to the shared datastore,
+        checking `controller` (HOST:PORT) over the host's network, with the fake watchdog
+        (no machine here has /dev/watchdog). Restarted at each power on."""
+        args = ["--host", name, "--datastore", str(self.datastore), "--controller", controller,
+                "--period", f"{period:g}", "--fake-watchdog", *(extra or [])]
+        with self._locked() as state:
+            host = self._host(state, name)
+            host["agent_args"] = args
+            if host["power"] == "on":
+                self._start_agent(state, name, args)
+
+    def _start_agent(self, state: dict[str, Any], name: str, args: list[str]) -> None:
+        pid = hosts.start_agent(self._paths(name), f"{self.prefix}-{name}", args)
+        self._host(state, name)["agent_pid"] = pid
+
+    def agent_alive(self, name: str) -> bool:
+        pid = int(self._host(self._load(), name).get("agent_pid") or 0)
+        return pid > 0 and alive(pid) and "lazarus.app.agent" in " ".join(cmdline(pid))
 
     def power_off(self, name: str) -> None:
         """Cut the power: SIGKILL libvirtd and every qemu of the host, pull its cable."""

@@ -1,0 +1,85 @@
+"""Tier 2, the second signal: `lazarus agent` in each lab host writes its heartbeat to the
+shared datastore; the controller reads it (HEARTBEAT_DIR) and ft/host_error weighs it (root).
+
+* A network cut (the cable pulled, the agent still writing the shared datastore): the host
+  goes to ERROR but is ISOLATED, with its incident waiting in ISOLATED: not fenced (the
+  default policy has no --fence-isolated-after), its VMs still running there only; when the
+  cable is back it is MONITORED again, the incident ABORTED, the VMs RUNNING in place.
+* A power cut behind the BMC's back (the agent dies with the host): the heartbeat stops, the
+  BMC's OFF and the stopped heartbeat prove the host off, and its VMs run elsewhere; the
+  incident's EVIDENCE says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from defusedxml import ElementTree as SafeET
+from e2ekit import cluster
+
+from lazarus.lab.e2e import LabCluster
+
+pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    yield from cluster(tmp_path_factory.mktemp("e2e-agent"), "redfish", 3, agents=True)
+
+
+def _vector(cl: LabCluster, host: str, name: str) -> dict[str, str]:
+    xml = cl.client.call("one.host.info", cl.host_ids[host], False)
+    element = SafeET.fromstring(xml).find(f"TEMPLATE/{name}")
+    if element is None:
+        return {}
+    return {child.tag: (child.text or "") for child in element}
+
+
+def _until(check: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_heartbeats_are_seen_for_every_host(cl: LabCluster) -> None:
+    for name in cl.host_ids:
+        assert cl.lab.agent_alive(name), cl.daemon_log()
+        _until(lambda n=name: _vector(cl, n, "HA_HEARTBEAT").get("STATUS") == "ADVANCING",
+               f"{name}'s heartbeat")
+        assert _vector(cl, name, "HA_HEARTBEAT")["WATCHDOG"] == "17"  # 5 + 2 x 1 + 10
+
+
+def test_network_cut_with_agent_writing_is_isolated_not_fenced(cl: LabCluster) -> None:
+    victims = cl.create_vms(2, host="hv2", prefix="iso")
+    cl.wait_running(victims)
+    cl.lab.fail("hv2", "network")
+    _until(lambda: _vector(cl, "hv2", "HA_INCIDENT").get("STATE") == "ISOLATED",
+           "the incident to be ISOLATED")
+    assert cl.host_state("hv2") == "ERROR"
+    assert _vector(cl, "hv2", "HA_HEARTBEAT")["ISOLATED"] == "YES"
+    assert cl.lab.power_state("hv2") == "on"  # not fenced
+    assert all(cl.vm(v).host == "hv2" for v in victims)  # nothing started elsewhere
+    cl.lab.repair("hv2")
+    cl.wait_hosts("MONITORED", ["hv2"], timeout=60)
+    _until(lambda: _vector(cl, "hv2", "HA_INCIDENT").get("STATE") == "ABORTED",
+           "the incident to end ABORTED (host back)")
+    cl.wait_running(victims)
+    assert all(cl.vm(v).host == "hv2" for v in victims)
+    assert cl.lab.power_state("hv2") == "on"
+
+
+def test_power_cut_heartbeat_stops_fence_proven_recovered(cl: LabCluster) -> None:
+    victims = cl.create_vms(2, host="hv3", prefix="pwr")
+    cl.wait_running(victims)
+    cl.lab.power_off("hv3")  # behind the BMC's back: the agent dies with the host
+    assert not cl.lab.agent_alive("hv3")
+    cl.wait_running(victims, not_on="hv3", timeout=90)
+    incident = _vector(cl, "hv3", "HA_INCIDENT")
+    assert incident.get("STATE") in ("RECOVERING", "DONE"), incident
+    assert "BMC: OFF" in incident.get("EVIDENCE", ""), incident
+    assert "heartbeat stopped" in incident.get("EVIDENCE", ""), incident
+    assert _vector(cl, "hv3", "HA_HEARTBEAT")["STATUS"] == "STOPPED"
