@@ -77,9 +77,10 @@ def test_beats_count_up_once_a_period_and_advertise_the_safe_time() -> None:
     agent, sink, _, wd, _, loop = _agent()
     _run(10, agent, loop)
     counters = [b.counter for b in sink.beats]
-    assert counters == list(range(1, len(counters) + 1)) and len(counters) == 10
-    assert {b.watchdog for b in sink.beats} == {5 + 2 + 10}
+    assert counters == list(range(1, len(counters) + 1)) and len(counters) == 11
+    assert {b.watchdog for b in sink.beats[:-1]} == {5 + 2 + 10}
     assert wd.feeds == 10 and not wd.armed  # a clean stop disarms it
+    assert sink.beats[-1].watchdog == 0  # and says so in a last beat
 
 
 def test_counter_continues_after_a_restart() -> None:

@@ -158,7 +158,15 @@ def test_evidence_stopped_longer_than_the_safe_time_proves_death_only_with_a_wat
 
 
 def test_evidence_counts_from_the_first_failed_probe_when_that_is_later() -> None:
-    beat = Heartbeat.of(_template("STOPPED", 100.0, 17, failing_since=150.0))
+    beat = Heartbeat.of(_template("STOPPED", 148.0, 17, failing_since=150.0))
     assert beat is not None
     assert beat.stopped_for(160.0) == 10.0 and not beat.proves_dead(160.0)
     assert beat.proves_dead(167.5)
+
+
+def test_a_heartbeat_that_stopped_before_the_failure_proves_nothing() -> None:
+    """An agent stopped (or crashed) long before the host was lost: its old WATCHDOG bound
+    says nothing about this failure (the device may have been disarmed)."""
+    beat = Heartbeat.of(_template("STOPPED", 100.0, 17, failing_since=150.0))
+    assert beat is not None and not beat.alive_at_failure()
+    assert not beat.proves_dead(10_000.0)

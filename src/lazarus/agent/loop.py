@@ -15,7 +15,8 @@ Every PERIOD seconds:
    beat: WATCHDOG = LOSS_TIMEOUT + 2 x PERIOD + the device timeout. A host whose beat has not
    advanced for that long, counted from when the controller also lost it, is reset.
 
-A clean stop (cancellation) disarms the watchdog, unless the agent is self-fencing.
+A clean stop (cancellation) disarms the watchdog, unless the agent is self-fencing, and
+writes a last beat with WATCHDOG 0 (no watchdog guards the host any more).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class AgentState:
     last_controller: float = float("-inf")
     vms_stopped: bool = False
     self_fencing: bool = False
+    killed: bool = False  # dies as by SIGKILL or a power cut: no disarm, no last beat
     feeds: int = 0
     log: list[str] = field(default_factory=list)
 
@@ -112,8 +114,25 @@ class Agent:
                     max(0.0, self.config.period - (self.clock.monotonic() - began))
                 )
         finally:
-            if self.watchdog is not None and not self.state.self_fencing:
+            if self.watchdog is not None and not self.state.self_fencing and not self.state.killed:
                 self.watchdog.disarm()
+                await self._last_words()
+
+    def kill(self) -> None:
+        """The next cancellation is a death (the simulator's power cut), not a clean stop."""
+        self.state.killed = True
+
+    async def _last_words(self) -> None:
+        """A clean stop: say in one last beat that no watchdog guards this host any more
+        (best effort; the controller also ignores a beat that stopped before the failure)."""
+        cfg, st = self.config, self.state
+        beat = Beat(cfg.host, self.boot, st.counter + 1, self.clock.now(), cfg.period, 0.0,
+                    st.vms_stopped)  # fmt: skip
+        try:
+            async with asyncio.timeout(cfg.write_timeout):
+                await asyncio.shield(self.sink.write(beat))
+        except (Exception, asyncio.CancelledError):
+            pass
 
     async def tick(self) -> None:
         cfg, st = self.config, self.state

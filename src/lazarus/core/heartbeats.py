@@ -85,7 +85,7 @@ class Heartbeats:
         reads = await asyncio.gather(*(self._read(h.name) for h in hosts))
         for host, read in zip(hosts, reads, strict=True):
             try:
-                self._apply(host.id, read)
+                self._apply(host, read)
             except InternalError as exc:
                 log.error("%s: heartbeat not recorded, the store fails: %s", host.subject, exc)
 
@@ -96,64 +96,76 @@ class Heartbeats:
         except (OSError, TimeoutError) as exc:
             return exc
 
-    def _apply(self, host_id: int, read: bytes | Exception | None) -> None:
+    def _apply(self, listed: Host, read: bytes | Exception | None) -> None:
+        """Publish what this read means; a write transaction only when something changes
+        (decided on the listed record, then again on the fresh one inside the transaction)."""
         now = self.clock.now()
+        if self._decide(listed, read, now) is None:
+            return
         with self.journal.tx() as t:
             try:
-                host = t.store.host(host_id)
+                host = t.store.host(listed.id)
             except NoExistsError:
-                self._tracks.pop(host_id, None)
+                self._tracks.pop(listed.id, None)
                 return
-            track = self._tracks.get(host_id)
-            old = _published(host)
-            status = "UNREADABLE" if isinstance(read, Exception) else ""
-            if isinstance(read, bytes):
-                try:
-                    beat = decode(read)
-                except HeartbeatError as exc:
-                    log.warning("%s: heartbeat file ignored: %s", host.subject, exc)
-                else:
-                    track = self._track(host_id, track, beat, old, now)
-            if track is None:
-                return  # no agent on this host (or never a readable beat)
-            beat = track.beat
-            stale = self.settings.heartbeat_missed * beat.period + self.settings.heartbeat_interval
-            if not status:
-                status = "ADVANCING" if now - track.seen <= stale else "STOPPED"
-            failing = host.state is HostState.ERROR or "MONITOR_FAILURES" in host.template
-            isolated = failing and status == "ADVANCING"
-            new = Vector(
-                [
-                    ("STATUS", status),
-                    ("ISOLATED", "YES" if isolated else "NO"),
-                    ("BOOT", str(beat.boot)),
-                    ("COUNTER", str(beat.counter)),
-                    ("SEEN", f"{track.seen:.3f}"),
-                    ("PERIOD", f"{beat.period:g}"),
-                    ("WATCHDOG", f"{beat.watchdog:g}"),
-                    ("VMS", "STOPPED" if beat.vms_stopped else "RUNNING"),
-                ]
-            )
-            if old is not None and (
-                old.pairs == new.pairs
-                or (not failing and all(old.get(k) == new.get(k) for k in _QUIET_KEYS))
-            ):
+            decided = self._decide(host, read, now)
+            if decided is None:
                 return
-            host.template.set(ATTRIBUTE, new)
+            vector, note = decided
+            host.template.set(ATTRIBUTE, vector)
             t.store.save_host(host)
-            was = old is not None and old.get("ISOLATED") == "YES"
-            if isolated and not was:
-                t.note(
-                    host,
-                    f"ISOLATED: probes fail but its heartbeat advances (counter "
-                    f"{beat.counter}); its VMs are not recovered while it does",
-                )
-            elif was and not isolated:
-                t.note(
-                    host,
-                    f"no longer ISOLATED: heartbeat {status}, "
-                    f"{'probes fail' if failing else 'probes answer'}",
-                )
+            if note:
+                t.note(host, note)
+
+    def _decide(
+        self, host: Host, read: bytes | Exception | None, now: float
+    ) -> tuple[Vector, str] | None:
+        """The HA_HEARTBEAT vector to write and the journal note (or ''); None: no write."""
+        track = self._tracks.get(host.id)
+        old = _published(host)
+        status = "UNREADABLE" if isinstance(read, Exception) else ""
+        if isinstance(read, bytes):
+            try:
+                beat = decode(read)
+            except HeartbeatError as exc:
+                log.warning("%s: heartbeat file ignored: %s", host.subject, exc)
+            else:
+                track = self._track(host.id, track, beat, old, now)
+        if track is None:
+            return None  # no agent on this host (or never a readable beat)
+        beat = track.beat
+        stale = self.settings.heartbeat_missed * beat.period + self.settings.heartbeat_interval
+        if not status:
+            status = "ADVANCING" if now - track.seen <= stale else "STOPPED"
+        failing = host.state is HostState.ERROR or "MONITOR_FAILURES" in host.template
+        isolated = failing and status == "ADVANCING"
+        new = Vector([
+            ("STATUS", status),
+            ("ISOLATED", "YES" if isolated else "NO"),
+            ("BOOT", str(beat.boot)),
+            ("COUNTER", str(beat.counter)),
+            ("SEEN", f"{track.seen:.3f}"),
+            ("PERIOD", f"{beat.period:g}"),
+            ("WATCHDOG", f"{beat.watchdog:g}"),
+            ("VMS", "STOPPED" if beat.vms_stopped else "RUNNING"),
+        ])  # fmt: skip
+        if old is not None and (old.pairs == new.pairs or (
+            not failing and all(old.get(k) == new.get(k) for k in _QUIET_KEYS)
+        )):  # fmt: skip
+            return None
+        was = old is not None and old.get("ISOLATED") == "YES"
+        note = ""
+        if isolated and not was:
+            note = (
+                f"ISOLATED: probes fail but its heartbeat advances (counter "
+                f"{beat.counter}); its VMs are not recovered while it does"
+            )
+        elif was and not isolated:
+            note = (
+                f"no longer ISOLATED: heartbeat {status}, "
+                f"{'probes fail' if failing else 'probes answer'}"
+            )
+        return new, note
 
     def _track(
         self, host_id: int, track: _Track | None, beat: Beat, old: Vector | None, now: float

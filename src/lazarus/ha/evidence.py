@@ -14,7 +14,9 @@ the fence outcome from ha/fencing.py; the operator's `lazarus host fenced ID --c
 
 "Stopped for" counts from the later of the heartbeat's last advance and the first failed
 probe of the streak (FAILING_SINCE), both on the controller's clock: an agent that could
-still reach the controller kept feeding its watchdog until then.
+still reach the controller kept feeding its watchdog until then. And the heartbeat must
+still have advanced when the probes began to fail: a beat that stopped long before (the
+agent stopped or crashed earlier) proves nothing about this failure.
 """
 
 from __future__ import annotations
@@ -70,9 +72,18 @@ class Heartbeat:
             return 0.0
         return max(0.0, now - max(self.seen, self.failing_since))
 
+    def alive_at_failure(self) -> bool:
+        """The heartbeat still advanced when the probes began to fail (within a settle time):
+        the agent was running then, so its watchdog bound applies to this failure. A beat
+        that had stopped long before (an agent stopped or crashed earlier) says nothing
+        about this failure."""
+        return self.seen >= self.failing_since - self.settle_time()
+
     def proves_dead(self, now: float) -> bool:
-        """Stopped longer than the watchdog's safe time: the host has been reset."""
-        return self.watchdog > 0 and self.stopped_for(now) > self.watchdog
+        """Stopped longer than the watchdog's safe time, counted from when the host was
+        lost on both channels: its watchdog has reset it."""
+        return (self.watchdog > 0 and self.alive_at_failure()
+                and self.stopped_for(now) > self.watchdog)
 
     def settle_time(self) -> float:
         """How long after a fence the heartbeat must be watched to tell STOPPED from a lie:

@@ -117,6 +117,7 @@ class SimAgents:
                         break
                     await self.clock.sleep(0.25)
             finally:
+                agent.kill()  # the power went: no clean stop
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
