@@ -56,9 +56,11 @@ def test_heartbeats_are_seen_for_every_host(cl: LabCluster) -> None:
 def test_network_cut_with_agent_writing_is_isolated_not_fenced(cl: LabCluster) -> None:
     victims = cl.create_vms(2, host="hv2", prefix="iso")
     cl.wait_running(victims)
+    cut = time.monotonic()
     cl.lab.fail("hv2", "network")
     _until(lambda: _vector(cl, "hv2", "HA_INCIDENT").get("STATE") == "ISOLATED",
            "the incident to be ISOLATED")
+    print(f"network cut -> incident ISOLATED: {time.monotonic() - cut:.2f} s")
     assert cl.host_state("hv2") == "ERROR"
     assert _vector(cl, "hv2", "HA_HEARTBEAT")["ISOLATED"] == "YES"
     assert cl.lab.power_state("hv2") == "on"  # not fenced
@@ -75,9 +77,11 @@ def test_network_cut_with_agent_writing_is_isolated_not_fenced(cl: LabCluster) -
 def test_power_cut_heartbeat_stops_fence_proven_recovered(cl: LabCluster) -> None:
     victims = cl.create_vms(2, host="hv3", prefix="pwr")
     cl.wait_running(victims)
+    cut = time.monotonic()
     cl.lab.power_off("hv3")  # behind the BMC's back: the agent dies with the host
     assert not cl.lab.agent_alive("hv3")
     cl.wait_running(victims, not_on="hv3", timeout=90)
+    print(f"power cut -> VMs RUNNING elsewhere: {time.monotonic() - cut:.2f} s")
     incident = _vector(cl, "hv3", "HA_INCIDENT")
     assert incident.get("STATE") in ("RECOVERING", "DONE"), incident
     assert "BMC: OFF" in incident.get("EVIDENCE", ""), incident
