@@ -90,3 +90,64 @@ def test_fake_watchdog_fires_once_after_its_timeout() -> None:
     wd2.disarm()
     now[0] = 100.0
     assert not wd2.check()
+
+
+# -- the same contract for the real adapters and the simulator's/fakes ------------------------
+@pytest.fixture(params=["device", "fake"])
+def watchdog(request: pytest.FixtureRequest, tmp_path: Path) -> DeviceWatchdog | FakeWatchdog:
+    if request.param == "device":
+        (tmp_path / "watchdog").write_bytes(b"")
+        return DeviceWatchdog(tmp_path / "watchdog", timeout=10)
+    return FakeWatchdog(lambda: 0.0, timeout=10)
+
+
+def test_watchdog_contract(watchdog: DeviceWatchdog | FakeWatchdog) -> None:
+    assert watchdog.timeout == 10
+    watchdog.disarm()  # before any feed: a no-op
+    watchdog.feed()
+    watchdog.feed()
+    watchdog.disarm()
+    watchdog.disarm()  # twice: still fine
+    watchdog.feed()  # armed again
+    watchdog.disarm()
+
+
+@pytest.fixture(params=["files", "sim"])
+def channel(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[object, object, object]:
+    """(sink for node1, the controller's source, a switch that breaks the storage)."""
+    if request.param == "files":
+        beats = FileBeats(tmp_path)
+
+        def break_files() -> None:
+            import shutil
+
+            shutil.rmtree(tmp_path / ".lazarus-heartbeat", ignore_errors=True)
+            (tmp_path / ".lazarus-heartbeat").write_text("not a directory")
+
+        return beats, beats, break_files
+    from lazarus.sim.agents import SimStorage, _Sink
+
+    cut: set[tuple[str, str]] = set()
+    storage = SimStorage(lambda a, b: (min(a, b), max(a, b)) in cut)
+
+    def break_sim() -> None:
+        cut.update({("node1", "storage"), ("controller", "storage")})
+
+    return _Sink(storage, "node1"), storage, break_sim
+
+
+def test_heartbeat_channel_contract(channel: tuple[object, object, object]) -> None:
+    sink, source, breaks = channel
+    assert asyncio.run(source.read("node1")) is None  # type: ignore[attr-defined]
+    assert asyncio.run(sink.last("node1")) is None  # type: ignore[attr-defined]
+    asyncio.run(sink.write(_beat(1)))  # type: ignore[attr-defined]
+    asyncio.run(sink.write(_beat(2)))  # type: ignore[attr-defined]
+    data = asyncio.run(source.read("node1"))  # type: ignore[attr-defined]
+    assert data is not None and decode(data).counter == 2
+    last = asyncio.run(sink.last("node1"))  # type: ignore[attr-defined]
+    assert last is not None and last.counter == 2
+    breaks()  # type: ignore[operator]
+    with pytest.raises(OSError):
+        asyncio.run(sink.write(_beat(3)))  # type: ignore[attr-defined]
+    with pytest.raises(OSError):
+        asyncio.run(source.read("node1"))  # type: ignore[attr-defined]
