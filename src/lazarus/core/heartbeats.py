@@ -13,7 +13,8 @@ and operators read it:
   interval) old, STOPPED after that, UNREADABLE when the controller cannot read the storage
   (no evidence either way).
 * ISOLATED = YES: the host's probes fail (MONITOR_FAILURES, or ERROR) while its heartbeat
-  advances. The host keeps OpenNebula's state (ERROR, 3); this attribute says it is alive.
+  advances: a beat arrived after the first failed probe (FAILING_SINCE). The host keeps
+  OpenNebula's state (ERROR, 3); this attribute says it is alive.
 * A healthy host's record is written only when STATUS, ISOLATED, VMS, PERIOD or WATCHDOG
   change; a failing host's also at every advance (ft/host_error needs SEEN and COUNTER).
 * After a controller restart SEEN is taken from the record when BOOT/COUNTER are unchanged,
@@ -138,7 +139,10 @@ class Heartbeats:
         if not status:
             status = "ADVANCING" if now - track.seen <= stale else "STOPPED"
         failing = host.state is HostState.ERROR or "MONITOR_FAILURES" in host.template
-        isolated = failing and status == "ADVANCING"
+        # alive after it stopped answering: a beat seen after the first failed probe (a
+        # dead host's last beats, seen before its first failed probe, do not count)
+        since = host.template.get_float("FAILING_SINCE", 0.0)
+        isolated = failing and status == "ADVANCING" and track.seen > since
         new = Vector([
             ("STATUS", status),
             ("ISOLATED", "YES" if isolated else "NO"),

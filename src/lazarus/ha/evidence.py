@@ -66,6 +66,11 @@ class Heartbeat:
     def advancing(self) -> bool:
         return self.status == "ADVANCING"
 
+    @property
+    def isolated(self) -> bool:
+        """Alive after it stopped answering: a beat seen after the first failed probe."""
+        return self.advancing and self.seen > self.failing_since
+
     def stopped_for(self, now: float) -> float:
         """Seconds the host has been silent on both channels (0 unless STOPPED)."""
         if self.status != "STOPPED":

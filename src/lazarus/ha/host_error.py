@@ -233,14 +233,29 @@ class HostErrorRun:
             return StepOutcome(St.ABORTED, EXIT_OK)
         if guard:
             return StepOutcome(St.WAITING, self.fail(guard))
-        beat = Heartbeat.of(self._host().template)
-        if beat is not None and beat.advancing:
+        beat = await self._settled_beat()
+        if beat is not None and beat.isolated:
             incident.isolated = int(self.clock.now())
             incident.evidence = f"ISOLATED: {beat.describe(self.clock.now())}"
             self.log(f"Host ISOLATED: its probes fail but its {incident.evidence[10:]}: "
                      "it is alive; its VMs are not recovered while its heartbeat advances.")
             return StepOutcome(St.ISOLATED)
         return StepOutcome(St.FENCING)
+
+    async def _settled_beat(self) -> Heartbeat | None:
+        """The heartbeat, once it says something about this failure: a beat after the first
+        failed probe (ISOLATED), or STOPPED. A dead host's last beats may still count as
+        ADVANCING for a few seconds: wait for them to settle (at most the settle time)."""
+        beat = Heartbeat.of(self._host().template)
+        if beat is None or not beat.advancing or beat.isolated:
+            return beat
+        deadline = self.clock.now() + beat.settle_time()
+        while self.clock.now() < deadline:
+            await self.clock.sleep(self.poll)
+            beat = Heartbeat.of(self._host().template)
+            if beat is None or not beat.advancing or beat.isolated:
+                break
+        return beat
 
     async def _step_isolated(self, host: _Host, incident: Incident) -> StepOutcome:
         after = self.options.fence_isolated_after
