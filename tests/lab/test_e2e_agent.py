@@ -87,3 +87,26 @@ def test_power_cut_heartbeat_stops_fence_proven_recovered(cl: LabCluster) -> Non
     assert "BMC: OFF" in incident.get("EVIDENCE", ""), incident
     assert "heartbeat stopped" in incident.get("EVIDENCE", ""), incident
     assert _vector(cl, "hv3", "HA_HEARTBEAT")["STATUS"] == "STOPPED"
+    cl.lab.power_on("hv3")  # repaired: back for the next test (its agent starts with it)
+    cl.wait_hosts("MONITORED", ["hv3"], timeout=60)
+    _until(lambda: _vector(cl, "hv3", "HA_HEARTBEAT").get("STATUS") == "ADVANCING",
+           "hv3's heartbeat after its power-on")
+
+
+def test_policy_fences_an_isolated_host_then_recovers(cl: LabCluster) -> None:
+    """--fence-isolated-after: the isolated host is powered off by its BMC after that long;
+    its heartbeat stops, which confirms the BMC's OFF, and its VMs run elsewhere."""
+    cl.client.call("one.hook.update", cl.hook_id,
+                   'ARGUMENTS = "$TEMPLATE -m -p 1 --fence-isolated-after 3"', 1)
+    victims = cl.create_vms(2, host="hv1", prefix="pol")
+    cl.wait_running(victims)
+    cut = time.monotonic()
+    cl.lab.fail("hv1", "network")
+    cl.wait_running(victims, not_on="hv1", timeout=90)
+    print(f"network cut, --fence-isolated-after 3 -> VMs RUNNING elsewhere: "
+          f"{time.monotonic() - cut:.2f} s")
+    assert cl.lab.power_state("hv1") == "off"
+    incident = _vector(cl, "hv1", "HA_INCIDENT")
+    assert incident.get("ISOLATED_SINCE"), incident  # it was ISOLATED first
+    assert "BMC: OFF" in incident.get("EVIDENCE", ""), incident
+    assert "heartbeat stopped" in incident.get("EVIDENCE", ""), incident
