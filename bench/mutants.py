@@ -91,12 +91,12 @@ MUTANTS = [
            "            if False:\n"),
     Mutant("isolated-is-dead", "an ISOLATED host (heartbeat advancing) is fenced at once",
            "ha/host_error.py",
-           "        if beat is not None and beat.advancing:\n            incident.isolated",
+           "        if beat is not None and beat.isolated:\n            incident.isolated",
            "        if False:\n            incident.isolated"),
     Mutant("watchdog-optional", "a stopped heartbeat proves death without a watchdog",
            "ha/evidence.py",
-           "        return self.watchdog > 0 and self.stopped_for(now) > self.watchdog\n",
-           "        return self.stopped_for(now) > self.watchdog\n"),
+           "        return (self.watchdog > 0 and self.alive_at_failure()\n",
+           "        return (self.alive_at_failure()\n"),
 ]
 
 # Run inside the mutated copy: the scenarios first, then fuzz seeds; print what caught it.

@@ -18,7 +18,9 @@ from collections.abc import Iterator
 import pytest
 from defusedxml import ElementTree as SafeET
 from e2ekit import cluster
+from labkit import virsh
 
+from lazarus.lab import hosts
 from lazarus.lab.e2e import LabCluster
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.timeout(300)]
@@ -110,3 +112,33 @@ def test_policy_fences_an_isolated_host_then_recovers(cl: LabCluster) -> None:
     assert incident.get("ISOLATED_SINCE"), incident  # it was ISOLATED first
     assert "BMC: OFF" in incident.get("EVIDENCE", ""), incident
     assert "heartbeat stopped" in incident.get("EVIDENCE", ""), incident
+    cl.lab.repair("hv1")  # powered back on, cable in: back for the next test
+    cl.wait_hosts("MONITORED", ["hv1"], timeout=60)
+
+
+def test_isolation_response_stops_the_vms_and_they_run_elsewhere_unfenced(
+    cl: LabCluster,
+) -> None:
+    """The agent's `--isolation-response stop`: cut off from the controller for 3 s (its
+    storage still working), it destroys its domains with virsh and says VMS STOPPED; the
+    VMs are recovered elsewhere and the host is not fenced."""
+    cl.client.call("one.hook.update", cl.hook_id, 'ARGUMENTS = "$TEMPLATE -m -p 1"', 1)
+    assert cl.status is not None
+    port = cl.controller.url.rsplit(":", 1)[1].split("/", 1)[0]
+    cl.lab.stop_agent("hv2")
+    cl.lab.start_agent("hv2", f"{cl.controller.listen}:{port}",
+                       extra=["--isolation-response", "stop", "--isolation-time", "3"])
+    _until(lambda: _vector(cl, "hv2", "HA_HEARTBEAT").get("STATUS") == "ADVANCING",
+           "hv2's new agent")
+    victims = cl.create_vms(2, host="hv2", prefix="resp")
+    cl.wait_running(victims)
+    cut = time.monotonic()
+    cl.lab.fail("hv2", "network")
+    cl.wait_running(victims, not_on="hv2", timeout=90)
+    print(f"network cut, isolation response stop -> VMs RUNNING elsewhere: "
+          f"{time.monotonic() - cut:.2f} s")
+    assert cl.lab.power_state("hv2") == "on"  # not fenced
+    assert _vector(cl, "hv2", "HA_HEARTBEAT").get("VMS") == "STOPPED"
+    assert "AGENT" in _vector(cl, "hv2", "HA_INCIDENT").get("EVIDENCE", "")
+    uri = hosts.HostPaths(cl.lab.root, "hv2").unix_uri  # its cable is out: the local socket
+    assert virsh(uri, "list", "--name") == ""  # nothing runs there any more

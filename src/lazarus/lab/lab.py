@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -308,6 +309,21 @@ class Lab:
     def _start_agent(self, state: dict[str, Any], name: str, args: list[str]) -> None:
         pid = hosts.start_agent(self._paths(name), f"{self.prefix}-{name}", args)
         self._host(state, name)["agent_pid"] = pid
+
+    def stop_agent(self, name: str, timeout: float = 10.0) -> None:
+        """Stop the host's agent cleanly (SIGTERM: it disarms its watchdog and says so) and
+        forget it (it no longer starts at power on)."""
+        with self._locked() as state:
+            host = self._host(state, name)
+            pid = int(host.pop("agent_pid", 0) or 0)
+            host.pop("agent_args", None)
+        if pid > 0 and alive(pid) and "lazarus.app.agent" in " ".join(cmdline(pid)):
+            signal_pids([pid], signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if alive(pid):
+                kill_and_wait([pid])
 
     def agent_alive(self, name: str) -> bool:
         pid = int(self._host(self._load(), name).get("agent_pid") or 0)
