@@ -1,10 +1,13 @@
-"""API benchmark: the real daemon over real HTTP with 1,000 hosts and 10,000 VMs (not a test:
-prints figures, asserts nothing).
+"""API benchmark: the real daemon over real HTTP with 1,000 hosts and 10,000 VMs, on each store
+side by side (not a test: prints figures, asserts nothing).
 
     .venv/bin/python bench/bench_api.py [--hosts 1000] [--vms 10000] [--runs 20]
                                         [--calls 3000] [--monitor-interval 3600] [--no-pyone]
+                                        [--stores sqlite,postgresql]
 
-1. Fills a fresh SQLite store in a temporary data directory straight through the store (fast):
+For each store (SQLite in the data directory; PostgreSQL on a throwaway server this script
+starts, app/pgserver.py, fsync on), the same run, then a table of the main figures side by side:
+1. Fills a fresh store in a temporary data directory straight through the store (fast):
    hosts MONITORED with capacity and monitoring, VMs in realistic states (mostly RUNNING, some
    POWEROFF, UNDEPLOYED, HOLD, DONE) with templates (DISK, NIC, GRAPHICS, CONTEXT, OS), a user
    template and one to three history records.
@@ -47,6 +50,7 @@ from typing import IO
 
 from lazarus.api.client import Client
 from lazarus.api.wire import dumps_response, loads_response
+from lazarus.app import pgserver
 from lazarus.domain import xml as docs
 from lazarus.domain.entities import VM, History, Host, HostShare
 from lazarus.domain.secrets import public_host
@@ -55,7 +59,7 @@ from lazarus.domain.template import Template
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.vmm.sim import SimCluster
 from lazarus.ports.hypervisor import DomainState
-from lazarus.store.sqlite import SqliteStore
+from lazarus.store import open_store
 
 LISTENING = "Lazarus controller listening on "  # the daemon's ready lines (app/daemon.py)
 CREDENTIALS = "oneadmin credentials: "
@@ -169,7 +173,7 @@ def make_vm(n: int, hosts: int) -> VM:
     )  # fmt: skip
 
 
-def fill(db: Path, hosts: int, vms: int) -> None:
+def fill(db: str, data_dir: Path, hosts: int, vms: int) -> None:
     made = [make_vm(n, hosts) for n in range(vms)]
     on_host: dict[int, list[int]] = {}
     running: dict[int, int] = {}
@@ -178,7 +182,7 @@ def fill(db: Path, hosts: int, vms: int) -> None:
             hid = vm.history[-1].hid
             on_host.setdefault(hid, []).append(n)
             running[hid] = running.get(hid, 0) + (vm.state is VmState.ACTIVE)
-    store = SqliteStore.open(db)
+    store = open_store(db, data_dir=data_dir)
     try:
         with store.transaction() as tx:
             for n in range(hosts):
@@ -190,11 +194,11 @@ def fill(db: Path, hosts: int, vms: int) -> None:
 
 
 # -- the daemon (child process) ------------------------------------------------------------------
-def write_sim_state(data_dir: Path, db: Path) -> None:
+def write_sim_state(data_dir: Path, db: str) -> None:
     """The simulated machines (VM_MAD=sim) as the store says they are: a machine per host, a
     domain per placed VM. The daemon loads them from sim.json in its data directory (simulated
     machines outlive the controller, app/sim_api.py), so its first probes change nothing."""
-    store = SqliteStore.open(db)
+    store = open_store(db, data_dir=data_dir)
     try:
         placed: dict[str, list[list[object]]] = {h.name: [] for h in store.hosts()}
         for vm in store.vms(states=[VmState.ACTIVE, VmState.POWEROFF]):
@@ -214,10 +218,12 @@ def write_sim_state(data_dir: Path, db: Path) -> None:
     (data_dir / "sim.json").write_text(json.dumps(sim.snapshot()))
 
 
-def start_daemon(data_dir: Path, monitor_interval: float, log: IO[str]) -> subprocess.Popen[str]:
+def start_daemon(data_dir: Path, db: str, monitor_interval: float, log: IO[str]
+                 ) -> subprocess.Popen[str]:  # fmt: skip
     """`lazarus serve` on 127.0.0.1 and a free port, settings from the environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAZARUS_", "ONE_"))}
     env["LAZARUS_DATA_DIR"] = str(data_dir)
+    env["LAZARUS_DB"] = db
     env["LAZARUS_MONITORING_INTERVAL_HOST"] = f"{monitor_interval:g}"
     return subprocess.Popen(
         [sys.executable, "-m", "lazarus.cli.main", "serve", "--port", "0",
@@ -256,12 +262,17 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
+RESULTS: dict[str, str] = {}  # label -> figure, of the store being measured
+
+
 def row(label: str, values: list[float], extra: str = "") -> None:
+    RESULTS[label] = f"{statistics.median(values) * 1e3:.1f} ms"
     print(f"{label:<52} median {statistics.median(values) * 1e3:8.1f} ms   "
           f"p95 {p95(values) * 1e3:8.1f} ms  {extra}")  # fmt: skip
 
 
 def rate_row(label: str, calls: int, seconds: float) -> None:
+    RESULTS[label] = f"{calls / seconds:.0f} /s"
     print(f"{label:<52} {calls / seconds:8.0f} calls/s   ({seconds * 1e6 / calls:.0f} us/call, "
           f"{calls} calls)")  # fmt: skip
 
@@ -295,10 +306,10 @@ def vm_info_rate(url: str, session: str, ids: list[int], calls: int, threads: in
             client.close()
 
 
-def in_process(db: Path, runs: int, ids: list[int]) -> None:
-    """Where the time goes, without HTTP, on the daemon's own file: the handlers' store read +
+def in_process(db: str, data_dir: Path, runs: int, ids: list[int]) -> None:
+    """Where the time goes, without HTTP, on the daemon's own store: the handlers' store read +
     render, then the XML-RPC serializing (server) and parsing (client) of their answers."""
-    store = SqliteStore.open(db)
+    store = open_store(db, data_dir=data_dir)
     try:
         print("-- in this process, no HTTP: handler work (store read + render)")
         bodies = getattr(store, "vm_short_bodies", None)
@@ -342,7 +353,7 @@ def in_process(db: Path, runs: int, ids: list[int]) -> None:
         store.close()
 
 
-def measure(args: argparse.Namespace, url: str, session: str, db: Path) -> None:
+def measure(args: argparse.Namespace, url: str, session: str, db: str, data_dir: Path) -> None:
     ids = list(range(args.vms))
     with Client(url, session, timeout=120) as client:
         body = client.call("one.vmpool.info", -2, -1, -1, -1)
@@ -378,7 +389,7 @@ def measure(args: argparse.Namespace, url: str, session: str, db: Path) -> None:
             for _ in range(n):
                 one.vm.info(rng.choice(ids))
             rate_row("one.vm.info, pyone (connection per call)", n, time.perf_counter() - start)
-    in_process(db, args.runs, ids)
+    in_process(db, data_dir, args.runs, ids)
 
 
 def machine() -> str:
@@ -402,49 +413,78 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000, help="one.vm.info calls per figure")
     parser.add_argument("--monitor-interval", type=float, default=3600.0)
     parser.add_argument("--no-pyone", action="store_true")
+    parser.add_argument("--stores", default="sqlite,postgresql",
+                        help="comma-separated: sqlite, postgresql [default: both]")
     parser.add_argument("--dir", type=Path, default=None, help="where to make the data dir")
-    args = parser.parse_args()
-
+    args = parser.parse_args()  # fmt: skip
+    kinds = [k.strip() for k in args.stores.split(",") if k.strip()]
     print(machine())
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        data_dir = Path(tmp) / "data"
-        db = data_dir / "lazarus.db"
-        start = time.perf_counter()
-        fill(db, args.hosts, args.vms)
-        print(f"filled {args.hosts} hosts, {args.vms} VMs in {time.perf_counter() - start:.1f} s"
-              f" ({db.stat().st_size / 1e6:.0f} MB)")  # fmt: skip
-        write_sim_state(data_dir, db)
-        log_path = Path(tmp) / "daemon.log"
-        with log_path.open("w") as log:
-            proc = start_daemon(data_dir, args.monitor_interval, log)
-        try:
-            ready = wait_ready(proc)
-            if ready is None:
-                print(log_path.read_text(), file=sys.stderr)
-                print("the daemon did not start", file=sys.stderr)
-                return 1
-            url, auth_file = ready
-            session = auth_file.read_text(encoding="utf-8").strip()
-            time.sleep(min(3.0, args.monitor_interval))  # let the first round of probes pass
-            print(f"daemon: lazarus serve, monitor interval {args.monitor_interval:g} s")
-            measure(args, url, session, db)
-            check = SqliteStore.open(db)
-            try:  # the daemon should have found the cluster as the store says it is
-                changes = check.events(limit=1_000_000, kind="state")
-            finally:
-                check.close()
-            print(f"controller: {len(changes)} state changes during the run (0 expected)")
-            for event in changes[:5]:
-                print(f"  {event.line}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    figures: dict[str, dict[str, str]] = {}
+    for kind in kinds:
+        if kind not in ("sqlite", "postgresql"):
+            parser.error(f"unknown store {kind!r}")
+        print(f"\n===== {kind}")
+        RESULTS.clear()
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            if kind == "postgresql":
+                with pgserver.throwaway() as server:
+                    server.create_database("bench")
+                    code = run_one(args, Path(tmp), server.url("bench"))
+            else:
+                code = run_one(args, Path(tmp), "")
+        if code:
+            return code
+        figures[kind] = dict(RESULTS)
+    if len(figures) > 1:
+        print("\n===== side by side")
+        labels = [label for label in figures[kinds[0]] if not label.startswith("  ")]
+        print(f"{'':<52}" + "".join(f"{k:>14}" for k in kinds))
+        for label in labels:
+            print(f"{label:<52}" + "".join(f"{figures[k].get(label, '-'):>14}" for k in kinds))
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+def run_one(args: argparse.Namespace, tmp: Path, db: str) -> int:
+    """One store: fill, start the daemon on it, measure; 1 when the daemon did not start."""
+    data_dir = tmp / "data"
+    data_dir.mkdir(mode=0o700, exist_ok=True)
+    start = time.perf_counter()
+    fill(db, data_dir, args.hosts, args.vms)
+    print(f"filled {args.hosts} hosts, {args.vms} VMs in {time.perf_counter() - start:.1f} s")
+    write_sim_state(data_dir, db)
+    log_path = tmp / "daemon.log"
+    with log_path.open("w") as log:
+        proc = start_daemon(data_dir, db, args.monitor_interval, log)
+    try:
+        ready = wait_ready(proc)
+        if ready is None:
+            print(log_path.read_text(), file=sys.stderr)
+            print("the daemon did not start", file=sys.stderr)
+            return 1
+        url, auth_file = ready
+        session = auth_file.read_text(encoding="utf-8").strip()
+        time.sleep(min(3.0, args.monitor_interval))  # let the first round of probes pass
+        print(f"daemon: lazarus serve, monitor interval {args.monitor_interval:g} s")
+        measure(args, url, session, db, data_dir)
+        check = open_store(db, data_dir=data_dir)
+        try:  # the daemon should have found the cluster as the store says it is
+            changes = check.events(limit=1_000_000, kind="state")
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            check.close()
+        print(f"controller: {len(changes)} state changes during the run (0 expected)")
+        for event in changes[:5]:
+            print(f"  {event.line}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
     return 0
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sim_scale.py                       # 2,000 hosts, 40,000 VMs, 1 h
     .venv/bin/python bench/sim_scale.py --hosts 200 --vms 4000 --minutes 10 --profile
+    .venv/bin/python bench/sim_scale.py --store postgresql    # the same on a throwaway PostgreSQL
 
 Builds the world directly (hosts through the inventory, VMs written RUNNING into the store and
 defined on the simulated hosts: setup is not what is measured), registers the error hook
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import logging
 import pstats
 import time
 
+from lazarus.app import pgserver
 from lazarus.core.placement import open_history, reaccount
 from lazarus.domain.entities import VM
 from lazarus.domain.states import HistoryAction, LcmState, VmState
@@ -29,12 +32,13 @@ from lazarus.drivers.vmm.sim import SimDomain
 from lazarus.ports.hypervisor import DomainState
 from lazarus.sim.scenario import Event, HostSpec, Scenario
 from lazarus.sim.world import World
+from lazarus.store.postgres import PostgresStore
 
 
-def build(hosts: int, vms: int, first_host_vms: int) -> World:
+def build(hosts: int, vms: int, first_host_vms: int, store: object = None) -> World:
     scenario = Scenario(name="scale", hosts=[HostSpec(f"h{i}", cpu=6400, memory=262144)
                                              for i in range(hosts)])
-    world = World(scenario)
+    world = World(scenario, store=store)
     c = world.controller
     world._register_hook()
     for spec in scenario.hosts:
@@ -75,11 +79,24 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--every", type=float, default=5.0, help="minutes between failures")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="SQLite in memory, or a throwaway PostgreSQL server (fsync on)")
     args = parser.parse_args()
     logging.disable(logging.CRITICAL)
+    with contextlib.ExitStack() as stack:
+        store = None
+        if args.store == "postgresql":
+            server = stack.enter_context(pgserver.throwaway())
+            server.create_database("scale")
+            store = PostgresStore.open(server.conninfo("scale"))
+            stack.callback(store.close)
+        run(args, store)
 
+
+def run(args: argparse.Namespace, store: object) -> None:
     t = time.perf_counter()
-    world = build(args.hosts, args.vms, 100)
+    world = build(args.hosts, args.vms, 100, store)
+    print(f"store: {args.store}")
     print(f"setup: {args.hosts} hosts, {args.vms} VMs in {time.perf_counter() - t:.1f} s wall")
     world.run(world.controller.start())
     interval = world.settings.monitoring_interval_host

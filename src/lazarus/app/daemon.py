@@ -1,6 +1,7 @@
 """`lazarus serve`: the composition root of the production controller.
 
-Builds the SQLite store in the data directory, the real clock, the hypervisor drivers named in
+Builds the store the DB setting names (store/url.py open_store: SQLite in the data directory by
+default, or PostgreSQL), the real clock, the hypervisor drivers named in
 the VM_MAD setting (the in-process simulated cluster for sim, with its `lazarus.sim.*` methods;
 libvirt for kvm/qemu/libvirt when libvirt-python is installed), the controller core and the
 XML-RPC API (api/stack.py), then runs until
@@ -28,13 +29,15 @@ from lazarus.api.stack import build_dispatcher
 from lazarus.api.xmlrpc import Limits, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
+from lazarus.domain.secrets import mask_db_url
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.heartbeat import FileBeats
 from lazarus.drivers.hooks.lifeline import GroupRecords
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
-from lazarus.store.sqlite import SqliteStore
+from lazarus.store.url import open_store
+from lazarus.store.url import validate as validate_store_url
 
 from . import ready as ready_lines
 from .credentials import ensure_admin
@@ -92,7 +95,14 @@ class Daemon:
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)  # `kill -USR2`: every task's stack
         clock = SystemClock()
-        store = SqliteStore.open(self.data_dir / "lazarus.db")
+        store = open_store(
+            self.settings.db,
+            data_dir=self.data_dir,
+            password_file=_password_file(self.settings),
+            statement_timeout_s=self.settings.db_statement_timeout,
+        )
+        log.info("lazarus: store %s", mask_db_url(self.settings.db) if self.settings.db
+                 else f"sqlite:{self.data_dir / 'lazarus.db'}")  # fmt: skip
         self.sim = SimCluster(clock)
         hook_env = dict(os.environ)
         if self.settings.hooks_dir:
@@ -158,6 +168,10 @@ class Daemon:
             store.close()
 
 
+def _password_file(settings: Settings) -> Path | None:
+    return Path(settings.db_password_file) if settings.db_password_file else None
+
+
 def _dump_tasks() -> None:
     """Log every pending asyncio task with its coroutine stack (a diagnostic for operators)."""
     for task in asyncio.all_tasks():
@@ -167,6 +181,7 @@ def _dump_tasks() -> None:
 
 
 def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> int:
+    validate_store_url(settings.db, _password_file(settings))  # StoreUrlError: one line
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a daemon that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(

@@ -27,6 +27,7 @@ from pathlib import Path
 from defusedxml import ElementTree as SafeET
 
 from lazarus.api.client import Client
+from lazarus.app import pgserver
 from lazarus.app.serve_process import ServeProcess
 from lazarus.domain.states import HostState, LcmState, VmState, vm_state_label
 from lazarus.ha.examples import ERROR_HOOK
@@ -60,12 +61,35 @@ class Timeline:
         self.out(f"  {self.marks[key]:6.1f} s  {text}")
 
 
-def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False) -> int:
+def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False, db: str = "sqlite"
+                 ) -> int:  # fmt: skip
+    """`db`: "sqlite" (the data directory's file) or "postgresql" (a throwaway PostgreSQL 15
+    server started for the demo, app/pgserver.py, and destroyed after it)."""
     work = Path(tempfile.mkdtemp(prefix="lazarus-demo-"))
     # where fence_host (run by the daemon) finds the fence_sim agent
-    serve = ServeProcess(work, {"FENCE_PATH": str(HOOKS_FT)})
-    out("Lazarus demo: a controller with SQLite and a simulated 3-host cluster")
-    out(f"  data directory {work} (removed at the end)")
+    settings = {"FENCE_PATH": str(HOOKS_FT)}
+    server: pgserver.PgServer | None = None
+    try:
+        if db == "postgresql":
+            out("Starting a throwaway PostgreSQL 15 server for the demo ...")
+            server = pgserver.PgServer.create(durable=True)
+            server.create_database("lazarus")
+            settings["DB"] = server.url("lazarus")
+        serve = ServeProcess(work, settings)
+        store = "PostgreSQL" if server is not None else "SQLite"
+        out(f"Lazarus demo: a controller with {store} and a simulated 3-host cluster")
+        if server is not None:
+            out(f"  store {settings['DB']} (the server is removed at the end)")
+        out(f"  data directory {work} (removed at the end)")
+        return _run(serve, out)
+    finally:
+        if server is not None:
+            server.destroy()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(serve: ServeProcess, out: Callable[[str], None]) -> int:
     try:
         serve.start()
         env = serve.env()
@@ -74,8 +98,6 @@ def run_sim_demo(out: Callable[[str], None] = print, keep: bool = False) -> int:
         return _story(serve.client(), env, out)
     finally:
         serve.close()
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
         out("Controller stopped; demo finished.")
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import click
 
 from lazarus import __version__
+from lazarus.domain.errors import LazarusError
 
 from .context import Api
 from .datastore import datastore
+from .db import db
 from .host import host
 from .output import CliError
 from .sim import sim
@@ -60,8 +62,15 @@ def lazarus(ctx: click.Context, endpoint: str | None, auth_file: Path | None) ->
 @click.option("--auth-file", "serve_auth_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Where the oneadmin credentials are written or read "
                                  "[default: <data dir>/one_auth].")
+@click.option("--db", metavar="URL", default=None,
+              help="Store: sqlite:PATH or postgresql://USER@HOST:PORT/DB, never with a "
+                   "password [default: <data dir>/lazarus.db, or DB].")
+@click.option("--db-password-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="File (mode 0600) holding the PostgreSQL password [default: "
+                                 "DB_PASSWORD_FILE, else ~/.pgpass, PGPASSFILE, PGPASSWORD].")
 def serve(listen: str | None, port: int | None, data_dir: Path | None,
-          config_file: Path | None, serve_auth_file: Path | None) -> None:
+          config_file: Path | None, serve_auth_file: Path | None, db: str | None,
+          db_password_file: Path | None) -> None:
     """Run the controller daemon in the foreground until SIGTERM or Ctrl-C.
 
     Settings come from the flags, then $LAZARUS_<NAME> variables, then the config file
@@ -78,6 +87,10 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
         overrides["LISTEN_ADDRESS"] = listen
     if port is not None:
         overrides["PORT"] = str(port)
+    if db is not None:
+        overrides["DB"] = db
+    if db_password_file is not None:
+        overrides["DB_PASSWORD_FILE"] = str(db_password_file)
     try:
         settings, data = config.load(data_dir, config_file, overrides=overrides)
     except config.ConfigError as exc:
@@ -85,6 +98,8 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
     try:
         code = daemon.serve(settings, data, serve_auth_file)
     except OSError as exc:  # e.g. the port is taken: one line, not a traceback
+        raise CliError(f"cannot start the daemon: {exc}") from exc
+    except LazarusError as exc:  # a bad store URL or password file, an unreachable database
         raise CliError(f"cannot start the daemon: {exc}") from exc
     raise SystemExit(code)
 
@@ -94,7 +109,11 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
               help="Real qemu hosts in network namespaces (root) or the simulated cluster "
                    "[default: the lab when it can run here, else the simulated cluster].")
 @click.option("--keep", is_flag=True, help="Keep the demo's data directory.")
-def demo(use_lab: bool | None, keep: bool) -> None:
+@click.option("--db", "db", type=click.Choice(["sqlite", "postgresql"]), default="sqlite",
+              show_default=True,
+              help="The controller's store: its SQLite file, or a throwaway PostgreSQL 15 "
+                   "server started for the demo (simulated cluster only).")
+def demo(use_lab: bool | None, keep: bool, db: str) -> None:
     """Show a host failure and the recovery of its VMs, end to end, in under a minute.
 
     Starts a controller on embedded defaults, creates the shipped error_hook with
@@ -102,8 +121,12 @@ def demo(use_lab: bool | None, keep: bool) -> None:
     ERROR, hook started, fence confirmed, each VM RUNNING on another host.
 
     \b
-    Example: lazarus demo --sim
+    Example: lazarus demo --sim;  lazarus demo --db postgresql
     """
+    if db == "postgresql" and use_lab:
+        raise CliError("--db postgresql runs with the simulated cluster (--sim)")
+    if db == "postgresql":
+        use_lab = False
     if use_lab is None:
         use_lab, why = _lab_available()
         print(f"Using the {'lab (real qemu hosts)' if use_lab else 'simulated cluster'}: {why}.")
@@ -113,7 +136,7 @@ def demo(use_lab: bool | None, keep: bool) -> None:
         raise SystemExit(int(run_lab_demo(print)))
     from lazarus.app.demo import run_sim_demo
 
-    raise SystemExit(run_sim_demo(print, keep))
+    raise SystemExit(run_sim_demo(print, keep, db))
 
 
 @lazarus.command()
@@ -178,7 +201,7 @@ def _lab_available() -> tuple[bool, str]:
     return lab_available()
 
 
-for _group in (host, vm, datastore, sim):
+for _group in (host, vm, datastore, sim, db):
     lazarus.add_command(_group)
 
 

@@ -102,7 +102,11 @@ class ObservedRunner:
 
 
 class World:
-    def __init__(self, scenario: sc.Scenario, *, break_fencing: bool = False) -> None:
+    def __init__(
+        self, scenario: sc.Scenario, *, break_fencing: bool = False, store: Any = None
+    ) -> None:
+        """`store`: an empty store to run on (bench/sim_scale.py --store postgresql); by default
+        a private SQLite store in memory."""
         self.scenario = scenario
         self.loop = VirtualEventLoop()
         self.clock = VirtualClock(self.loop)
@@ -110,7 +114,7 @@ class World:
         self.cluster = SimCluster(self.clock, listener=self._on_sim)
         self.runner = SimAgentRunner(self.cluster, self.clock)
         self.fence_runner = ObservedRunner(self.runner, self.observers)
-        self.store = SqliteStore.memory()
+        self.store = SqliteStore.memory() if store is None else store
         self.settings = Settings(**scenario.settings)
         with self.store.transaction() as tx:
             tx.add_user(User(id=-1, name="oneadmin", password_hash=hash_password(PASSWORD)))
