@@ -38,13 +38,14 @@ def require_e2e(fence: str) -> None:
         pytest.skip(f"missing: {', '.join(missing)}")
 
 
-def cluster(tmp: Path, fence: str, slot: int, hosts: int = 3) -> Iterator[LabCluster]:
+def cluster(tmp: Path, fence: str, slot: int, hosts: int = 3, *, agents: bool = False
+            ) -> Iterator[LabCluster]:  # fmt: skip
     """A cluster (3 hosts unless told) under a real controller, closed (lab down) even when
-    a test fails."""
+    a test fails; `agents`: every host runs `lazarus agent` (storage heartbeat, fake watchdog)."""
     require_e2e(fence)
     subnet = f"10.250.{30 + 4 * worker_index() + slot}"
     with LabCluster(tmp, hosts=hosts, fence=fence, subnet=subnet, settings=FAST,
-                    hook_args=HOOK_ARGS) as the_cluster:  # fmt: skip
+                    hook_args=HOOK_ARGS, agents=agents) as the_cluster:  # fmt: skip
         try:
             yield the_cluster
         finally:

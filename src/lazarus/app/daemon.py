@@ -32,6 +32,7 @@ from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
 from lazarus.domain.secrets import mask_db_url
 from lazarus.drivers.clock import SystemClock
+from lazarus.drivers.heartbeat import FileBeats
 from lazarus.drivers.hooks.lifeline import GroupRecords
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
@@ -138,6 +139,9 @@ class Daemon:
             hook_executor=TimedHookExecutor(
                 hook_executor, metrics, lambda hook_id: store.hook(hook_id).name, feed=feed
             ),
+            # the host agents' storage heartbeats (docs/ha.md): read when HEARTBEAT_DIR is set
+            heartbeats=FileBeats(self.settings.heartbeat_dir) if self.settings.heartbeat_dir
+            else None,
         )
         controller.journal.listeners.append(metrics.on_events)
         controller.monitor.probe_listeners.append(

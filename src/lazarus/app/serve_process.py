@@ -45,8 +45,10 @@ class ServeProcess:
         *,
         log_path: Path | None = None,
         ready_timeout: float = 30.0,
+        listen: str = "127.0.0.1",
     ) -> None:
         self.data_dir = data_dir
+        self.listen = listen  # the lab's agents reach it on the controller's LAN address
         self.settings = dict(settings or {})
         self.log_path = log_path or data_dir / "daemon.log"  # the daemon's stderr
         self.ready_timeout = ready_timeout
@@ -83,7 +85,7 @@ class ServeProcess:
         with open_private(self.log_path) as log:  # 0600: its lines may name hosts, paths
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "lazarus.cli.main", "serve", "--port", "0",
-                 "--listen", "127.0.0.1", "--data-dir", str(self.data_dir)],
+                 "--listen", self.listen, "--data-dir", str(self.data_dir)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
                 env=env, start_new_session=True,
             )  # fmt: skip

@@ -145,6 +145,58 @@ def demo(use_lab: bool | None, keep: bool, db: str, no_wait: bool) -> None:
     raise SystemExit(run_sim_demo(print, keep, wait, db))
 
 
+@lazarus.command()
+@click.option("--host", "host_name", required=True, help="This host's name, as the controller "
+              "knows it.")
+@click.option("--datastore", required=True, type=click.Path(file_okay=False),
+              help="The shared system datastore directory, as this host mounts it.")
+@click.option("--controller", required=True, help="HOST:PORT of the controller's API.")
+@click.option("--period", type=float, default=1.0, show_default=True,
+              help="Seconds between heartbeats.")
+@click.option("--loss-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds without the controller and the storage before self-fencing.")
+@click.option("--watchdog", "watchdog_path", type=click.Path(dir_okay=False), default=None,
+              help="The watchdog device to feed (/dev/watchdog).")
+@click.option("--watchdog-timeout", type=float, default=10.0, show_default=True,
+              help="The device's timeout: it resets the host this long after the last feed.")
+@click.option("--fake-watchdog", is_flag=True,
+              help="A watchdog that only logs when it would reset the host (lab, tests).")
+@click.option("--isolation-response", type=click.Choice(["none", "stop"]), default="none",
+              show_default=True, help="stop: destroy the local VMs when isolated.")
+@click.option("--isolation-time", type=float, default=10.0, show_default=True,
+              help="Seconds without the controller (storage working) before the response.")
+@click.option("--libvirt-uri", default="qemu:///system", show_default=True,
+              help="The local libvirtd, for the isolation response.")
+def agent(host_name: str, datastore: str, controller: str, period: float, loss_timeout: float,
+          watchdog_path: str | None, watchdog_timeout: float, fake_watchdog: bool,
+          isolation_response: str, isolation_time: float, libvirt_uri: str) -> None:
+    """Run the host agent: the storage heartbeat and the watchdog (docs/ha.md).
+
+    Writes DATASTORE/.lazarus-heartbeat/HOST.hb every period and feeds the watchdog while
+    the controller or the storage answers; it never calls the API (no credentials).
+
+    \b
+    Example: lazarus agent --host node1 --datastore /var/lib/one/datastores/0 \\
+                 --controller 10.0.0.1:2633 --watchdog /dev/watchdog
+    """
+    from lazarus.app.agent import main as agent_main
+
+    argv = ["--host", host_name, "--datastore", datastore, "--controller", controller,
+            "--period", str(period), "--loss-timeout", str(loss_timeout),
+            "--watchdog-timeout", str(watchdog_timeout),
+            "--isolation-response", isolation_response,
+            "--isolation-time", str(isolation_time), "--libvirt-uri", libvirt_uri]
+    if watchdog_path:
+        argv += ["--watchdog", watchdog_path]
+    if fake_watchdog:
+        argv.append("--fake-watchdog")
+    try:
+        code = agent_main(argv)
+    except ValueError as exc:  # AgentConfig's refusals
+        raise CliError(str(exc)) from exc
+    raise SystemExit(code)
+
+
 def _lab_available() -> tuple[bool, str]:
     """The demo's two compositions live in app/ (simulated) and lab/ (above app/); the choice
     between them is made here, above both."""

@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from lazarus.domain.errors import InternalError
 from lazarus.ports.clock import Clock
+from lazarus.ports.heartbeat import HeartbeatSource
 from lazarus.ports.hooks import HookExecutor
 from lazarus.ports.hypervisor import Hypervisor
 from lazarus.ports.store import Store
 
+from .heartbeats import Heartbeats
 from .hooks import HookManager, is_hook_store
 from .inventory import Inventory, bootstrap
 from .journal import Journal
@@ -46,6 +48,7 @@ class Controller:
         settings: Settings | None = None,
         datastore_root: str = "/var/lib/lazarus/datastores",
         hook_executor: HookExecutor | None = None,
+        heartbeats: HeartbeatSource | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -68,6 +71,11 @@ class Controller:
             "scheduler": self.scheduler.run,
             "monitoring records": self.records.run,  # core/monitoring_records.py
         }
+        # Storage heartbeats of the host agents (core/heartbeats.py), when a source is given
+        self.heartbeats: Heartbeats | None = None
+        if heartbeats is not None:
+            self.heartbeats = Heartbeats(store, self.journal, clock, self.settings, heartbeats)
+            self.services["heartbeats"] = self.heartbeats.run
         # Hooks (core/hooks.py) run when an executor is given and the store keeps hooks.
         self.hooks: HookManager | None = None
         if hook_executor is not None:

@@ -28,6 +28,12 @@ class Settings:
     monitor_alert_window: float = 6.0  # at least host_error's --mass-failure-window
     persist_interval: float = 60.0  # unchanged monitoring data is written at most this often
     missing_vm_state: str = "POWEROFF"  # VMs the hypervisor no longer lists: POWEROFF | UNKNOWN
+    # storage heartbeats of the host agents (core/heartbeats.py; read only when the daemon
+    # is given a heartbeat directory, HEARTBEAT_DIR): seconds between reads, and how many of
+    # an agent's periods without an advance make its heartbeat STOPPED
+    heartbeat_dir: str = ""
+    heartbeat_interval: float = 1.0
+    heartbeat_missed: int = 3
     # scheduler
     sched_interval: float = 2.0
     live_rescheds: int = 0  # 1: resched RUNNING VMs live (OpenNebula's LIVE_RESCHEDS)

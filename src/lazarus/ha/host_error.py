@@ -12,13 +12,18 @@ parses them).
     -u/--no-fencing  do not fence (logged as a warning in the incident)
     --mass-failure-share S, --mass-failure-window S, --ignore-mass-failure  (ha/guard.py)
     --max-fences-per-hour N (3), --watch S (120: how long the VMs are followed)
+    --fence-isolated-after S  fence an ISOLATED host after S s (default: never)
 
 The run is the incident's state machine (ha/incident.py): one step per state, each returning
 the next state and, when the run ends there, its exit code; the record is saved once at the
 loop's edge, after every step.
 
     WAITING       the -p wait, watching the host (back: ABORTED, exit 0), then the
-                  mass-failure guard (mass failure: stay, exit 255) -> FENCING
+                  mass-failure guard (mass failure: stay, exit 255) -> FENCING, or
+                  ISOLATED when its storage heartbeat still advances (ha/evidence.py)
+    ISOLATED      alive but cut off: wait until its heartbeat stops or
+                  --fence-isolated-after passes (-> FENCING), its agent says it stopped
+                  its VMs or an operator confirms (-> FENCED), or it answers (-> ABORTED)
     FENCING,      prove the host off (or an operator's `lazarus host fenced ID --confirm`),
     FENCE_FAILED  while the guard keeps watching -> FENCED; -u -> FENCE_SKIPPED; not proven,
                   flapping or a mass failure meanwhile -> FENCE_FAILED, exit 255
@@ -66,6 +71,7 @@ from lazarus.domain.xml import template_from_element
 from lazarus.ports.clock import Clock
 
 from . import xmldoc
+from .evidence import Heartbeat
 from .guard import BACK, MassFailureGuard
 from .incident import (
     LOCK_WAIT,
@@ -196,6 +202,7 @@ class HostErrorRun:
             self._save(incident)
         steps: dict[IncidentState, _Step] = {
             St.WAITING: self._step_wait,
+            St.ISOLATED: self._step_isolated,
             St.FENCING: self._step_fence,
             St.FENCE_FAILED: self._step_fence,
             St.FENCED: self._step_begin,
@@ -226,21 +233,85 @@ class HostErrorRun:
             return StepOutcome(St.ABORTED, EXIT_OK)
         if guard:
             return StepOutcome(St.WAITING, self.fail(guard))
+        beat = await self._settled_beat()
+        if beat is not None and beat.isolated:
+            incident.isolated = int(self.clock.now())
+            incident.evidence = f"ISOLATED: {beat.describe(self.clock.now())}"
+            self.log(f"Host ISOLATED: its probes fail but its {incident.evidence[10:]}: "
+                     "it is alive; its VMs are not recovered while its heartbeat advances.")
+            return StepOutcome(St.ISOLATED)
         return StepOutcome(St.FENCING)
+
+    async def _settled_beat(self) -> Heartbeat | None:
+        """The heartbeat, once it says something about this failure: a beat after the first
+        failed probe (ISOLATED), or STOPPED. A dead host's last beats may still count as
+        ADVANCING for a few seconds: wait for them to settle (at most the settle time)."""
+        beat = Heartbeat.of(self._host().template)
+        if beat is None or not beat.advancing or beat.isolated:
+            return beat
+        deadline = self.clock.now() + beat.settle_time()
+        while self.clock.now() < deadline:
+            await self.clock.sleep(self.poll)
+            beat = Heartbeat.of(self._host().template)
+            if beat is None or not beat.advancing or beat.isolated:
+                break
+        return beat
+
+    async def _step_isolated(self, host: _Host, incident: Incident) -> StepOutcome:
+        after = self.options.fence_isolated_after
+        since = incident.isolated or int(self.clock.now())
+        while True:
+            if _came_back(host):
+                self.outcome = "host came back"
+                self.log("Exiting. The isolated host answers its probes again.")
+                return StepOutcome(St.ABORTED, EXIT_OK)
+            now = self.clock.now()
+            who = self._confirmed(host, incident)
+            if who:
+                incident.fence = f"confirmed by {who}"
+                incident.evidence = f"OPERATOR: {who} confirmed the host off (was ISOLATED)"
+                self.log(f"Fencing confirmed by operator {who}: skipping.")
+                return StepOutcome(St.FENCED)
+            beat = Heartbeat.of(host.template)
+            if beat is None or not beat.advancing:
+                what = "gone" if beat is None else beat.describe(now)
+                self.log(f"The isolated host's heartbeat no longer advances ({what}): fencing.")
+                return StepOutcome(St.FENCING)
+            if beat.vms_stopped:
+                incident.fence = "not fenced: its agent stopped its VMs (isolation response)"
+                incident.evidence = (f"AGENT: the isolated host's agent reports its VMs "
+                                     f"stopped (counter {beat.counter}); host left running")
+                self.log(incident.evidence)
+                return StepOutcome(St.FENCED)
+            if after is not None and now - since >= after:
+                self.log(f"The host has been ISOLATED for {now - since:.0f} s "
+                         f"(--fence-isolated-after {after:g}): fencing it.")
+                return StepOutcome(St.FENCING)
+            await self.clock.sleep(self.poll)
+            host = self._host()
+
+    def _confirmed(self, host: _Host, incident: Incident) -> str:
+        """The operator who confirmed the host off during this incident, or ''."""
+        confirmed = host.template.vectors(FENCE_CONFIRMED)
+        if confirmed:
+            c = confirmed[-1]
+            if int(c.get("TIME") or "0") >= incident.started:
+                return c.get("USER") or "?"
+        return ""
 
     async def _step_fence(self, host: _Host, incident: Incident) -> StepOutcome:
         if not self.options.fencing:
             self.log("WARNING: Fencing disabled (-u): VMs may still run on the failed host.")
             incident.fence = "SKIPPED (-u)"
             return StepOutcome(St.FENCE_SKIPPED)
-        confirmed = host.template.vectors(FENCE_CONFIRMED)
-        if confirmed:
-            c = confirmed[-1]
-            when = int(c.get("TIME") or "0")
-            if when >= incident.started:
-                self.log(f"Fencing confirmed by operator {c.get('USER')} at {when}: skipping.")
-                incident.fence = f"confirmed by {c.get('USER')}"
-                return StepOutcome(St.FENCED)
+        who = self._confirmed(host, incident)
+        if who:
+            self.log(f"Fencing confirmed by operator {who}: skipping.")
+            incident.fence = f"confirmed by {who}"
+            beat = Heartbeat.of(host.template)
+            seen = f"; {beat.describe(self.clock.now())}" if beat is not None else ""
+            incident.evidence = f"OPERATOR: {who} confirmed the host off{seen}"
+            return StepOutcome(St.FENCED)
         now = int(self.clock.now())
         recent = [
             int(t) for t in (host.template.get(FENCE_HISTORY) or "").split()
@@ -276,17 +347,85 @@ class HostErrorRun:
         for line in output.splitlines():
             if line.strip():
                 self.log(line.strip(), "I" if ok else "E")
+        summary = (output.strip().splitlines() or ["ok" if ok else "failed"])[-1][:200]
+        history = Template([(FENCE_HISTORY, " ".join(map(str, [*recent, now])))])
         if not ok:
-            incident.fence = "failed"
-            return StepOutcome(St.FENCE_FAILED, self.fail(
-                "Fencing error: the host is not proven off; no VM was touched. When you know it "
-                f"is off, run `lazarus host fenced {self.host_id} --confirm`, then retry this "
-                "hook execution (`lazarus hook retry`)."
-            ))
-        self.log("Fencing success")
-        incident.fence = (output.strip().splitlines() or ["ok"])[-1][:200]
-        history = " ".join(map(str, [*recent, now]))
-        return StepOutcome(St.FENCED, extra=Template([(FENCE_HISTORY, history)]))
+            return await self._unfenced(incident, summary)
+        incident.fence = summary
+        return await self._after_fence(incident, summary, history)
+
+    async def _after_fence(
+        self, incident: Incident, summary: str, history: Template
+    ) -> StepOutcome:
+        """The BMC says OFF. Without an agent that is the proof; with one, its heartbeat must
+        stop too: a heartbeat that keeps advancing means the device lies."""
+        host = self._host()
+        beat = Heartbeat.of(host.template)
+        if beat is None or beat.status == "UNREADABLE":
+            incident.evidence = "BMC: OFF" + (
+                "" if beat is None else "; heartbeat unreadable by the controller")
+            self.log("Fencing success")
+            return StepOutcome(St.FENCED, extra=history)
+        start = beat.counter
+        deadline = self.clock.now() + 2 * beat.settle_time()
+        while True:
+            now = self.clock.now()
+            if beat.counter >= start + 2:
+                alert = (f"LYING DEVICE: the BMC says host {host.name} is OFF but its heartbeat "
+                         f"keeps advancing (counter {start} -> {beat.counter} after the fence): "
+                         "the device does not control this host. No VM was moved. Check the "
+                         "host's FENCE attribute (which plug/BMC it names) and the device.")
+                incident.fence = "LYING DEVICE: BMC OFF while the heartbeat advances"
+                incident.evidence = alert[:400]
+                extra = Template([*history.items, ("HA_ALERT", alert)])
+                return StepOutcome(St.FENCE_FAILED, self.fail(alert), extra=extra)
+            if beat.status == "STOPPED":
+                incident.evidence = f"BMC: OFF; {beat.describe(now)}, after the fence"
+                self.log(f"Fencing success, confirmed by the heartbeat ({beat.describe(now)})")
+                return StepOutcome(St.FENCED, extra=history)
+            if now >= deadline:
+                incident.fence = "BMC OFF, heartbeat not settled"
+                incident.evidence = f"BMC: OFF; {beat.describe(now)}"
+                return StepOutcome(St.FENCE_FAILED, self.fail(
+                    f"The BMC says OFF but the heartbeat did not stop within "
+                    f"{2 * beat.settle_time():g} s ({beat.describe(now)}): not proven off; "
+                    "no VM was touched."), extra=history)
+            await self.clock.sleep(self.poll)
+            beat = Heartbeat.of(self._host().template) or beat
+
+    async def _unfenced(self, incident: Incident, summary: str) -> StepOutcome:
+        """The fence did not prove the host off: the heartbeat may, when the agent runs a
+        watchdog and has been silent longer than its safe time."""
+        incident.fence = "failed"
+        beat = Heartbeat.of(self._host().template)
+        while beat is not None and beat.status == "STOPPED":
+            now = self.clock.now()
+            if beat.proves_dead(now):
+                incident.fence = "proven by the heartbeat and the agent's watchdog"
+                incident.evidence = (f"BMC: not proven ({summary[:120]}); {beat.describe(now)}:"
+                                     " longer than the safe time, the watchdog has reset it")
+                self.log(f"Fencing: the BMC did not prove the host off, but its "
+                         f"{beat.describe(now)}: past the safe time its watchdog has reset "
+                         "it. Proven dead.")
+                return StepOutcome(St.FENCED)
+            if beat.watchdog <= 0:
+                break  # no watchdog: no silence, however long, proves it
+            await self.clock.sleep(self.poll)
+            beat = Heartbeat.of(self._host().template)
+        now = self.clock.now()
+        seen = "no agent heartbeat" if beat is None else beat.describe(now)
+        incident.evidence = f"BMC: not proven ({summary[:120]}); {seen}"
+        hint = ""
+        if beat is not None and beat.status == "STOPPED":
+            hint = (" Its heartbeat stopped, but its agent runs no watchdog, so that is "
+                    "evidence for you, not proof.")
+        elif beat is not None and beat.advancing:
+            hint = " Its heartbeat still advances: the host is alive."
+        return StepOutcome(St.FENCE_FAILED, self.fail(
+            f"Fencing error: the host is not proven off ({seen}); no VM was touched.{hint} "
+            f"When you know it is off, run `lazarus host fenced {self.host_id} --confirm`, "
+            "then retry this hook execution (`lazarus hook retry`)."
+        ))
 
     async def _step_begin(self, host: _Host, incident: Incident) -> StepOutcome:
         return StepOutcome(St.RECOVERING)

@@ -16,6 +16,7 @@ The incident is a state machine (rendered into docs/state-machines.md):
 
     (new) -> WAITING -> FENCING -> FENCED | FENCE_SKIPPED -> RECOVERING -> DONE
                     \-> ABORTED (the host came back)   \-> FENCE_FAILED -> (retry) FENCED ...
+                    \-> ISOLATED (heartbeat advances) -> FENCING | FENCED | ABORTED
 
 `Incident.advance()` refuses any other move (IllegalMove). A second run for the same KEY
 finds the record and resumes its state: DONE and ABORTED are final (nothing to do: an
@@ -54,6 +55,7 @@ LOCK_POLL = 0.5
 
 class IncidentState(StrEnum):
     WAITING = "WAITING"  # the -p wait and the mass-failure guard
+    ISOLATED = "ISOLATED"  # probes fail but the heartbeat advances: alive, not fenced yet
     FENCING = "FENCING"
     FENCED = "FENCED"  # proven off (or confirmed by an operator)
     FENCE_FAILED = "FENCE_FAILED"  # not proven off: an operator decides, then a retry
@@ -65,7 +67,10 @@ class IncidentState(StrEnum):
 
 St = IncidentState
 TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
-    St.WAITING: frozenset({St.FENCING, St.ABORTED}),
+    St.WAITING: frozenset({St.FENCING, St.ABORTED, St.ISOLATED}),
+    # fenced when the heartbeat stops or the policy says; FENCED when the agent stopped its
+    # VMs or an operator confirms; ABORTED when the host answers again
+    St.ISOLATED: frozenset({St.ISOLATED, St.FENCING, St.FENCED, St.ABORTED}),
     St.FENCING: frozenset({St.FENCED, St.FENCE_FAILED, St.FENCE_SKIPPED}),
     St.FENCE_FAILED: frozenset({St.FENCED, St.FENCE_FAILED, St.FENCE_SKIPPED}),
     St.FENCED: frozenset({St.RECOVERING}),
@@ -96,6 +101,8 @@ class Incident:
     handled: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     vms: dict[int, str] = field(default_factory=dict)  # per VM: where it ended, or why not
+    evidence: str = ""  # what proved the host off (or why nothing did), ha/evidence.py
+    isolated: int = 0  # when the run found it ISOLATED (epoch s), for --fence-isolated-after
 
     def advance(self, new: IncidentState) -> None:
         """Move to `new`; IllegalMove when the table does not allow it (staying put in a state
@@ -128,6 +135,8 @@ class Incident:
             updated=num("UPDATED"),
             mode=v.get("MODE") or "",
             fence=v.get("FENCE") or "",
+            evidence=v.get("EVIDENCE") or "",
+            isolated=num("ISOLATED_SINCE"),
             handled=ids("HANDLED"),
             failed=ids("FAILED"),
             vms={int(name[3:]): value for name, value in v.pairs
@@ -147,6 +156,9 @@ class Incident:
                             ("UPDATED", str(self.updated)),
                             ("MODE", self.mode),
                             ("FENCE", self.fence),
+                            *((("EVIDENCE", self.evidence[:400]),) if self.evidence else ()),
+                            *((("ISOLATED_SINCE", str(self.isolated)),) if self.isolated
+                              else ()),
                             ("HANDLED", " ".join(map(str, self.handled))),
                             ("FAILED", " ".join(map(str, self.failed))),
                             *((f"VM_{vm_id}", line[:200])

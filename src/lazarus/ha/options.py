@@ -51,6 +51,10 @@ class Options:
     mass_failure_window: float = 5.0
     max_fences_per_hour: int = 3  # 0: no limit
     watch: float = 120.0  # seconds the VMs acted on are followed until they run
+    # an ISOLATED host (probes fail, heartbeat advances) is fenced after this many seconds of
+    # isolation; None: never (it waits for its heartbeat to stop, its agent to stop its VMs,
+    # an operator, or its return)
+    fence_isolated_after: float | None = None
 
 
 def parse_args(argv: list[str]) -> tuple[str, Options]:
@@ -61,7 +65,7 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
             "mrdfp:u",
             ["migrate", "recreate", "delete", "force", "pause=", "no-fencing",
              "ignore-mass-failure", "mass-failure-share=", "max-fences-per-hour=",
-             "mass-failure-window=", "watch="],
+             "mass-failure-window=", "watch=", "fence-isolated-after="],
         )
     except getopt.GetoptError as exc:
         raise UsageError(str(exc)) from None
@@ -89,6 +93,8 @@ def parse_args(argv: list[str]) -> tuple[str, Options]:
             options.mass_failure_window = _seconds(flag, value, 3600)
         elif flag == "--watch":
             options.watch = _seconds(flag, value, 86400)
+        elif flag == "--fence-isolated-after":
+            options.fence_isolated_after = _seconds(flag, value, 86400)
         elif flag == "--mass-failure-share":
             share = _number(value)
             if not 0 < share <= 1:  # NaN too: the guard would never trip

@@ -43,7 +43,7 @@ from lazarus.domain.template import Template, Vector
 from lazarus.ha.examples import error_hook_arguments
 from lazarus.lab import hosts
 from lazarus.lab.guest import read_serial
-from lazarus.lab.lab import Lab, LabStatus
+from lazarus.lab.lab import CTL_OCTET, Lab, LabStatus
 from lazarus.lab.observe import ApiWatch, HostView, VmView, parse_hosts, parse_vms, qemu_domains
 from lazarus.lab.proc import LabError, mounts_under
 
@@ -76,6 +76,7 @@ class LabCluster:
         settings: Mapping[str, str] | None = None,
         hook_args: str | None = DEFAULT_HOOK_ARGS,
         watch_period: float = 0.05,
+        agents: bool = False,
     ) -> None:
         if fence not in ("redfish", "ipmi"):
             raise LabError(f"fence must be redfish or ipmi, not {fence!r}")
@@ -83,8 +84,16 @@ class LabCluster:
         self.host_count = hosts
         self.fence = fence
         self.lab = Lab(self.root / "lab", subnet=subnet)
+        # agents: every host runs `lazarus agent`; the controller then listens on its LAN
+        # address (the agents check it over the hosts' network) and reads their heartbeats
+        self.agents = agents
+        settings = dict(settings or {})
+        listen = "127.0.0.1"
+        if agents:
+            listen = f"{subnet}.{CTL_OCTET}"
+            settings["HEARTBEAT_DIR"] = str(self.lab.datastore)
         self.controller = ServeProcess(self.root / "controller", settings,
-                                       ready_timeout=READY_TIMEOUT)  # fmt: skip
+                                       ready_timeout=READY_TIMEOUT, listen=listen)  # fmt: skip
         self.hook_args = hook_args
         self.watch_period = watch_period
         self.status: LabStatus | None = None
@@ -129,6 +138,10 @@ class LabCluster:
         if self.hook_args is not None:
             self._register_hook(client, self.hook_args)
         self.watch = ApiWatch(self.controller.client, period=self.watch_period).start()
+        if self.agents:
+            port = self.controller.url.rsplit(":", 1)[1].split("/", 1)[0]
+            for h in self.status.hosts:
+                self.lab.start_agent(h.name, f"{self.controller.listen}:{port}")
         self.wait_hosts("MONITORED", timeout=60)
 
     @property

@@ -26,12 +26,13 @@ import pwd
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from lazarus.lab import netns
-from lazarus.lab.proc import LabError, kill_and_wait, pids_in_mount_ns, run
+from lazarus.lab.proc import LabError, cmdline, kill_and_wait, pids_in_mount_ns, run
 
 LIBVIRTD = "/usr/sbin/libvirtd"
 CAPS_SUBDIR = Path("cache/libvirt/qemu/capabilities")  # under /var (the overlay upper dir)
@@ -258,6 +259,28 @@ def start_libvirtd(paths: HostPaths, netns_name: str) -> subprocess.Popen[bytes]
             stderr=out,
             start_new_session=True,
         )  # fmt: skip
+
+
+def start_agent(paths: HostPaths, netns_name: str, args: list[str]) -> int:
+    """Start `lazarus agent` (app/agent.py) inside the host's namespaces, detached (setsid -f,
+    as a service manager would run it); return its pid. It dies with the host's power
+    (kill_all kills every process of the mount namespace) and sees the network as the host
+    does (its cable pulled: no controller)."""
+    with open(paths.log / "agent.log", "ab") as out:
+        subprocess.run(
+            [*_enter(paths, netns_name), "setsid", "-f", sys.executable, "-m",
+             "lazarus.app.agent", *args],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=True, timeout=30,
+        )  # fmt: skip
+    host = args[args.index("--host") + 1]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for pid in pids(paths):
+            line = cmdline(pid)
+            if "lazarus.app.agent" in line and host in line:
+                return pid
+        time.sleep(0.05)
+    raise LabError(f"{paths.name}: the agent did not start; see {paths.log / 'agent.log'}")
 
 
 def wait_ready(paths: HostPaths, launcher: subprocess.Popen[bytes], timeout: float = 60.0) -> int:

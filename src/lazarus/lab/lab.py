@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -285,7 +286,48 @@ class Lab:
         self, state: dict[str, Any], name: str, launcher: subprocess.Popen[bytes]
     ) -> None:
         pid = hosts.wait_ready(self._paths(name), launcher)
-        self._host(state, name).update(power="on", fault=None, libvirtd_pid=pid)
+        host = self._host(state, name)
+        host.update(power="on", fault=None, libvirtd_pid=pid)
+        if host.get("agent_args"):  # the agent starts with the host, as a service would
+            self._start_agent(state, name, host["agent_args"])
+
+    # -- host agents (lazarus agent: storage heartbeat, watchdog) ----------------------------
+
+    def start_agent(self, name: str, controller: str, *, period: float = 1.0,
+                    extra: list[str] | None = None) -> None:
+        """Run `lazarus agent` in the host, writing its heartbeat to the shared datastore,
+        checking `controller` (HOST:PORT) over the host's network, with the fake watchdog
+        (no machine here has /dev/watchdog). Restarted at each power on."""
+        args = ["--host", name, "--datastore", str(self.datastore), "--controller", controller,
+                "--period", f"{period:g}", "--fake-watchdog", *(extra or [])]
+        with self._locked() as state:
+            host = self._host(state, name)
+            host["agent_args"] = args
+            if host["power"] == "on":
+                self._start_agent(state, name, args)
+
+    def _start_agent(self, state: dict[str, Any], name: str, args: list[str]) -> None:
+        pid = hosts.start_agent(self._paths(name), f"{self.prefix}-{name}", args)
+        self._host(state, name)["agent_pid"] = pid
+
+    def stop_agent(self, name: str, timeout: float = 10.0) -> None:
+        """Stop the host's agent cleanly (SIGTERM: it disarms its watchdog and says so) and
+        forget it (it no longer starts at power on)."""
+        with self._locked() as state:
+            host = self._host(state, name)
+            pid = int(host.pop("agent_pid", 0) or 0)
+            host.pop("agent_args", None)
+        if pid > 0 and alive(pid) and "lazarus.app.agent" in " ".join(cmdline(pid)):
+            signal_pids([pid], signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if alive(pid):
+                kill_and_wait([pid])
+
+    def agent_alive(self, name: str) -> bool:
+        pid = int(self._host(self._load(), name).get("agent_pid") or 0)
+        return pid > 0 and alive(pid) and "lazarus.app.agent" in " ".join(cmdline(pid))
 
     def power_off(self, name: str) -> None:
         """Cut the power: SIGKILL libvirtd and every qemu of the host, pull its cable."""

@@ -37,6 +37,7 @@ from lazarus.domain.hooks import RUNNING as JOB_RUNNING
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.ha.host_error import Options, UsageError, parse_args
 from lazarus.ports.fence import AgentResult
+from lazarus.ports.hypervisor import DomainState
 
 from . import scenario as sc
 from .vm_ha_oracles import VmHaOracles
@@ -140,7 +141,10 @@ class Oracles:
             old, since = previous
             old_host = cluster.host(old)
             powered_since = old_host.powered and self.power_lost.get(old, -1.0) < since
-            if not cluster.reachable(old) and powered_since and old not in self.cleared:
+            old_dom = old_host.domains.get(deploy_id)
+            still_there = old_dom is not None and old_dom.state is not DomainState.POWEROFF
+            if (not cluster.reachable(old) and powered_since and still_there
+                    and old not in self.cleared):
                 self.flag(
                     "unfenced_start",
                     f"vm {vm_id} started on {host} while {old} (unreachable) was never "

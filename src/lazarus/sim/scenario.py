@@ -137,6 +137,21 @@ class Expect:
 
 
 @dataclass
+class AgentSpec:
+    """`[agent]`: a host agent (lazarus/agent) on every host, or on `hosts`."""
+
+    enabled: bool = True
+    hosts: list[str] = field(default_factory=list)  # empty: every host
+    watchdog: bool = False
+    watchdog_timeout: float = 10.0
+    period: float = 1.0
+    loss_timeout: float = 5.0
+    isolation_response: str = "none"  # none | stop
+    isolation_time: float = 10.0
+    reboot: float = 30.0  # a watchdog reset: the host is off this long, then powers on
+
+
+@dataclass
 class Scenario:
     name: str
     description: str = ""
@@ -151,6 +166,7 @@ class Scenario:
     hook_timeout: float = 0.0
     events: list[Event] = field(default_factory=list)
     expect: Expect = field(default_factory=Expect)
+    agent: AgentSpec | None = None
 
     def vm_names(self) -> list[str]:
         return [n for spec in self.vms for n in spec.names()]
@@ -188,6 +204,7 @@ def from_dict(data: dict[str, Any], default_name: str = "scenario") -> Scenario:
     hook = dict(data.pop("hook", {}))
     events = data.pop("events", [])
     expect = data.pop("expect", {})
+    agent = data.pop("agent", None)
     known = {"name", "description", "duration", "jitter", "settings"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -217,6 +234,10 @@ def from_dict(data: dict[str, Any], default_name: str = "scenario") -> Scenario:
         raise ScenarioError(f"hook: unknown field(s) {', '.join(sorted(hook))}")
     s.events = [_build(Event, dict(e), f"events[{i}]") for i, e in enumerate(events)]
     s.expect = _build(Expect, dict(expect), "expect")
+    if agent is not None:
+        s.agent = _build(AgentSpec, dict(agent), "agent")
+        if not s.agent.enabled:
+            s.agent = None
     check(s)
     return s
 
@@ -254,6 +275,12 @@ def check(s: Scenario) -> None:
             raise ScenarioError(f"{where}: fault must be one of {', '.join(FENCE_FAULTS)}")
         if e.at < 0:
             raise ScenarioError(f"{where}: at must be >= 0")
+    if s.agent is not None:
+        for name in s.agent.hosts:
+            if name not in hosts:
+                raise ScenarioError(f"agent: unknown host {name}")
+        if s.agent.isolation_response not in ("none", "stop"):
+            raise ScenarioError("agent: isolation_response must be none or stop")
     for name in [*s.expect.oracles, *s.expect.violations]:
         if name not in ORACLES:
             raise ScenarioError(f"expect: unknown oracle {name}; one of {', '.join(ORACLES)}")
@@ -324,6 +351,8 @@ def dumps(s: Scenario) -> str:
         lines += ["", "[[events]]"] + [
             f"{k} = {_value(v)}" for k, v in _changed(e, ("at", "action")).items()
         ]
+    if s.agent is not None:
+        lines += ["", "[agent]"] + [f"{k} = {_value(v)}" for k, v in _changed(s.agent).items()]
     expect = _changed(s.expect)
     if expect:
         lines += ["", "[expect]"] + [f"{k} = {_value(v)}" for k, v in expect.items()]

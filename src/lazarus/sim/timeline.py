@@ -82,8 +82,8 @@ class Timeline:
         self.add("fault", e.describe())
         host = e.host
         if e.action == "partition":
-            if "controller" not in e.parties:
-                return
+            if "controller" not in e.parties or "storage" in e.parties:
+                return  # controller<->storage is no host's fault (the heartbeats' channel)
             host = next((p for p in e.parties if p != "controller"), "")
         elif e.action not in FAILURES:
             return

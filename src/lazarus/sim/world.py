@@ -42,6 +42,7 @@ from lazarus.ports.fence import AgentResult
 from lazarus.store.sqlite import SqliteStore
 
 from . import scenario as sc
+from .agents import SimAgents
 from .hostexec import HostErrorExecutor, RunObserver
 
 PASSWORD = "sim"  # the in-process oneadmin; never leaves the process
@@ -133,7 +134,10 @@ class World:
         self.store_faults: list[tuple[float, float]] = []
         self.t0 = 0.0  # monotonic instant the scenario's events count from
         self.errors: list[str] = []
-        self.partitions: set[tuple[str, str]] = set()  # host-host / host-storage, oracle only
+        self.partitions: set[tuple[str, str]] = set()  # host-host / host-storage
+        # host agents (sim/agents.py): the storage heartbeat as its own channel
+        self.agents = SimAgents(scenario.agent, self.cluster, self.clock, self.cut) \
+            if scenario.agent is not None else None
         self._build_controller()
 
     # -- the controller generations --------------------------------------------------------------
@@ -142,6 +146,7 @@ class World:
         self.controller = Controller(
             self.store, self.clock, {"sim": SimHypervisor(self.cluster)}, self.settings,
             datastore_root="/sim/datastores", hook_executor=self.executor,
+            heartbeats=self.agents.storage if self.agents is not None else None,
         )
         self.controller.journal.listeners.append(self._on_journal)
         dispatcher = build_dispatcher(self.controller, Authenticator(self.store.user_by_name))
@@ -231,8 +236,19 @@ class World:
             lambda: all(h.state is HostState.MONITORED for h in self.store.hosts()),
             60, "all hosts MONITORED",
         )
+        if self.agents is not None:
+            self.run(self._start_agents())
         self._create_vms(ds_ids)
         self.t0 = self.clock.monotonic()
+
+    async def _start_agents(self) -> None:
+        assert self.agents is not None
+        self.agents.start([h.name for h in self.scenario.hosts])
+        await self.clock.sleep(3 * (self.scenario.agent.period if self.scenario.agent else 1))
+
+    def cut(self, a: str, b: str) -> bool:
+        """Is this pair of parties partitioned (host-storage, controller-storage, ...)?"""
+        return (min(a, b), max(a, b)) in self.partitions
 
     def _register_hook(self) -> None:
         template = Template.parse(error_hook_text())
@@ -321,8 +337,9 @@ class World:
             self._api(e)
 
     def _partition(self, parties: list[str], cut: bool) -> None:
-        """controller<->host is what the controller sees (the host's network); host<->host
-        and host<->storage only the oracles and the timeline see."""
+        """controller<->host is what the controller sees (the host's network); host<->storage
+        and controller<->storage cut the heartbeat channel of the host agents (sim/agents.py);
+        host<->host only the oracles and the timeline see."""
         a, b = [*parties, "", ""][:2]
         for one, other in ((a, b), (b, a)):
             if one == "controller" and other in self.cluster.hosts:

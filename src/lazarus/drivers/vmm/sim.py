@@ -195,6 +195,17 @@ class SimCluster:
         host.failures[op] = permanent
         host.failure_counts[op] = max(1, count)
 
+    def stop_domains(self, name: str) -> int:
+        """Shut off every running domain of the host (a host agent's isolation response,
+        as `virsh destroy`); definitions stay. The number stopped."""
+        host = self.host(name)
+        stopped = 0
+        for dom in host.domains.values():
+            if dom.state is not DomainState.POWEROFF:
+                self._set_state(host, dom, DomainState.POWEROFF, "stopped")
+                stopped += 1
+        return stopped
+
     def crash_vm(
         self, deploy_id: str, host: str | None = None, *, gone: bool = False,
         kind: str = "crashed",
