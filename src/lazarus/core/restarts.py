@@ -43,6 +43,8 @@ from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.template import Vector
 from lazarus.domain.transitions import RETRY_OF, START_FAILURES, Op
 
+from .waits import VmTimers
+
 if TYPE_CHECKING:
     from .journal import Tx
     from .lifecycle import Lifecycle
@@ -80,7 +82,7 @@ def _int(rec: Vector, key: str) -> int:
 class RestartPolicy:
     def __init__(self, lifecycle: Lifecycle) -> None:
         self.lc = lifecycle
-        self._timers: dict[int, asyncio.Task[None]] = {}
+        self._timers = VmTimers("restart policy", log)
 
     # ------------------------------------------------------------------- called in a tx
     def begin(self, t: Tx, vm: VM, reason: str) -> None:
@@ -179,41 +181,22 @@ class RestartPolicy:
 
     def abort(self) -> list[asyncio.Task[None]]:
         """Cancel the timers without waiting (a crash: Controller.abort awaits them)."""
-        tasks = list(self._timers.values())
-        for task in tasks:
-            task.cancel()
-        return tasks
+        return self._timers.abort()
 
     async def close(self) -> None:
-        tasks = list(self._timers.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._timers.clear()
+        await self._timers.close()
 
     def _arm(self, vm_id: int, when: float) -> None:
-        self._cancel(vm_id)
-        task = asyncio.get_running_loop().create_task(self._fire(vm_id, when))
-        self._timers[vm_id] = task
-        task.add_done_callback(lambda done: self._reap(vm_id, done))
+        self._timers.arm(vm_id, self._fire(vm_id, when))
 
     def _cancel(self, vm_id: int) -> None:
-        task = self._timers.pop(vm_id, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    def _reap(self, vm_id: int, task: asyncio.Task[None]) -> None:
-        if self._timers.get(vm_id) is task:
-            del self._timers[vm_id]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("vm/%d: restart policy failed", vm_id, exc_info=task.exception())
+        self._timers.cancel(vm_id)
 
     async def _fire(self, vm_id: int, when: float) -> None:
         wait = when - self.lc.clock.now()
         if wait > 0:
             await self.lc.clock.sleep(wait)
-        if self._timers.get(vm_id) is asyncio.current_task():
-            del self._timers[vm_id]  # a decision below may arm the next timer
+        self._timers.fired(vm_id)  # a decision below may arm the next timer
         relocate = False
         with self.lc.journal.tx() as t:
             vm = self._current(t, vm_id)

@@ -58,6 +58,8 @@ from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.template import Vector
 from lazarus.domain.transitions import Op
 
+from .waits import VmTimers
+
 if TYPE_CHECKING:
     from .journal import Tx
     from .lifecycle import Lifecycle
@@ -100,7 +102,7 @@ def healthy(host: Host | None) -> bool:
 class VmHa:
     def __init__(self, lifecycle: Lifecycle) -> None:
         self.lc = lifecycle
-        self._timers: dict[int, asyncio.Task[None]] = {}
+        self._timers = VmTimers("VM HA", log)
         self._busy: set[int] = set()  # VMs whose restart's driver call runs now
 
     # ------------------------------------------------------------------------ settings
@@ -279,39 +281,23 @@ class VmHa:
         return count
 
     def abort(self) -> list[asyncio.Task[None]]:
-        tasks = list(self._timers.values())
-        for task in tasks:
-            task.cancel()
-        return tasks
+        """Cancel the timers without waiting (a crash: Controller.abort awaits them)."""
+        return self._timers.abort()
 
     async def close(self) -> None:
-        tasks = self.abort()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._timers.clear()
+        await self._timers.close()
 
     def _arm(self, vm_id: int, when: float) -> None:
-        self._cancel(vm_id)
-        task = asyncio.get_running_loop().create_task(self._fire(vm_id, when))
-        self._timers[vm_id] = task
-        task.add_done_callback(lambda done: self._reap(vm_id, done))
+        self._timers.arm(vm_id, self._fire(vm_id, when))
 
     def _cancel(self, vm_id: int) -> None:
-        task = self._timers.pop(vm_id, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    def _reap(self, vm_id: int, task: asyncio.Task[None]) -> None:
-        if self._timers.get(vm_id) is task:
-            del self._timers[vm_id]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("vm/%d: VM HA failed", vm_id, exc_info=task.exception())
+        self._timers.cancel(vm_id)
 
     async def _fire(self, vm_id: int, when: float) -> None:
         wait = when - self.lc.clock.now()
         if wait > 0:
             await self.lc.clock.sleep(wait)
-        if self._timers.get(vm_id) is asyncio.current_task():
-            del self._timers[vm_id]
+        self._timers.fired(vm_id)  # a decision below may arm the next timer
         with self.lc.journal.tx() as t:
             vm = _vm(t, vm_id)
             rec = record(vm) if vm is not None else None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+import logging
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 from lazarus.ports.clock import Clock
 
@@ -33,3 +34,48 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
     Raises TimeoutError after `seconds` of loop (= clock) time."""
     async with asyncio.timeout(seconds):
         return await awaitable
+
+
+class VmTimers:
+    """At most one pending timer per VM id: the restart policies' (restarts.py, vm_ha.py)
+    "decide again at NEXT". `arm` replaces the VM's timer; the timer's coroutine calls
+    `fired(vm_id)` first thing after its sleep, so a decision it makes may arm the next one;
+    a timer that failed is logged as `what` failed."""
+
+    def __init__(self, what: str, log: logging.Logger) -> None:
+        self._what = what
+        self._log = log
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    def arm(self, vm_id: int, work: Coroutine[Any, Any, None]) -> None:
+        self.cancel(vm_id)
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks[vm_id] = task
+        task.add_done_callback(lambda done: self._reap(vm_id, done))
+
+    def cancel(self, vm_id: int) -> None:
+        task = self._tasks.pop(vm_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def fired(self, vm_id: int) -> None:
+        """The running timer of `vm_id` is no longer pending (called by the timer itself)."""
+        if self._tasks.get(vm_id) is asyncio.current_task():
+            del self._tasks[vm_id]
+
+    def abort(self) -> list[asyncio.Task[None]]:
+        """Cancel every timer at once (a crash); the tasks, for whoever awaits them."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+    async def close(self) -> None:
+        await asyncio.gather(*self.abort(), return_exceptions=True)
+        self._tasks.clear()
+
+    def _reap(self, vm_id: int, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(vm_id) is task:
+            del self._tasks[vm_id]
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("vm/%d: %s failed", vm_id, self._what, exc_info=task.exception())
