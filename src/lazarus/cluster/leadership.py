@@ -83,6 +83,8 @@ class Elector:
         self.on_deposed = on_deposed
         self.term: Term | None = None
         self.deadline = float("-inf")
+        self.acted_until = float("-inf")  # when the last term stopped acting (deadline or
+        # deposition, whichever came first)
         self.leader: tuple[str, int] | None = None  # as last seen (value, epoch)
         self.status = "starting"
         self._next_renew = 0.0
@@ -170,6 +172,7 @@ class Elector:
         self.status = f"leader (epoch {term.epoch})"
 
     async def _depose(self, term: Term, why: str) -> None:
+        self.acted_until = min(self.deadline, self.clock.monotonic())
         self.term = None
         self.deadline = float("-inf")
         self.status = f"follower; stopped leading epoch {term.epoch}: {why}"
