@@ -264,12 +264,11 @@ class Controllers:
                 return node
         return None
 
-    def node(self, name: str) -> Node:
+    def node(self, name: str) -> Node | None:
+        """The named node, or the leader (None when nobody leads at this instant: an event
+        aimed at the leader then does nothing)."""
         if not name:
-            leader = self.leader()
-            if leader is None:
-                raise LookupError("no leader at this instant")
-            return leader
+            return self.leader()
         for node in self.nodes:
             if node.name == name:
                 return node
@@ -285,18 +284,24 @@ class Controllers:
 
     async def crash(self, name: str, down: float) -> None:
         node = self.node(name)
+        if node is None or not node.alive:
+            return
         await node.crash()
         await self.world.clock.sleep(down)
         node.start()
 
     async def freeze(self, name: str, down: float) -> None:
         node = self.node(name)
+        if node is None or node.clock.frozen:
+            return
         node.clock.freeze()
         await self.world.clock.sleep(down)
         node.clock.thaw()
 
     async def cut(self, name: str, down: float) -> None:
         node = self.node(name)
+        if node is None or node.name in self.service.cut_off:
+            return
         self.service.cut(node.name)
         await self.world.clock.sleep(down)
         self.service.heal(node.name)
