@@ -103,3 +103,34 @@ def test_freeze_and_coordination_cut_need_several_controllers() -> None:
             {"at": 1, "action": "controller_crash", "controller": "ctl5"}]})
     with pytest.raises(ScenarioError, match=r"cluster\.controllers"):
         from_dict({"cluster": {"hosts": 2, "controllers": 0}})
+
+
+def test_an_event_aimed_at_the_leader_while_nobody_leads_does_nothing() -> None:
+    """Fuzz seed 123108 (and five more): a freeze, cut or kill of "the leader" in the second
+    between a leader's death and its successor's election was an event error."""
+    scenario = from_dict({
+        "cluster": {"hosts": 3, "controllers": 3, "vms": [{"name": "web", "host": "node2"}]},
+        "events": [
+            {"at": 5, "action": "controller_crash", "down": 10.0},
+            {"at": 5.5, "action": "controller_freeze", "down": 2.0},
+            {"at": 5.6, "action": "coordination_cut", "down": 2.0},
+            {"at": 5.7, "action": "controller_crash", "down": 1.0},
+        ],
+        "duration": 40,
+    })
+    result = run_scenario(scenario)
+    assert result.ok, result.failures
+    assert [c["change"] for c in result.leadership].count("elected") == 2
+
+
+def test_the_fuzzer_adds_controller_events_without_changing_the_rest() -> None:
+    from lazarus.sim.fuzz import generate
+
+    mixed = [generate(seed) for seed in range(60)]
+    assert {s.controllers for s in mixed} == {1, 3}
+    for seed in range(30):
+        one, three = generate(seed, 1), generate(seed, 3)
+        assert one.controllers == 1 and three.controllers == 3
+        added = [e for e in three.events if e not in one.events]
+        assert added and all(e.action.startswith(("controller", "coordination")) for e in added)
+        assert [e for e in three.events if e in one.events] == one.events
