@@ -7,6 +7,10 @@ XML-RPC API (api/stack.py), then runs until
 SIGTERM/SIGINT. On first start it generates the oneadmin credentials into a one_auth file
 (mode 0600) and prints its path; the CLI and hook scripts find it through $LAZARUS_AUTH,
 $ONE_AUTH or the default path.
+
+With `ha` (`lazarus serve --ha`, app/standby.py) it opens the shared store, stands by until
+etcd elects it, then claims its epoch and runs as above over an epoch-fenced store; when it
+stops leading it aborts the controller and exits EXIT_DEPOSED for its supervisor to restart.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from .credentials import ensure_admin
 from .datadir import DataDirLock
 from .runtime import Runtime
 from .sim_api import SimApi
+from .standby import EXIT_DEPOSED, HaOptions, Standby
 
 log = logging.getLogger("lazarus.daemon")
 
@@ -72,10 +77,13 @@ class Daemon:
     data_dir: Path
     auth_file: Path | None = None
     on_ready: Callable[[str, Path], None] | None = None
+    ha: HaOptions | None = None
+    store_path: Path | None = None  # default <data dir>/lazarus.db; --ha: the shared store
     sim: SimCluster = field(init=False)
     url: str = field(init=False, default="")
+    exit_code: int = field(init=False, default=0)
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = DataDirLock(self.data_dir)
         lock.acquire()  # DataDirBusy: another daemon drives this data directory
@@ -83,6 +91,7 @@ class Daemon:
             await self._run(stop)
         finally:
             lock.release()
+        return self.exit_code
 
     async def _run(self, stop: asyncio.Event | None) -> None:
         stop = stop or asyncio.Event()
@@ -91,7 +100,28 @@ class Daemon:
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)  # `kill -USR2`: every task's stack
         clock = SystemClock()
-        store = SqliteStore.open(self.data_dir / "lazarus.db")
+        store = SqliteStore.open(self.store_path or self.data_dir / "lazarus.db")
+        standby: Standby | None = None
+        if self.ha is not None:
+            standby = Standby(self.ha, clock, f"{os.uname().nodename} pid {os.getpid()} "
+                                              f"{self.data_dir}")
+            if await standby.wait_elected(stop) is None:
+                await standby.close()
+                store.close()
+                return
+            assert standby.term is not None
+            log.info("lazarus: elected leader, epoch %d", standby.term.epoch)
+        try:
+            await self._lead(store, clock, stop, standby)
+        finally:
+            if standby is not None:
+                await standby.close()
+            store.close()
+
+    async def _lead(self, store: SqliteStore, clock: SystemClock, stop: asyncio.Event,
+                    standby: Standby | None) -> None:
+        loop = asyncio.get_running_loop()
+        core_store = standby.claim(store) if standby is not None else store
         self.sim = SimCluster(clock)
         hook_env = dict(os.environ)
         if self.settings.hooks_dir:
@@ -107,7 +137,7 @@ class Daemon:
         hook_executor.env["LAZARUS_DATA_DIR"] = str(self.data_dir)  # host_error's locks, logs
         drivers = hypervisors(self.sim, self.settings.vm_mad)
         controller = Controller(
-            store,
+            core_store,
             clock,
             drivers,
             self.settings,
@@ -120,9 +150,11 @@ class Daemon:
         hook_executor.env["LAZARUS_FENCE_KEY"] = str(fence_key_file.resolve())
         runtime = Runtime(loop)
         runtime.bind()
-        # lazarus.sim.* operate the simulated cluster: served only when its driver is loaded
+        # lazarus.sim.* operate the simulated cluster: served only when its driver is loaded.
+        # Its machines' state lives next to the store, so a new leader finds them as they are.
+        sim_state = (self.store_path.parent if self.store_path else self.data_dir) / "sim.json"
         sim_methods = (
-            [SimApi(self.sim, controller, runtime.call, self.data_dir / "sim.json")]
+            [SimApi(self.sim, controller, runtime.call, sim_state)]
             if "sim" in drivers else []
         )
         dispatcher = build_dispatcher(
@@ -145,13 +177,23 @@ class Daemon:
         )
         if self.on_ready is not None:
             self.on_ready(server.url, auth_file)
+        ends = [stop] + ([standby.deposed] if standby is not None else [])
+        waits = [asyncio.ensure_future(e.wait()) for e in ends]
         try:
-            await stop.wait()
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            log.info("lazarus: stopping")
-            server.close()
-            await controller.stop()
-            store.close()
+            for w in waits:
+                w.cancel()
+            if standby is not None and standby.deposed.is_set():
+                log.warning("lazarus: stopped leading (%s); exiting for a restart as a standby",
+                            standby.why)
+                await controller.abort()  # at once, as a crash: nothing of it can land anyway
+                server.close()
+                self.exit_code = EXIT_DEPOSED
+            else:
+                log.info("lazarus: stopping")
+                server.close()
+                await controller.stop()
 
 
 def _dump_tasks() -> None:
@@ -162,7 +204,8 @@ def _dump_tasks() -> None:
         log.warning("task %s:\n%s", task.get_name(), out.getvalue())
 
 
-def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> int:
+def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None,
+          ha: HaOptions | None = None, store_path: Path | None = None) -> int:
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a daemon that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
@@ -175,6 +218,5 @@ def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> 
         print(ready_lines.LISTENING.format(url=url), flush=True)
         print(ready_lines.CREDENTIALS.format(path=path), flush=True)
 
-    daemon = Daemon(settings, data_dir, auth_file, on_ready=ready)
-    asyncio.run(daemon.run())
-    return 0
+    daemon = Daemon(settings, data_dir, auth_file, on_ready=ready, ha=ha, store_path=store_path)
+    return asyncio.run(daemon.run())

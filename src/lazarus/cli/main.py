@@ -11,6 +11,7 @@ too (the test fixtures start the daemon that way).
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import click
@@ -60,8 +61,18 @@ def lazarus(ctx: click.Context, endpoint: str | None, auth_file: Path | None) ->
 @click.option("--auth-file", "serve_auth_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Where the oneadmin credentials are written or read "
                                  "[default: <data dir>/one_auth].")
+@click.option("--ha", is_flag=True,
+              help="One of several controllers: stand by until etcd elects this one, lead, "
+                   "exit 75 when no longer the leader (for the supervisor to restart it).")
+@click.option("--etcd", metavar="URLS", default=None,
+              help="--ha: etcd client URLs, comma-separated [default: $LAZARUS_ETCD, else "
+                   "http://127.0.0.1:2379].")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="The store file [default: <data dir>/lazarus.db]; with --ha "
+                                 "the one all controllers share.")
 def serve(listen: str | None, port: int | None, data_dir: Path | None,
-          config_file: Path | None, serve_auth_file: Path | None) -> None:
+          config_file: Path | None, serve_auth_file: Path | None, ha: bool,
+          etcd: str | None, store_path: Path | None) -> None:
     """Run the controller daemon in the foreground until SIGTERM or Ctrl-C.
 
     Settings come from the flags, then $LAZARUS_<NAME> variables, then the config file
@@ -82,8 +93,19 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
         settings, data = config.load(data_dir, config_file, overrides=overrides)
     except config.ConfigError as exc:
         raise CliError(str(exc)) from exc
+    options = None
+    if ha:
+        from lazarus.app.standby import HaOptions
+
+        urls = (etcd or os.environ.get("LAZARUS_ETCD") or "http://127.0.0.1:2379").split(",")
+        try:
+            options = HaOptions(etcd=[u.strip() for u in urls if u.strip()])
+        except ValueError as exc:
+            raise CliError(f"--etcd: {exc}") from exc
+    elif etcd is not None:
+        raise CliError("--etcd is for --ha")
     try:
-        code = daemon.serve(settings, data, serve_auth_file)
+        code = daemon.serve(settings, data, serve_auth_file, options, store_path)
     except OSError as exc:  # e.g. the port is taken: one line, not a traceback
         raise CliError(f"cannot start the daemon: {exc}") from exc
     raise SystemExit(code)
