@@ -79,8 +79,13 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
     (OpenNebula template syntax, e.g. MONITORING_INTERVAL_HOST = 5). When ready it prints
     "Lazarus controller listening on URL" and the path of the oneadmin credentials.
 
+    With --ha it is one of several controllers on a shared store: it stands by until etcd
+    elects it, and exits 75 when it stops leading (docs/architecture.md, "Several
+    controllers").
+
     \b
     Example: lazarus serve --port 0 --data-dir /tmp/lz
+    Example: lazarus serve --ha --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --store /srv/lz.db
     """
     from lazarus.app import config, daemon  # the daemon's dependencies load only for serve
 
