@@ -172,3 +172,35 @@ def test_a_slow_service_is_given_no_more_than_the_deadline() -> None:
 def test_lease_timing_refuses_settings_that_cannot_work(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         LeaseTiming(**kwargs)
+
+
+def test_a_take_over_that_fails_gives_the_term_up_and_campaigns_again() -> None:
+    """Fuzz seed 124002: the store refused the new leader's epoch claim; the exception ended
+    the elector's loop, every standby's in turn, and nobody led again."""
+
+    async def go(loop: VirtualEventLoop) -> None:
+        clock = VirtualClock(loop)
+        service = MemoryCoordinationService(clock)
+        store_down = [True]
+        elected: list[int] = []
+
+        async def take_over(term: Term) -> None:
+            if store_down[0]:
+                raise RuntimeError("Store error: database is read-only")
+            elected.append(term.epoch)
+
+        async def deposed(term: Term, why: str) -> None:
+            pass
+
+        e = Elector(service.client("a"), clock, KEY, "a", on_elected=take_over,
+                    on_deposed=deposed)
+        task = loop.create_task(e.run())
+        await asyncio.sleep(1)
+        assert not e.acting() and service.holder(KEY) is None  # given up, not held
+        store_down[0] = False
+        await asyncio.sleep(e.timing.ttl + 1)
+        assert e.acting() and elected and elected[0] > 1
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    vrun(go)

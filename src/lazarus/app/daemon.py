@@ -32,6 +32,7 @@ from lazarus.api.stack import build_dispatcher
 from lazarus.api.xmlrpc import Limits, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
+from lazarus.domain.errors import InternalError
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.hooks.lifeline import GroupRecords
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
@@ -121,7 +122,13 @@ class Daemon:
     async def _lead(self, store: SqliteStore, clock: SystemClock, stop: asyncio.Event,
                     standby: Standby | None) -> None:
         loop = asyncio.get_running_loop()
-        core_store = standby.claim(store) if standby is not None else store
+        try:
+            core_store = standby.claim(store) if standby is not None else store
+        except InternalError as exc:  # the store is down, or a newer leader claimed first
+            log.error("lazarus: elected, but the epoch cannot be claimed: %s; exiting for a "
+                      "restart as a standby", exc)
+            self.exit_code = EXIT_DEPOSED
+            return
         self.sim = SimCluster(clock)
         hook_env = dict(os.environ)
         if self.settings.hooks_dir:

@@ -26,7 +26,9 @@ within 0.25 s: 2.75 s in the worst case. A leader that cannot renew stops acting
 its last successful renew was sent, at least 0.5 s before anybody else can be elected.
 
 `on_elected(term)` and `on_deposed(term, why)` must return promptly (they run on this loop,
-between renewals): claim the epoch and start or abort the controller, nothing longer.
+between renewals): claim the epoch and start or abort the controller, nothing longer. When
+`on_elected` raises (the store refuses the claim: it is down), the term is given up at once
+and this controller waits one TTL before campaigning again, so another may try.
 """
 
 from __future__ import annotations
@@ -138,7 +140,19 @@ class Elector:
         self.leader = (term.value, term.epoch)
         self.status = f"leader (epoch {term.epoch})"
         log.info("cluster: %s is the leader, epoch %d", self.identity, term.epoch)
-        await self.on_elected(term)
+        try:
+            await self.on_elected(term)
+        except Exception as exc:  # e.g. the store refuses the epoch's claim: cannot lead now
+            log.error("cluster: %s cannot take over (epoch %d): %s; giving the term up",
+                      self.identity, term.epoch, exc)
+            self.term = None
+            self.deadline = float("-inf")
+            self.status = f"follower; could not take over epoch {term.epoch}: {exc}"
+            try:
+                await self._call(self.coord.resign(term), t.call_timeout)
+            except (CoordinationError, TimeoutError):
+                pass  # the lease runs out by itself
+            await self.clock.sleep(t.ttl)  # let another controller try first
 
     async def _renew(self) -> None:
         t = self.timing
