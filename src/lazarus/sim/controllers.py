@@ -34,7 +34,6 @@ from lazarus.cluster.fenced import EPOCH_KEY, FencedStore, claim_epoch
 from lazarus.cluster.leadership import DEFAULT_KEY, Elector, LeaseTiming
 from lazarus.core.controller import Controller
 from lazarus.domain.entities import Host
-from lazarus.domain.errors import StaleLeaderError
 from lazarus.domain.hooks import ExecutionResult
 from lazarus.drivers.coord.memory import MemoryCoordinationService
 from lazarus.drivers.vmm.sim import SimHypervisor
@@ -197,10 +196,7 @@ class Node:
 
     async def _elected(self, term: Term) -> None:
         w = self.world
-        try:
-            claim_epoch(w.store, term.epoch)
-        except StaleLeaderError:
-            return  # cannot happen with a growing epoch; the lease lapses, another try later
+        claim_epoch(w.store, term.epoch)  # raises when the store refuses: the term is given up
         self.epoch = term.epoch
         elector = self.elector
         assert elector is not None
