@@ -116,18 +116,20 @@ class Elector:
         else:
             await self._renew()
 
-    async def _call(self, coro: Awaitable[T], budget: float) -> T:
+    async def _call(self, call: Callable[[], Awaitable[T]], budget: float) -> T:
+        """`call()` within `budget` seconds. The coroutine is made inside the timeout, so none
+        is ever left unawaited (a cancellation or an expired budget before it starts)."""
         async with asyncio.timeout(max(0.0, budget)):
-            return await coro
+            return await call()
 
     async def _campaign(self) -> None:
         t = self.timing
         sent = self.clock.monotonic()
         try:
-            term = await self._call(self.coord.campaign(self.key, self.identity, t.ttl),
-                                    t.call_timeout)
+            term = await self._call(
+                lambda: self.coord.campaign(self.key, self.identity, t.ttl), t.call_timeout)
             if term is None:
-                self.leader = await self._call(self.coord.leader(self.key), t.call_timeout)
+                self.leader = await self._call(lambda: self.coord.leader(self.key), t.call_timeout)
                 who = f"{self.leader[0]} (epoch {self.leader[1]})" if self.leader else "nobody"
                 self.status = f"follower; leader {who}"
                 return
@@ -149,7 +151,7 @@ class Elector:
             self.deadline = float("-inf")
             self.status = f"follower; could not take over epoch {term.epoch}: {exc}"
             try:
-                await self._call(self.coord.resign(term), t.call_timeout)
+                await self._call(lambda: self.coord.resign(term), t.call_timeout)
             except (CoordinationError, TimeoutError):
                 pass  # the lease runs out by itself
             await self.clock.sleep(t.ttl)  # let another controller try first
@@ -169,7 +171,7 @@ class Elector:
             await self._depose(term, "the lease could not be renewed before its deadline")
             return
         try:
-            ok = await self._call(self.coord.renew(term), budget)
+            ok = await self._call(lambda: self.coord.renew(term), budget)
         except (CoordinationError, TimeoutError) as exc:
             self._next_renew = self.clock.monotonic()  # retry at once, within the deadline
             self.status = f"leader (epoch {term.epoch}); renew failed: {exc or 'timeout'}"
