@@ -1,30 +1,40 @@
-"""Store benchmark: the read paths the XML-RPC API leans on, at 1,000 hosts and 10,000 VMs.
+"""Store benchmark, both stores side by side: the read paths the XML-RPC API leans on and the
+writes of a host failure, at 1,000 hosts and 10,000 VMs.
 
-    .venv/bin/python bench/bench_store.py [--hosts 1000] [--vms 10000] [--dir DIR]
+    .venv/bin/python bench/bench_store.py [--hosts 1000] [--vms 10000] [--stores sqlite,postgresql]
+    .venv/bin/python bench/bench_store.py --pg-url postgresql://bench@127.0.0.1:5433/bench
 
-Fills a fresh SQLite file store (realistic bodies: templates with DISK/NIC vectors, two history
-records per VM), then times vms() (all; the core of one.vmpool.infoextended),
+For each store, fills a fresh one (realistic bodies: templates with DISK/NIC vectors, two
+history records per VM), then times vms() (all; the core of one.vmpool.infoextended),
 vm_short_bodies() (one.vmpool.info's cached short bodies), vm(id) for every VM (one.vm.info),
-hosts() (one.hostpool.info), and vm(id) from 8 threads at once. Prints figures; no
-assertions (timings depend on the machine). Wall-clock timing is fine here: this is not a test.
+hosts() (one.hostpool.info), vm(id) from 8 threads at once, save_vm in a transaction each, and
+a host failure's writes (the journal's: the host to ERROR, then for each of its 100 VMs one
+transaction per change, UNKNOWN, RESCHED, placed on another host, each with its event). SQLite
+is a file in a temporary directory; PostgreSQL is a throwaway server this script starts
+(app/pgserver.py: initdb in a temporary directory, loopback, fsync on as in production) unless
+--pg-url names one. Prints a table with the ratio PostgreSQL / SQLite per row; no assertions
+(timings depend on the machine). Wall-clock timing is fine here: this is not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from lazarus.domain.entities import VM, History, Host, HostShare
+from lazarus.app import pgserver
+from lazarus.domain.entities import VM, Event, EventKind, History, Host, HostShare, ObjType
 from lazarus.domain.states import HostState, LcmState, VmState
 from lazarus.domain.template import Template
-from lazarus.store import codec
-from lazarus.store.sqlite import SqliteStore
+from lazarus.store import open_store
 
 
 def make_host(n: int) -> Host:
@@ -67,87 +77,168 @@ def make_vm(n: int, hosts: int) -> VM:
     )
 
 
-def timed(label: str, action: Callable[[], object], per: int = 1) -> float:
+def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
-    elapsed = time.perf_counter() - start
-    extra = f"  ({elapsed / per * 1e6:8.1f} us each, {per / elapsed:10.0f}/s)" if per > 1 else ""
-    print(f"{label:<44} {elapsed * 1000:9.1f} ms{extra}")
-    return elapsed
+    return time.perf_counter() - start
 
 
-def calibrate() -> None:
+def calibrate() -> float:
     """A machine-speed yardstick to scale the figures by (loaded CI boxes run 2-3x slower)."""
     doc = json.dumps({"k": [[str(i), "x" * 20] for i in range(30)]})
-    timed(
-        f"calibration: json.loads {len(doc)} B x10000",
-        lambda: [json.loads(doc) for _ in range(10_000)],
+    return timed(lambda: [json.loads(doc) for _ in range(10_000)])
+
+
+def host_failure(store: Any, host_id: int, targets: list[int]) -> None:
+    """The journal's writes of a host failure: one transaction per change, each with its
+    event (core/journal.py), for every VM of the host."""
+    with store.transaction() as tx:
+        host = tx.host(host_id)
+        host.state = HostState.ERROR
+        tx.save_host(host)
+        tx.record(
+            Event(
+                kind=EventKind.STATE,
+                line=f"host/{host_id}: MONITORED => ERROR",
+                obj=ObjType.HOST,
+                obj_id=host_id,
+                state="ERROR",
+                time=time.time(),
+            )
+        )
+    vm_ids = [vm.id for vm in store.vms(host_id=host_id)]
+    for step, n in enumerate(vm_ids):
+        for change in ("UNKNOWN", "RESCHED", "RUNNING"):
+            with store.transaction() as tx:
+                vm = tx.vm(n)
+                if change == "UNKNOWN":
+                    vm.lcm_state = LcmState.UNKNOWN
+                elif change == "RESCHED":
+                    vm.resched = True
+                else:
+                    target = targets[step % len(targets)]
+                    vm.history.append(
+                        History(
+                            oid=n, seq=len(vm.history), hostname=f"node{target:04d}", hid=target
+                        )
+                    )
+                    vm.lcm_state, vm.resched = LcmState.RUNNING, False
+                tx.save_vm(vm)
+                tx.record(
+                    Event(
+                        kind=EventKind.STATE,
+                        line=f"vm/{n}: {change}",
+                        obj=ObjType.VM,
+                        obj_id=n,
+                        state="ACTIVE",
+                        lcm_state=change,
+                        time=time.time(),
+                    )
+                )
+
+
+def measure(store: Any, hosts: int, vms: int) -> dict[str, tuple[float, int]]:
+    """label -> (seconds, operations) for one store."""
+    out: dict[str, tuple[float, int]] = {}
+
+    def fill() -> None:
+        with store.transaction() as tx:
+            for n in range(hosts):
+                tx.add_host(make_host(n))
+            for n in range(vms):
+                tx.add_vm(make_vm(n, hosts))
+
+    out["insert all (one transaction)"] = (timed(fill), 1)
+    out["vms() all"] = (timed(store.vms), 1)
+    out["vms() all, second run"] = (timed(store.vms), 1)
+    out["vm_short_bodies() all (vmpool.info)"] = (timed(store.vm_short_bodies), 1)
+    out["vms(host_id=5)"] = (timed(lambda: store.vms(host_id=5)), 1)
+    out["vm(id) x all, one thread (vm.info)"] = (
+        timed(lambda: [store.vm(i) for i in range(vms)]),
+        vms,
     )
+    out["hosts() all (hostpool.info)"] = (timed(store.hosts), 1)
+
+    def threaded(workers: int = 8) -> None:
+        def work(offset: int) -> None:
+            for i in range(offset, vms, workers):
+                store.vm(i)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    out["vm(id) x all, 8 threads"] = (timed(threaded), vms)
+    count = min(1000, vms)
+
+    def updates() -> None:
+        for i in range(count):
+            with store.transaction() as tx:
+                vm = tx.vm(i)
+                vm.lcm_state = LcmState.UNKNOWN
+                tx.save_vm(vm)
+
+    out[f"save_vm, one transaction each, x{count}"] = (timed(updates), count)
+    # the host with the most VMs: make_vm puts VM n on host n % hosts, so host 0 has the most
+    victim_vms = len(store.vms(host_id=0))
+    targets = list(range(1, min(hosts, 11)))
+    out[f"host failure's writes ({victim_vms} VMs x 3 changes)"] = (
+        timed(lambda: host_failure(store, 0, targets)),
+        1 + 3 * victim_vms,
+    )
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--vms", type=int, default=10_000)
-    parser.add_argument("--dir", type=Path, default=None, help="where to put the db file")
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        store = SqliteStore.open(Path(tmp) / "lazarus.db")
-        try:
-            print(f"SQLite store, {args.hosts} hosts, {args.vms} VMs ({Path(tmp)})")
-            calibrate()
-
-            def fill() -> None:
-                with store.transaction() as tx:
-                    for n in range(args.hosts):
-                        tx.add_host(make_host(n))
-                    for n in range(args.vms):
-                        tx.add_vm(make_vm(n, args.hosts))
-
-            timed("insert all (one transaction)", fill)
-            body = len(store.vms(limit=1)[0].template.render())
-            print(f"{'(one VM template, rendered)':<44} {body:9d} chars")
-
-            timed("vms() all", store.vms)
-            rows = [(vm.id, codec.encode_vm(vm)) for vm in store.vms()]
-            timed(
-                "  of which decoding bodies (codec only)",
-                lambda: [codec.decode_vm(*r) for r in rows],
-            )
-            timed("vms() all, second run", store.vms)
-            timed("vm_short_bodies() all", store.vm_short_bodies)
-            timed("vms(host_id=5)", lambda: store.vms(host_id=5))
-            timed(
-                "vm(id) x all, one thread",
-                lambda: [store.vm(i) for i in range(args.vms)],
-                per=args.vms,
-            )
-            timed("hosts() all", store.hosts)
-
-            def threaded(workers: int = 8) -> None:
-                def work(offset: int) -> None:
-                    for i in range(offset, args.vms, workers):
-                        store.vm(i)
-
-                threads = [threading.Thread(target=work, args=(k,)) for k in range(workers)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-
-            timed("vm(id) x all, 8 threads", threaded, per=args.vms)
-
-            def updates(count: int = 1000) -> None:
-                for i in range(count):
-                    with store.transaction() as tx:
-                        vm = tx.vm(i)
-                        vm.lcm_state = LcmState.UNKNOWN
-                        tx.save_vm(vm)
-
-            timed("save_vm, one transaction each, x1000", updates, per=1000)
-        finally:
-            store.close()
+    parser.add_argument(
+        "--stores",
+        default="sqlite,postgresql",
+        help="comma-separated: sqlite, postgresql [default: both]",
+    )
+    parser.add_argument(
+        "--pg-url", default=None, help="an existing, empty PostgreSQL database (default: start one)"
+    )
+    parser.add_argument("--dir", type=Path, default=None, help="where to put the files")
+    args = parser.parse_args()  # fmt: skip
+    kinds = [k.strip() for k in args.stores.split(",") if k.strip()]
+    results: dict[str, dict[str, tuple[float, int]]] = {}
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{args.hosts} hosts, {args.vms} VMs; load average before: {load}")
+    print(f"calibration: json.loads 1.3 kB x10000: {calibrate() * 1000:.1f} ms")
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp, contextlib.ExitStack() as stack:
+        for kind in kinds:
+            if kind == "sqlite":
+                url = f"sqlite:{Path(tmp) / 'sqlite' / 'lazarus.db'}"
+            elif kind == "postgresql":
+                url = args.pg_url or stack.enter_context(
+                    pgserver.throwaway(Path(tmp) / "pg")
+                ).create_database("bench")
+            else:
+                parser.error(f"unknown store {kind!r}")
+            store = open_store(url, data_dir=Path(tmp) / kind)
+            try:
+                results[kind] = measure(store, args.hosts, args.vms)
+            finally:
+                store.close()  # fmt: skip
+    labels = list(next(iter(results.values())))
+    header = f"{'':<48}" + "".join(f"{k:>16}" for k in kinds)
+    if kinds == ["sqlite", "postgresql"]:
+        header += f"{'PG / SQLite':>14}"
+    print(header)
+    for label in labels:
+        line = f"{label:<48}"
+        for kind in kinds:
+            seconds, ops = results[kind][label]
+            line += f"{seconds * 1000:13.1f} ms" if ops == 1 else f"{ops / seconds:12.0f} /s "
+        if kinds == ["sqlite", "postgresql"]:
+            line += f"{results['postgresql'][label][0] / results['sqlite'][label][0]:13.2f}x"
+        print(line)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

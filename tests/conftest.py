@@ -3,6 +3,7 @@
 
 - Hypothesis runs without deadlines and derandomized (same examples every run).
 - Logging is re-enabled after every test.
+- PostgreSQL: `pg_server`, `pg_database`, `pg_conninfo`, `pg_url` (helpers/pg_fixtures.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ import logging
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from helpers.daemon import daemon_db
+from helpers.pg_fixtures import pg_conninfo, pg_database, pg_server, pg_url
+
+# fixtures defined in helpers/: pg_fixtures.py, daemon.py
+__all__ = ["daemon_db", "pg_conninfo", "pg_database", "pg_server", "pg_url"]
 
 # Property tests judge results, never speed: on a loaded 2-core CI box an example can take
 # longer than hypothesis' default 200 ms deadline, which would fail a correct run.

@@ -1,6 +1,6 @@
 """Epoch fencing (cluster/fenced.py) over every store that two controllers can share: two
-store objects on one SQLite file, as two controller processes would open it (PostgreSQL: add
-its factory to PAIRS). The old leader's writes are refused in the same transaction that would
+store objects on one SQLite file, and two on one PostgreSQL schema, as two controller
+processes would open them. The old leader's writes are refused in the same transaction that would
 have made them, and nothing of a refused transaction lands."""
 
 from __future__ import annotations
@@ -29,9 +29,15 @@ def _sqlite_pair(tmp: Path) -> tuple[Any, Any]:
 PAIRS: dict[str, Pair] = {"sqlite-file": _sqlite_pair}
 
 
-@pytest.fixture(params=sorted(PAIRS))
+@pytest.fixture(params=[*sorted(PAIRS), "postgresql"])
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
-    one, two = PAIRS[request.param](tmp_path)
+    if request.param == "postgresql":
+        from lazarus.store.postgres import PostgresStore
+
+        conninfo = request.getfixturevalue("pg_conninfo")
+        one, two = PostgresStore.open(conninfo), PostgresStore.open(conninfo)
+    else:
+        one, two = PAIRS[request.param](tmp_path)
     try:
         yield one, two
     finally:

@@ -1,8 +1,9 @@
 """Contract of the Store port (ports/store.py), run against every store factory.
 
-Every adapter (store/sqlite.py as a file and in memory; a PostgreSQL adapter later) must pass
-all of it. Tests that only make sense for a file (reopen, file mode, readers not waiting for
-the writer) ask for the `file_store` fixture instead.
+Every adapter (store/sqlite.py as a file and in memory, store/postgres.py on a throwaway
+PostgreSQL server: helpers/postgres.py) must pass all of it. Tests of a store that outlives its
+connections (reopen, migrations, rendered bodies filled on open) take `durable` (a SQLite file
+and a PostgreSQL database); tests of the file itself (mode, WAL) take `file_store`/`db_path`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +38,64 @@ from lazarus.domain.xml import vm_short_xml
 from lazarus.ports.store import Store, StoreReader
 from lazarus.store import codec, rendered
 from lazarus.store.migrations import MIGRATIONS, Migration
+from lazarus.store.postgres import PostgresStore
 from lazarus.store.sqlite import SqliteStore
 
-Factory = Callable[[Path], Store]
-
-FACTORIES: dict[str, Factory] = {
-    "sqlite-file": lambda tmp: SqliteStore.open(tmp / "data" / "lazarus.db"),
-    "sqlite-memory": lambda tmp: SqliteStore.memory(),
-}
+STORES = ["postgresql", "sqlite-file", "sqlite-memory"]
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+class Durable:
+    """A store that outlives its connections (a SQLite file, a PostgreSQL database): open it
+    again (with another schema), and reach its tables behind the store's back (`raw`)."""
+
+    def __init__(self, kind: str, tmp: Path, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self.db_path = tmp / "data" / "lazarus.db"
+        self.conninfo = request.getfixturevalue("pg_conninfo") if kind == "postgresql" else ""
+
+    def open(self, schema: Sequence[Migration] = MIGRATIONS) -> SqliteStore | PostgresStore:
+        if self.kind == "postgresql":
+            return PostgresStore.open(self.conninfo, schema=schema)
+        return SqliteStore.open(self.db_path, schema=schema)
+
+    def raw(self, *statements: tuple[str, tuple[Any, ...]]) -> list[Any]:
+        """Run statements (`?` placeholders) outside the store; the last one's rows."""
+        rows: list[Any] = []
+        if self.kind == "postgresql":
+            import psycopg
+
+            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                for sql, params in statements:
+                    cur = conn.execute(sql.replace("?", "%s"), params)
+                    rows = cur.fetchall() if cur.description else []
+            return rows
+        raw = sqlite3.connect(self.db_path, isolation_level=None)
+        try:
+            for sql, params in statements:
+                rows = raw.execute(sql, params).fetchall()
+        finally:
+            raw.close()
+        return rows
+
+
+def _open(kind: str, tmp: Path, request: pytest.FixtureRequest) -> Store:
+    if kind == "sqlite-memory":
+        return SqliteStore.memory()
+    return Durable(kind, tmp, request).open()
+
+
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = FACTORIES[request.param](tmp_path)
+    opened = _open(request.param, tmp_path, request)
     try:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(params=["postgresql", "sqlite-file"])
+def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Durable:
+    return Durable(request.param, tmp_path, request)
 
 
 @pytest.fixture
@@ -294,17 +336,21 @@ def test_datastore_cluster_user_round_trip(store: Store) -> None:
 
 
 def test_any_text_round_trips(store: Store) -> None:
+    """Bodies hold any str; columns (names) hold UTF-8 without NUL (PostgreSQL's text cannot
+    hold a NUL, so the contract refuses it on every store, as a store error)."""
     odd = 'quote " back\\ nul \x00 newline \n emoji \U0001f600 lone \udc80 end'
-    name = odd.replace("\udc80", "")  # columns hold UTF-8 only; bodies hold any str
+    name = odd.replace("\udc80", "").replace("\x00", "")
     host = Host(id=-1, name=name, template=Template([("X", odd), ("V", Vector([("K", odd)]))]))
     with store.transaction() as tx:
         tx.add_host(host)
     assert store.host(0) == host
     assert store.host_by_name(name) == host
-    with pytest.raises(InternalError), store.transaction() as tx:
-        tx.add_host(Host(id=-1, name=odd))
+    for bad in (odd, odd.replace("\udc80", ""), "nul \x00 only"):
+        with pytest.raises(InternalError), store.transaction() as tx:
+            tx.add_host(Host(id=-1, name=bad))
     with pytest.raises(InternalError):
         store.host_by_name(odd)
+    assert store.hosts() == [host]
 
 
 def test_empty_entities_round_trip(store: Store) -> None:
@@ -416,10 +462,13 @@ def test_exception_rolls_back_everything(store: Store) -> None:
     assert store.user_by_name("lost") is None
     assert store.get_meta("cursor") == "1" and store.get_meta("other") is None
     assert [e.line for e in store.events()] == [state_event(0).line]
-    # The store is still usable, and nothing of the failed transaction took an id.
+    # The store is still usable, and nothing of the failed transaction took an object id.
+    # Event ids only increase, never reused: SQLite hands the rolled-back 2 out again, a
+    # PostgreSQL sequence skips it (the contract promises order, not consecutive ids).
     with store.transaction() as tx:
         assert tx.add_host(Host(id=-1, name="next")).id == 1
-        assert tx.record(state_event(2)) == 2
+        assert tx.record(state_event(2)) >= 2
+    assert [e.line for e in store.events()] == [state_event(0).line, state_event(2).line]
 
 
 def test_error_from_the_store_inside_a_transaction_rolls_it_back(store: Store) -> None:
@@ -662,8 +711,8 @@ def test_file_readers_do_not_wait_for_an_open_transaction(file_store: SqliteStor
 
 
 # -- files, reopen, migrations --------------------------------------------------------------------
-def test_reopen_keeps_everything(db_path: Path) -> None:
-    first = SqliteStore.open(db_path)
+def test_reopen_keeps_everything(durable: Durable) -> None:
+    first = durable.open()
     try:
         with first.transaction() as tx:
             tx.add_host(full_host())
@@ -674,7 +723,7 @@ def test_reopen_keeps_everything(db_path: Path) -> None:
             tx.record(state_event())
     finally:
         first.close()
-    second = SqliteStore.open(db_path)
+    second = durable.open()
     try:
         assert [h.name for h in second.hosts()] == ["node1"]
         assert second.vm(0).history == full_vm().history
@@ -716,44 +765,72 @@ def test_migrations_are_numbered_from_one() -> None:
 
 
 def test_migrations_recorded_once(store: Store) -> None:
-    assert isinstance(store, SqliteStore)
+    assert isinstance(store, SqliteStore | PostgresStore)
     versions = store.schema_versions()
     assert [(v, n) for v, n, _ in versions] == [(m.number, m.name) for m in MIGRATIONS]
     assert all(applied_at for _, _, applied_at in versions)
 
 
-def test_reopen_applies_only_new_migrations(db_path: Path) -> None:
-    SqliteStore.open(db_path).close()
+def test_reopen_applies_only_new_migrations(durable: Durable) -> None:
+    durable.open().close()
     extra = Migration(len(MIGRATIONS) + 1, "test table", "CREATE TABLE extra (x INTEGER);")
     schema = (*MIGRATIONS, extra)
     for _ in range(2):  # the second open would fail on CREATE TABLE if it ran again
-        opened = SqliteStore.open(db_path, schema=schema)
+        opened = durable.open(schema=schema)
         try:
             assert [v for v, _, _ in opened.schema_versions()] == [m.number for m in schema]
         finally:
             opened.close()
     # An older Lazarus refuses the newer file instead of guessing.
     with pytest.raises(InternalError, match="newer"):
-        SqliteStore.open(db_path)
+        durable.open()
 
 
-def test_failed_migration_leaves_nothing(db_path: Path) -> None:
-    SqliteStore.open(db_path).close()
+def test_a_portable_migration_works_on_every_store(durable: Durable) -> None:
+    """A migration 5+ written in store/migrations.py's portable SQL needs nothing more for
+    PostgreSQL (pg_migrations.translate): a table, a column added, an index, data moved."""
+    durable.open().close()
+    portable = Migration(
+        len(MIGRATIONS) + 1,
+        "rights",
+        """
+        CREATE TABLE rights (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            weight REAL NOT NULL DEFAULT 1.5,
+            what TEXT NOT NULL DEFAULT 'INTEGER stays text; REAL too'
+        );
+        CREATE UNIQUE INDEX rights_user ON rights (user_id) WHERE user_id >= 0;
+        ALTER TABLE users ADD COLUMN rights_id INTEGER;
+        INSERT INTO rights (id, user_id) SELECT id, id FROM users;
+        UPDATE users SET rights_id = id WHERE instr(name, 'x') = 0;
+        """,
+    )
+    opened = durable.open(schema=(*MIGRATIONS, portable))
+    try:
+        with opened.transaction() as tx:
+            tx.add_user(User(id=-1, name="ops", password_hash="x"))
+            insert = "INSERT INTO rights (id, user_id, weight) VALUES (?, ?, ?)"
+            tx._all(insert, (5, 0, 2**40 + 0.5))
+            assert tx._all("SELECT id, user_id, weight, what FROM rights") == [
+                (5, 0, 2**40 + 0.5, "INTEGER stays text; REAL too")
+            ]
+        assert opened.schema_versions()[-1][:2] == (len(MIGRATIONS) + 1, "rights")
+        assert opened.user_by_name("ops") is not None
+    finally:
+        opened.close()
+
+
+def test_failed_migration_leaves_nothing(durable: Durable) -> None:
+    durable.open().close()
     broken = Migration(
         len(MIGRATIONS) + 1, "broken", "CREATE TABLE half (x INTEGER);\nNOT SQL AT ALL;"
     )
     with pytest.raises(InternalError):
-        SqliteStore.open(db_path, schema=(*MIGRATIONS, broken))
-    raw = sqlite3.connect(db_path)
-    try:
-        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert "half" not in tables
-        assert raw.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == len(
-            MIGRATIONS
-        )
-    finally:
-        raw.close()
-
+        durable.open(schema=(*MIGRATIONS, broken))
+    with pytest.raises(Exception):  # noqa: B017 - sqlite3's or psycopg's "no such table"
+        durable.raw(("SELECT x FROM half", ()))
+    assert durable.raw(("SELECT max(version) FROM schema_migrations", ())) == [(len(MIGRATIONS),)]
 
 def test_misnumbered_migrations_are_refused(tmp_path: Path) -> None:
     wrong = (*MIGRATIONS, Migration(len(MIGRATIONS) + 2, "gap", "SELECT 1;"))
@@ -839,48 +916,38 @@ def test_vm_short_bodies_take_the_vms_filters(populated: Store) -> None:
         populated.vm_short_bodies(limit=-1)
 
 
-def _raw(db_path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
-    raw = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        for sql, params in statements:
-            raw.execute(sql, params)
-    finally:
-        raw.close()
-
-
-def test_missing_short_bodies_are_rendered_on_read_and_filled_on_open(db_path: Path) -> None:
-    opened = SqliteStore.open(db_path)
+def test_missing_short_bodies_are_rendered_on_read_and_filled_on_open(durable: Durable) -> None:
+    opened = durable.open()
     try:
         with opened.transaction() as tx:
             tx.add_vm(full_vm())
             tx.add_vm(odd_vm())
-        _raw(db_path, ("UPDATE vms SET short_xml = NULL WHERE id = 1", ()))
+        durable.raw(("UPDATE vms SET short_xml = NULL WHERE id = 1", ()))
         assert opened.vm_short_bodies() == short_bodies_of(opened)  # rendered from the body
     finally:
         opened.close()
     # Same renderer: open fills only the missing rows (a wrong one shows it was not redone).
-    _raw(db_path, ("UPDATE vms SET short_xml = 'kept' WHERE id = 0", ()))
-    opened = SqliteStore.open(db_path)
+    durable.raw(("UPDATE vms SET short_xml = 'kept' WHERE id = 0", ()))
+    opened = durable.open()
     try:
         assert opened.vm_short_bodies() == ["kept", vm_short_xml(opened.vm(1))]
     finally:
         opened.close()
 
 
-def test_a_changed_renderer_re_renders_every_body(db_path: Path) -> None:
-    opened = SqliteStore.open(db_path)
+def test_a_changed_renderer_re_renders_every_body(durable: Durable) -> None:
+    opened = durable.open()
     try:
         with opened.transaction() as tx:
             tx.add_vm(full_vm())
         assert opened.get_meta(rendered.FINGERPRINT_KEY) == rendered.fingerprint()
     finally:
         opened.close()
-    _raw(
-        db_path,
+    durable.raw(
         ("UPDATE vms SET short_xml = 'stale'", ()),
         ("UPDATE meta SET value = 'older' WHERE key = ?", (rendered.FINGERPRINT_KEY,)),
     )
-    opened = SqliteStore.open(db_path)
+    opened = durable.open()
     try:
         assert opened.vm_short_bodies() == short_bodies_of(opened)
         assert opened.get_meta(rendered.FINGERPRINT_KEY) == rendered.fingerprint()
@@ -888,19 +955,18 @@ def test_a_changed_renderer_re_renders_every_body(db_path: Path) -> None:
         opened.close()
 
 
-def test_a_database_from_before_migration_3_gets_its_bodies(db_path: Path) -> None:
+def test_a_database_from_before_migration_3_gets_its_bodies(durable: Durable) -> None:
     before = [m for m in MIGRATIONS if m.number < 3]
-    SqliteStore.open(db_path, schema=before).close()
+    durable.open(schema=before).close()
     vm = odd_vm()
-    _raw(
-        db_path,
+    durable.raw(
         (
             "INSERT INTO vms (id, state, lcm_state, host_id, owner, body) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (4, int(vm.state), int(vm.lcm_state), vm.host_id, vm.uid, codec.encode_vm(vm)),
         ),
     )
-    opened = SqliteStore.open(db_path)
+    opened = durable.open()
     try:
         vm.id = 4
         assert opened.vm(4) == vm
@@ -909,8 +975,8 @@ def test_a_database_from_before_migration_3_gets_its_bodies(db_path: Path) -> No
         opened.close()
 
 
-def test_a_database_from_before_migration_4_gets_typed_events(db_path: Path) -> None:
-    SqliteStore.open(db_path, schema=[m for m in MIGRATIONS if m.number < 4]).close()
+def test_a_database_from_before_migration_4_gets_typed_events(durable: Durable) -> None:
+    durable.open(schema=[m for m in MIGRATIONS if m.number < 4]).close()
     old = [  # kind, obj, obj_id, state, lcm_state, line, body: rows as the code before wrote
         ("state", "HOST", 3, "ERROR", "", "host/3 n3: MONITORED => ERROR (x)", "<HOST/>"),
         ("flag", "VM", 5, "ACTIVE", "UNKNOWN", "vm/5 web: RESCHED=1 (resched requested)", ""),
@@ -922,12 +988,12 @@ def test_a_database_from_before_migration_4_gets_typed_events(db_path: Path) -> 
         ("api", "", -1, "", "", "datastore/100 big: created", ""),
         ("api", "", -1, "", "", "cluster/0 default: bootstrap: default cluster ...", ""),
     ]
-    _raw(db_path, *[
+    durable.raw(*[
         ("INSERT INTO events (time, kind, obj, obj_id, state, lcm_state, line, body) "
          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (float(n), *row))
         for n, row in enumerate(old)
     ])
-    opened = SqliteStore.open(db_path)
+    opened = durable.open()
     try:
         got = [(e.kind, e.obj, e.obj_id, e.flag, e.value, e.method) for e in opened.events()]
     finally:
@@ -964,3 +1030,73 @@ def test_touch_hosts_sets_the_monitoring_time_and_nothing_else(store: Store) -> 
     assert after.monitoring == before.monitoring  # the other monitoring values are kept
     after.last_monitored = before.last_monitored
     assert after == before
+
+
+# -- several connections, refused writes ----------------------------------------------------------
+def test_write_transactions_of_two_stores_on_one_database_are_serialized(
+    durable: Durable,
+) -> None:
+    """Two store objects (as two controllers) increment one meta value read in the same
+    transaction: no increment is lost (SQLite: BEGIN IMMEDIATE; PostgreSQL: READ COMMITTED
+    alone would lose some, the write lock of every transaction does not)."""
+    first, second = durable.open(), durable.open()
+    rounds = 40
+    errors: list[BaseException] = []
+
+    def bump(store: Store) -> None:
+        try:
+            for _ in range(rounds):
+                with store.transaction() as tx:
+                    value = int(tx.get_meta("n") or "0")
+                    tx.set_meta("n", str(value + 1))
+                    tx.record(state_event(value))
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=bump, args=(s,)) for s in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        assert first.get_meta("n") == str(2 * rounds)
+        events = second.events(limit=10_000)
+        # Event ids follow commit order: the value each transaction read increases with them.
+        assert [e.obj_id for e in events] == list(range(2 * rounds))
+    finally:
+        first.close()
+        second.close()
+
+
+def test_refused_writes_change_nothing_and_reads_go_on(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_host(Host(id=-1, name="a"))
+    refuse = getattr(store, "refuse_writes")  # noqa: B009 - not part of the Store port
+    refuse(True)
+    try:
+        with pytest.raises(InternalError, match=r"^Store error: "), store.transaction() as tx:
+            tx.add_host(Host(id=-1, name="b"))
+            tx.record(state_event())
+        assert [h.name for h in store.hosts()] == ["a"] and store.events() == []
+    finally:
+        refuse(False)
+    with store.transaction() as tx:
+        assert tx.add_host(Host(id=-1, name="b")).id == 1
+
+
+def test_a_transaction_with_a_swallowed_store_error_does_not_commit(store: Store) -> None:
+    """After a store error inside a transaction nothing of it commits, even if the caller
+    caught the error: PostgreSQL aborts such a transaction, and SQLite is made to agree
+    (committing the half that worked would break the state-change-with-its-event rule)."""
+    with pytest.raises(InternalError, match="rolled back"), store.transaction() as tx:
+        tx.add_host(Host(id=-1, name="half"))
+        with pytest.raises(InternalError):
+            tx.add_host(Host(id=-1, name="bad \x00 name"))
+    assert store.hosts() == []
+    with store.transaction() as tx:  # an AllocateError is not a store error: it commits
+        tx.add_host(Host(id=-1, name="a"))
+        with pytest.raises(AllocateError):
+            tx.add_host(Host(id=-1, name="a"))
+        tx.add_host(Host(id=-1, name="b"))
+    assert [h.name for h in store.hosts()] == ["a", "b"]

@@ -16,8 +16,11 @@ PATH ..."), so tests never race for a port.
 ends the process and is what the fixture calls in its `finally`.
 
 Settings for fast tests come through LAZARUS_<NAME> variables (e.g. a 1 s monitoring
-interval); pass `settings={...}` to override them. `wait_for(what, probe)` polls a daemon-side
-condition with a bound, for the tests that talk to one.
+interval); pass `settings={...}` to override them, `db=URL` for another store than the data
+directory's SQLite file. Tests that run on both stores take the `daemon_db` fixture and the
+`both_stores` mark (below; the fixture is registered in tests/conftest.py).
+`wait_for(what, probe)` polls a daemon-side condition with a bound, for the tests that talk to
+one.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from lazarus.app.serve_process import ServeError, ServeProcess
 
@@ -45,26 +50,46 @@ DaemonError = ServeError
 
 class Daemon(ServeProcess):
     """`lazarus serve` for a test: the fast settings unless told, its stderr next to the data
-    directory (which a test may remove)."""
+    directory (which a test may remove); `db`: the store URL (setting DB; "" is the data
+    directory's SQLite file)."""
 
-    def __init__(self, data_dir: Path, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, settings: Mapping[str, str] | None = None, db: str = ""
+    ) -> None:
+        settings = dict(FAST_SETTINGS if settings is None else settings)
+        if db:
+            settings["DB"] = db
+        self.db = db
         super().__init__(
             data_dir,
-            FAST_SETTINGS if settings is None else settings,
+            settings,
             log_path=data_dir.parent / f"{data_dir.name}.daemon.log",
             ready_timeout=READY_TIMEOUT,
         )
 
 
-def running_daemon(workdir: Path, settings: Mapping[str, str] | None = None
+def running_daemon(workdir: Path, settings: Mapping[str, str] | None = None, db: str = ""
                    ) -> Iterator[Daemon]:
     """For fixtures: a started daemon with its data in `workdir/data`, closed afterwards."""
-    daemon = Daemon(workdir / "data", settings)
+    daemon = Daemon(workdir / "data", settings, db)
     try:
         daemon.start()
         yield daemon
     finally:
         daemon.close()
+
+
+@pytest.fixture
+def daemon_db(request: pytest.FixtureRequest) -> str:
+    """The store URL a daemon test runs on: "" (SQLite in the data directory) unless the test
+    is parametrized by `both_stores`, which runs it once more on a fresh PostgreSQL database
+    (helpers/pg_fixtures.py `pg_url`)."""
+    kind = getattr(request, "param", "sqlite")
+    return str(request.getfixturevalue("pg_url")) if kind == "postgresql" else ""
+
+
+# Run a test on both stores: it takes the `daemon_db` fixture and passes it on as the URL.
+both_stores = pytest.mark.parametrize("daemon_db", ["sqlite", "postgresql"], indirect=True)
 
 
 def wait_for(what: str, probe: Callable[[], Any], deadline: float = 40.0) -> Any:

@@ -34,7 +34,8 @@ from lazarus.domain.hooks import ExecutionResult
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.ports.hooks import HookRequest, HookStore
-from lazarus.store.sqlite import SqliteStore
+from lazarus.ports.store import Store
+from lazarus.store.url import open_store
 
 
 class Killer:
@@ -61,7 +62,7 @@ class _TxSpy:
 class KillingStore:
     """The store, telling the killer what each committed transaction did."""
 
-    def __init__(self, store: SqliteStore, killer: Killer) -> None:
+    def __init__(self, store: Store, killer: Killer) -> None:
         self._store = store
         self._killer = killer
 
@@ -92,7 +93,7 @@ class KillingExecutor:
         return result
 
 
-def record_events(store: SqliteStore, count: int, killer: Killer, clock: SystemClock) -> None:
+def record_events(store: Store, count: int, killer: Killer, clock: SystemClock) -> None:
     for index in range(count):
         host = index % 3 != 2
         event = Event(
@@ -106,7 +107,7 @@ def record_events(store: SqliteStore, count: int, killer: Killer, clock: SystemC
         killer.at("event")
 
 
-async def drain(manager: HookManager, store: SqliteStore) -> None:
+async def drain(manager: HookManager, store: Store) -> None:
     task = asyncio.get_running_loop().create_task(manager.run())
     try:
         while True:
@@ -122,12 +123,15 @@ async def drain(manager: HookManager, store: SqliteStore) -> None:
 
 
 def main(argv: list[str]) -> int:
-    db, events, point, nth = Path(argv[0]), int(argv[1]), argv[2], int(argv[3])
+    """argv: WORKDIR EVENTS POINT NTH [STORE_URL]: the store is STORE_URL (store/url.py;
+    default sqlite:WORKDIR/lazarus.db), the hook commands are in WORKDIR/hooks."""
+    workdir, events, point, nth = Path(argv[0]), int(argv[1]), argv[2], int(argv[3])
+    url = argv[4] if len(argv) > 4 else f"sqlite:{workdir / 'lazarus.db'}"
     killer = Killer(point, nth)
-    store = SqliteStore.open(db)
+    store = open_store(url, data_dir=workdir)
     clock = SystemClock()
     settings = Settings(hook_concurrency=3, hook_log_retention=100_000)
-    executor = KillingExecutor(SubprocessHookExecutor(db.parent / "hooks"), killer)
+    executor = KillingExecutor(SubprocessHookExecutor(workdir / "hooks"), killer)
     manager = HookManager(cast(HookStore, KillingStore(store, killer)), clock, executor, settings)
     record_events(store, events, killer, clock)
     asyncio.run(drain(manager, store))

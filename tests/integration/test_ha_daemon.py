@@ -30,7 +30,7 @@ import pytest
 from click.testing import CliRunner
 from defusedxml import ElementTree as SafeET
 
-from helpers.daemon import FAST_SETTINGS, Daemon, wait_for
+from helpers.daemon import FAST_SETTINGS, Daemon, both_stores, wait_for
 from helpers.env import require_root
 from lazarus.cli.main import lazarus
 from lazarus.ha.examples import ERROR_HOOK as SHIPPED_ERROR_HOOK
@@ -203,12 +203,13 @@ class Cluster:
 
 
 @pytest.fixture
-def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+def make_cluster(tmp_path: Path, daemon_db: str) -> Iterator[Callable[..., Cluster]]:
+    """Clusters on the test's store (`daemon_db`: SQLite, or PostgreSQL under `both_stores`)."""
     daemons: list[Daemon] = []
 
     def make(extra: dict[str, str] | None = None) -> Cluster:
         daemon = Daemon(tmp_path / "data",
-                        {**FAST_SETTINGS, "FENCE_PATH": str(FT), **(extra or {})})
+                        {**FAST_SETTINGS, "FENCE_PATH": str(FT), **(extra or {})}, daemon_db)
         daemons.append(daemon)
         daemon.start()
         return Cluster(daemon)
@@ -231,6 +232,7 @@ def placed(cluster: Cluster, count: int, extra: str = "", victim: str = "node1",
 
 
 # ------------------------------------------------------------------------------ the modes
+@both_stores
 def test_migrate_moves_vms_on_shared_datastores_and_skips_the_others(
     make_cluster: Callable[..., Cluster]
 ) -> None:
@@ -509,6 +511,7 @@ SLOW_FENCE_ENV = {"FENCE_ATTEMPTS": "1", "FENCE_TIMEOUT": "10", "FENCE_BACKOFF":
                   "FENCE_TOTAL_TIMEOUT": "20"}
 
 
+@both_stores
 def test_controller_killed_during_the_fence_fences_again_after_the_restart(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:

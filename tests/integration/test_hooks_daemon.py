@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from defusedxml import ElementTree as SafeET
 
-from helpers.daemon import FAST_SETTINGS, Daemon, running_daemon, wait_for
+from helpers.daemon import FAST_SETTINGS, Daemon, both_stores, running_daemon, wait_for
 from lazarus.cli.main import lazarus
 from lazarus.domain.errors import AllocateError
 from lazarus.ha.examples import ERROR_HOOK as SHIPPED_ERROR_HOOK
@@ -54,8 +54,8 @@ def hooks(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, hooks: Path) -> Iterator[Daemon]:
-    yield from running_daemon(tmp_path, {**FAST_SETTINGS, "HOOKS_DIR": str(hooks)})
+def daemon(tmp_path: Path, hooks: Path, daemon_db: str) -> Iterator[Daemon]:
+    yield from running_daemon(tmp_path, {**FAST_SETTINGS, "HOOKS_DIR": str(hooks)}, daemon_db)
 
 
 def cli(daemon: Daemon, *args: str, stdin: str | None = None) -> str:
@@ -87,6 +87,7 @@ def fail_host(daemon: Daemon, name: str = "node1") -> int:
     return host_id
 
 
+@both_stores
 def test_shipped_error_hook_fires_once_with_the_host_xml_on_stdin(
     daemon: Daemon, tmp_path: Path
 ) -> None:
@@ -134,6 +135,7 @@ def test_api_hook_fires_on_success_and_failure(daemon: Daemon, tmp_path: Path) -
     assert not any(session.split(":", 1)[1] in p.read_text() for p in runs)
 
 
+@both_stores
 def test_sigkill_while_a_hook_runs_records_it_interrupted_and_reruns_it(
     daemon: Daemon, tmp_path: Path
 ) -> None:

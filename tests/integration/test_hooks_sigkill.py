@@ -3,9 +3,10 @@ event and never runs a hook twice for one event, except executions that were run
 died, which are recorded as interrupted (CODE -1) and run again with the same
 LAZARUS_HOOK_EXECUTION.
 
-Each run is tests/helpers/hook_worker.py in its own process (real SQLite file, real
-HookManager, real hook processes) that records new host ERROR / VM UNKNOWN events and then
-SIGKILLs itself at the chosen point; the next run starts where it died.
+Each run is tests/helpers/hook_worker.py in its own process (real store: a SQLite file, and
+a PostgreSQL database (`both_stores`); real HookManager, real hook processes) that records new
+host ERROR / VM UNKNOWN events and then SIGKILLs itself at the chosen point; the next run
+starts where it died.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers.daemon import both_stores
 from lazarus.core.hooks import HookManager
 from lazarus.core.settings import Settings
 from lazarus.domain.template import Template
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.hooks.fake import FakeHookExecutor
-from lazarus.store.sqlite import SqliteStore
+from lazarus.store.url import open_store
 
 WORKER = Path(__file__).resolve().parents[1] / "helpers" / "hook_worker.py"
 EVENTS_PER_RUN = 4  # 3 host ERROR + 1 VM UNKNOWN: 7 executions per run
@@ -42,17 +44,18 @@ ARGUMENTS_STDIN = {stdin}
 """
 
 
-def worker(db: Path, events: int, point: str = "none", nth: int = 1) -> int:
+def worker(workdir: Path, url: str, events: int, point: str = "none", nth: int = 1) -> int:
     done = subprocess.run(
-        [sys.executable, str(WORKER), str(db), str(events), point, str(nth)],
+        [sys.executable, str(WORKER), str(workdir), str(events), point, str(nth), url],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode in (0, -signal.SIGKILL), done.stderr
     return done.returncode
 
 
-def test_no_event_lost_none_run_twice_except_interrupted(tmp_path: Path) -> None:
-    db = tmp_path / "lazarus.db"
+@both_stores
+def test_no_event_lost_none_run_twice_except_interrupted(tmp_path: Path, daemon_db: str) -> None:
+    url = daemon_db or f"sqlite:{tmp_path / 'lazarus.db'}"
     runs = tmp_path / "runs.log"
     hooks = tmp_path / "hooks"
     hooks.mkdir()
@@ -60,7 +63,7 @@ def test_no_event_lost_none_run_twice_except_interrupted(tmp_path: Path) -> None
         f'#!/bin/sh\necho "$LAZARUS_HOOK_EXECUTION $LAZARUS_HOOK_EVENT" >> {runs}\n'
     )
     (hooks / "count").chmod(0o755)
-    store = SqliteStore.open(db)
+    store = open_store(url, data_dir=tmp_path)
     manager = HookManager(store, SystemClock(), FakeHookExecutor(), Settings())
     host_on = "RESOURCE = HOST\nSTATE = ERROR"
     for name, on, stdin in (("a", host_on, "yes"), ("b", host_on, "no"),
@@ -71,10 +74,10 @@ def test_no_event_lost_none_run_twice_except_interrupted(tmp_path: Path) -> None
     assert len(KILL_POINTS) >= 20
     for point, nth in KILL_POINTS:
         # every planned point is really hit (the loop is not vacuous)
-        assert worker(db, EVENTS_PER_RUN, point, nth) == -signal.SIGKILL, (point, nth)
-    assert worker(db, 0) == 0  # the last run drains whatever is left
+        assert worker(tmp_path, url, EVENTS_PER_RUN, point, nth) == -signal.SIGKILL, (point, nth)
+    assert worker(tmp_path, url, 0) == 0  # the last run drains whatever is left
 
-    store = SqliteStore.open(db)
+    store = open_store(url, data_dir=tmp_path)
     try:
         events = [e for e in store.events(limit=10_000) if e.kind == "state"]
         expected = {(hook.id, e.id) for e in events for hook in store.hooks()

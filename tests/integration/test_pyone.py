@@ -24,9 +24,18 @@ from lazarus import ONE_VERSION
 from lazarus.api.auth import read_fence_key
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    yield from running_daemon(tmp_path_factory.mktemp("pyone"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Daemon]:
+    """One daemon per store for the whole module: SQLite in its data directory, then
+    PostgreSQL on a database of the session's server (helpers/pg_fixtures.py)."""
+    db = ""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        name = server.next_name()
+        server.create_database(name)
+        db = server.url(name)
+    yield from running_daemon(tmp_path_factory.mktemp("pyone"), db=db)
 
 
 @pytest.fixture(scope="module")

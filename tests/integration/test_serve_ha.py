@@ -1,5 +1,5 @@
 """Three `lazarus serve --ha` processes on a real 3-member etcd cluster and one shared store
-(SQLite file; PostgreSQL once its adapter lands): one leads, the others stand by; SIGKILL of
+(`--db`: a SQLite file, and a PostgreSQL database): one leads, the others stand by; SIGKILL of
 the leader makes a standby lead on the same store; a leader frozen (SIGSTOP) past its lease
 is replaced, and once resumed it exits 75 (EXIT_DEPOSED) without writing anything.
 
@@ -10,7 +10,6 @@ What is asserted is order and outcome, never a duration; the hand-over time is p
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from helpers.daemon import FAST_SETTINGS
 from helpers.etcd import EtcdCluster, etcd_cluster
 from lazarus.app.serve_process import ServeProcess
 from lazarus.app.standby import EXIT_DEPOSED
+from lazarus.store.url import open_store
 
 GIVE_UP = 60.0  # only so a broken build cannot hang the suite
 
@@ -30,11 +30,18 @@ def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
     yield from etcd_cluster(tmp_path / "etcd")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'shared' / 'lazarus.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-def controllers(tmp_path: Path, etcd: EtcdCluster) -> Iterator[list[ServeProcess]]:
+def controllers(tmp_path: Path, etcd: EtcdCluster, db_url: str) -> Iterator[list[ServeProcess]]:
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o700)
-    args = ["--ha", "--etcd", ",".join(etcd.endpoints), "--store", str(shared / "lazarus.db"),
+    args = ["--ha", "--etcd", ",".join(etcd.endpoints), "--db", db_url,
             "--auth-file", str(shared / "one_auth")]
     procs = [ServeProcess(tmp_path / f"ctl{i}", FAST_SETTINGS, args=args,
                           log_path=tmp_path / f"ctl{i}.log") for i in range(3)]
@@ -58,14 +65,16 @@ def standing_by(p: ServeProcess) -> bool:
     return p.running() and "standing by" in p.log_path.read_text(errors="replace")
 
 
-def epoch(db: Path) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'leader_epoch'").fetchone()
-    return int(row[0])
+def epoch(db: str, tmp_path: Path) -> int:
+    store = open_store(db, data_dir=tmp_path)
+    try:
+        return int(store.get_meta("leader_epoch") or 0)
+    finally:
+        store.close()
 
 
 def test_a_standby_takes_over_a_killed_leader_and_a_resumed_one_exits(
-    controllers: list[ServeProcess], tmp_path: Path
+    controllers: list[ServeProcess], db_url: str, tmp_path: Path
 ) -> None:
     first, *standbys = controllers
     first.start()  # the first one up leads
@@ -73,8 +82,7 @@ def test_a_standby_takes_over_a_killed_leader_and_a_resumed_one_exits(
         p.start(wait=False)
     until(lambda: all(standing_by(p) for p in standbys), "two standbys")
     assert not any(p.ready() for p in standbys)
-    db = tmp_path / "shared" / "lazarus.db"
-    first_epoch = epoch(db)
+    first_epoch = epoch(db_url, tmp_path)
 
     with first.client() as api:
         host_id = api.call("one.host.allocate", "node1", "sim", "sim", -1)
@@ -88,7 +96,7 @@ def test_a_standby_takes_over_a_killed_leader_and_a_resumed_one_exits(
     (second,) = [p for p in standbys if p.ready()]
     (third,) = [p for p in standbys if p is not second]
     second.wait_ready()
-    assert epoch(db) > first_epoch
+    assert epoch(db_url, tmp_path) > first_epoch
     with second.client() as api:
         info = api.call("one.host.info", host_id)
         assert "<NAME>node1</NAME>" in info
@@ -96,15 +104,15 @@ def test_a_standby_takes_over_a_killed_leader_and_a_resumed_one_exits(
         until(lambda: "<STATE>3</STATE>" in api.call("one.host.info", host_id),
               "the new leader sees node1 fail (ERROR)")
 
-    second_epoch = epoch(db)
+    second_epoch = epoch(db_url, tmp_path)
     assert second.process is not None
     second.process.send_signal(signal.SIGSTOP)
     until(third.ready, "the third leads while the second is frozen")
     third.wait_ready()
-    assert epoch(db) > second_epoch
+    assert epoch(db_url, tmp_path) > second_epoch
     second.process.send_signal(signal.SIGCONT)
     assert second.process.wait(GIVE_UP) == EXIT_DEPOSED
     assert "stopped leading" in second.log_path.read_text(errors="replace")
-    assert epoch(db) > second_epoch  # the resumed one wrote nothing back
+    assert epoch(db_url, tmp_path) > second_epoch  # the resumed one wrote nothing back
     with third.client() as api:
         assert "<NAME>node1</NAME>" in api.call("one.host.info", host_id)

@@ -281,3 +281,33 @@ def test_a_failed_probe_the_store_cannot_save_is_logged(
     messages = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any("host/0" in m and "not recorded" in m and "disk I/O" in m for m in messages)
     h.wait_for(lambda: host_state(h, "node1") is H.ERROR)
+
+
+def test_a_lost_connection_the_store_cannot_record_is_logged_not_raised(
+    h: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keepalive loss runs as a loop callback; when the store refuses the transaction itself
+    (PostgreSQL: the write lock not granted within the statement timeout; SQLite: still
+    busy), the InternalError escaped it (asyncio logged "Exception in callback"). Now it is
+    logged as not recorded, and the failure is recorded once the store works."""
+    from contextlib import contextmanager
+
+    from lazarus.domain.errors import InternalError
+    from lazarus.store.sqlite import SqliteStore
+
+    @contextmanager
+    def refused(self: object) -> object:
+        raise InternalError("Store error: statement timeout: canceling statement")
+        yield  # pragma: no cover
+
+    monitor = h.controller.monitor
+
+    async def lose() -> None:
+        monitor._connection_lost("node1")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SqliteStore, "transaction", refused)
+        h.run(lose())
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("not recorded" in m and "statement timeout" in m for m in messages), messages
+    assert host_state(h, "node1") is H.MONITORED

@@ -24,14 +24,14 @@ from pathlib import Path
 
 from lazarus.api import auth
 from lazarus.domain.entities import User
-from lazarus.store.sqlite import SqliteStore
+from lazarus.ports.store import Store
 
 log = logging.getLogger("lazarus.daemon")
 
 ADMIN = auth.ADMIN_USER
 
 
-def ensure_admin(store: SqliteStore, auth_file: Path) -> tuple[Path, bool]:
+def ensure_admin(store: Store, auth_file: Path) -> tuple[Path, bool]:
     """The oneadmin user exists and its password is in `auth_file`. True when generated now."""
     user = store.user_by_name(ADMIN)
     if user is not None and auth_file.exists():
@@ -52,7 +52,7 @@ def ensure_admin(store: SqliteStore, auth_file: Path) -> tuple[Path, bool]:
     return auth_file, generated
 
 
-def _renew(store: SqliteStore, user: User, auth_file: Path) -> None:
+def _renew(store: Store, user: User, auth_file: Path) -> None:
     password = secrets.token_hex(16)
     written = False
     try:

@@ -1,6 +1,7 @@
 """`lazarus serve`: the composition root of the production controller.
 
-Builds the SQLite store in the data directory, the real clock, the hypervisor drivers named in
+Builds the store the DB setting names (store/url.py open_store: SQLite in the data directory by
+default, or PostgreSQL), the real clock, the hypervisor drivers named in
 the VM_MAD setting (the in-process simulated cluster for sim, with its `lazarus.sim.*` methods;
 libvirt for kvm/qemu/libvirt when libvirt-python is installed), the controller core and the
 XML-RPC API (api/stack.py), then runs until
@@ -26,6 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lazarus.api import auth
 from lazarus.api.stack import build_dispatcher
@@ -33,12 +35,14 @@ from lazarus.api.xmlrpc import Limits, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
 from lazarus.domain.errors import InternalError
+from lazarus.domain.secrets import mask_db_url
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.hooks.lifeline import GroupRecords
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
-from lazarus.store.sqlite import SqliteStore
+from lazarus.store.url import kind, open_store, sqlite_path
+from lazarus.store.url import validate as validate_store_url
 
 from . import ready as ready_lines
 from .credentials import ensure_admin
@@ -79,7 +83,6 @@ class Daemon:
     auth_file: Path | None = None
     on_ready: Callable[[str, Path], None] | None = None
     ha: HaOptions | None = None
-    store_path: Path | None = None  # default <data dir>/lazarus.db; --ha: the shared store
     sim: SimCluster = field(init=False)
     url: str = field(init=False, default="")
     exit_code: int = field(init=False, default=0)
@@ -101,7 +104,14 @@ class Daemon:
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)  # `kill -USR2`: every task's stack
         clock = SystemClock()
-        store = SqliteStore.open(self.store_path or self.data_dir / "lazarus.db")
+        store = open_store(
+            self.settings.db,
+            data_dir=self.data_dir,
+            password_file=_password_file(self.settings),
+            statement_timeout_s=self.settings.db_statement_timeout,
+        )
+        log.info("lazarus: store %s", mask_db_url(self.settings.db) if self.settings.db
+                 else f"sqlite:{self.data_dir / 'lazarus.db'}")  # fmt: skip
         standby: Standby | None = None
         if self.ha is not None:
             standby = Standby(self.ha, clock, f"{os.uname().nodename} pid {os.getpid()} "
@@ -119,7 +129,7 @@ class Daemon:
                 await standby.close()
             store.close()
 
-    async def _lead(self, store: SqliteStore, clock: SystemClock, stop: asyncio.Event,
+    async def _lead(self, store: Any, clock: SystemClock, stop: asyncio.Event,
                     standby: Standby | None) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -159,7 +169,7 @@ class Daemon:
         runtime.bind()
         # lazarus.sim.* operate the simulated cluster: served only when its driver is loaded.
         # Its machines' state lives next to the store, so a new leader finds them as they are.
-        sim_state = (self.store_path.parent if self.store_path else self.data_dir) / "sim.json"
+        sim_state = _sim_state_dir(self.settings.db, self.data_dir) / "sim.json"
         sim_methods = (
             [SimApi(self.sim, controller, runtime.call, sim_state)]
             if "sim" in drivers else []
@@ -203,6 +213,17 @@ class Daemon:
                 await controller.stop()
 
 
+def _sim_state_dir(db: str, data_dir: Path) -> Path:
+    """Next to a SQLite store (shared by several controllers with --ha), else the data dir."""
+    if kind(db) == "sqlite" and db:
+        return sqlite_path(db, data_dir).parent
+    return data_dir
+
+
+def _password_file(settings: Settings) -> Path | None:
+    return Path(settings.db_password_file) if settings.db_password_file else None
+
+
 def _dump_tasks() -> None:
     """Log every pending asyncio task with its coroutine stack (a diagnostic for operators)."""
     for task in asyncio.all_tasks():
@@ -212,7 +233,8 @@ def _dump_tasks() -> None:
 
 
 def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None,
-          ha: HaOptions | None = None, store_path: Path | None = None) -> int:
+          ha: HaOptions | None = None) -> int:
+    validate_store_url(settings.db, _password_file(settings))  # StoreUrlError: one line
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a daemon that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
@@ -225,5 +247,5 @@ def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None,
         print(ready_lines.LISTENING.format(url=url), flush=True)
         print(ready_lines.CREDENTIALS.format(path=path), flush=True)
 
-    daemon = Daemon(settings, data_dir, auth_file, on_ready=ready, ha=ha, store_path=store_path)
+    daemon = Daemon(settings, data_dir, auth_file, on_ready=ready, ha=ha)
     return asyncio.run(daemon.run())

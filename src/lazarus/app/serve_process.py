@@ -48,7 +48,7 @@ class ServeProcess:
         args: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
-        self.args = list(args)  # more `lazarus serve` options (--ha --etcd URLS --store PATH)
+        self.args = list(args)  # more `lazarus serve` options (--ha --etcd URLS --db URL)
         self.settings = dict(settings or {})
         self.log_path = log_path or data_dir / "daemon.log"  # the daemon's stderr
         self.ready_timeout = ready_timeout

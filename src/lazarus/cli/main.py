@@ -17,9 +17,11 @@ from pathlib import Path
 import click
 
 from lazarus import __version__
+from lazarus.domain.errors import LazarusError
 
 from .context import Api
 from .datastore import datastore
+from .db import db
 from .host import host
 from .output import CliError
 from .sim import sim
@@ -61,18 +63,22 @@ def lazarus(ctx: click.Context, endpoint: str | None, auth_file: Path | None) ->
 @click.option("--auth-file", "serve_auth_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Where the oneadmin credentials are written or read "
                                  "[default: <data dir>/one_auth].")
+@click.option("--db", metavar="URL", default=None,
+              help="Store: sqlite:PATH or postgresql://USER@HOST:PORT/DB, never with a "
+                   "password [default: <data dir>/lazarus.db, or DB].")
+@click.option("--db-password-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="File (mode 0600) holding the PostgreSQL password [default: "
+                                 "DB_PASSWORD_FILE, else ~/.pgpass, PGPASSFILE, PGPASSWORD].")
 @click.option("--ha", is_flag=True,
-              help="One of several controllers: stand by until etcd elects this one, lead, "
-                   "exit 75 when no longer the leader (for the supervisor to restart it).")
+              help="One of several controllers on a shared store (--db): stand by until etcd "
+                   "elects this one, lead, exit 75 when no longer the leader (for the "
+                   "supervisor to restart it).")
 @click.option("--etcd", metavar="URLS", default=None,
               help="--ha: etcd client URLs, comma-separated [default: $LAZARUS_ETCD, else "
                    "http://127.0.0.1:2379].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="The store file [default: <data dir>/lazarus.db]; with --ha "
-                                 "the one all controllers share.")
 def serve(listen: str | None, port: int | None, data_dir: Path | None,
-          config_file: Path | None, serve_auth_file: Path | None, ha: bool,
-          etcd: str | None, store_path: Path | None) -> None:
+          config_file: Path | None, serve_auth_file: Path | None, db: str | None,
+          db_password_file: Path | None, ha: bool, etcd: str | None) -> None:
     """Run the controller daemon in the foreground until SIGTERM or Ctrl-C.
 
     Settings come from the flags, then $LAZARUS_<NAME> variables, then the config file
@@ -85,7 +91,7 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
 
     \b
     Example: lazarus serve --port 0 --data-dir /tmp/lz
-    Example: lazarus serve --ha --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --store /srv/lz.db
+    Example: lazarus serve --ha --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --db postgresql://lazarus@10.0.0.9/lazarus
     """
     from lazarus.app import config, daemon  # the daemon's dependencies load only for serve
 
@@ -94,6 +100,10 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
         overrides["LISTEN_ADDRESS"] = listen
     if port is not None:
         overrides["PORT"] = str(port)
+    if db is not None:
+        overrides["DB"] = db
+    if db_password_file is not None:
+        overrides["DB_PASSWORD_FILE"] = str(db_password_file)
     try:
         settings, data = config.load(data_dir, config_file, overrides=overrides)
     except config.ConfigError as exc:
@@ -110,8 +120,10 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
     elif etcd is not None:
         raise CliError("--etcd is for --ha")
     try:
-        code = daemon.serve(settings, data, serve_auth_file, options, store_path)
+        code = daemon.serve(settings, data, serve_auth_file, options)
     except OSError as exc:  # e.g. the port is taken: one line, not a traceback
+        raise CliError(f"cannot start the daemon: {exc}") from exc
+    except LazarusError as exc:  # a bad store URL or password file, an unreachable database
         raise CliError(f"cannot start the daemon: {exc}") from exc
     raise SystemExit(code)
 
@@ -153,7 +165,7 @@ def _lab_available() -> tuple[bool, str]:
     return lab_available()
 
 
-for _group in (host, vm, datastore, sim):
+for _group in (host, vm, datastore, sim, db):
     lazarus.add_command(_group)
 
 

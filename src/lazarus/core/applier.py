@@ -100,16 +100,21 @@ class Applier:
 
     # -- failed probes -----------------------------------------------------------------------
     def failed(self, host_id: int, count: int, message: str) -> None:
-        """Record the `count`-th failed probe in a row of the host."""
+        """Record the `count`-th failed probe in a row of the host. When the store fails (at
+        any point, the transaction's start included) it is logged and nothing is recorded;
+        the count is kept, so the next failed probe records the whole streak."""
+        try:
+            self._record_failure(host_id, count, message)
+        except InternalError as exc:
+            log.error("host/%d: failed probe %d not recorded, the store fails: %s",
+                      host_id, count, exc)
+
+    def _record_failure(self, host_id: int, count: int, message: str) -> None:
         with self.journal.tx() as t:
             try:
                 host = t.store.host(host_id)
             except NoExistsError:
                 return  # deleted meanwhile
-            except InternalError as exc:  # the store fails: say so; the count is kept
-                log.error("host/%d: failed probe %d not recorded, the store fails: %s",
-                          host_id, count, exc)
-                return
             host.template.set("MONITOR_FAILURES", str(count))
             if count == 1 or host.template.get("FAILING_SINCE") is None:
                 # When this streak began, for ft/host_error's mass-failure window

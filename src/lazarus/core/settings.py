@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from lazarus.domain.secrets import mask_db_url
+
 
 @dataclass
 class Settings:
@@ -56,6 +58,15 @@ class Settings:
     api_listen: str = "127.0.0.1"
     api_port: int = 2633
     api_request_timeout: float = 10.0  # seconds to receive one request (line, headers, body)
+    # store (store/url.py): "" = <data dir>/lazarus.db, sqlite:PATH, or
+    # postgresql://USER@HOST:PORT/DB with the password in DB_PASSWORD_FILE (0600) or libpq's
+    # ~/.pgpass / PGPASSFILE / PGPASSWORD, never in the URL
+    db: str = ""
+    db_password_file: str = ""
+    # PostgreSQL: a statement (or the wait for the write lock) longer than this is cancelled
+    # and fails as a store error, which the caller retries: a stuck database cannot hang the
+    # controller's loop for longer (SQLite's own busy timeout is fixed)
+    db_statement_timeout: float = 5.0
 
     def to_config(self) -> dict[str, str | int | float]:
         """The OPENNEBULA_CONFIGURATION document's values (host_error reads
@@ -65,4 +76,5 @@ class Settings:
         values["PORT"] = self.api_port
         values["LISTEN_ADDRESS"] = self.api_listen
         values["HOOK_LOG_RETENTION"] = self.hook_log_retention
+        values["DB"] = mask_db_url(self.db) if self.db else "sqlite"
         return {k: v for k, v in values.items() if isinstance(v, str | int | float)}

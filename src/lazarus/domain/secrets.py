@@ -211,3 +211,20 @@ def _kept_vector(new: Vector, unmatched: list[Vector], same_name: list[Vector],
             value = was
         pairs.append((key, value))
     return Vector(pairs)
+
+
+def mask_db_url(url: str) -> str:
+    """A store URL as logs and API output show it: the scheme, host, port and database only
+    (no user, no query parameters, no password even if one slipped in). A SQLite URL is a
+    path, shown as it is."""
+    from urllib.parse import urlsplit
+
+    if not url.startswith(("postgresql:", "postgres:")):
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "postgresql://****"
+    return f"postgresql://{host}{port}{parts.path}"

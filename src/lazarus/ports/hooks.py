@@ -6,8 +6,8 @@ Adapters: drivers/hooks/subprocess.py (local processes, REMOTE over ssh) and
 drivers/hooks/fake.py (tests, simulator).
 
 `HookStore` is the part of the store the hook manager needs on top of the Store port: the
-SQLite adapter implements both (store/hooks.py). It is separate so the Store port stays as it
-is; `core/hooks.py` checks at runtime that the store it is given implements it.
+SQLite and PostgreSQL adapters implement both (store/hooks.py). It is separate so the Store
+port stays as it is; `core/hooks.py` checks at runtime that the store it is given implements it.
 """
 
 from __future__ import annotations

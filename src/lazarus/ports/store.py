@@ -13,7 +13,9 @@ Either both land or neither does (the hook outbox relies on this). Ids are alloc
 store (`add_*` fills `.id` and returns the object), starting at 0 for each kind, never reused.
 Unknown ids raise `NoExistsError` with OpenNebula's text ("Error getting host [7].").
 
-Adapters: store/sqlite.py (embedded default). Contract tests: tests/contract/test_store.py.
+Adapters: store/sqlite.py (embedded default), store/postgres.py (a shared PostgreSQL database).
+Contract tests: tests/contract/test_store.py (both). Every database failure is an InternalError
+whose message starts with domain/errors.py STORE_ERROR, and its transaction did not land.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ so a field added to an entity later decodes old rows with the dataclass default.
 are written out per entity (no reflection): `vms()` over 10,000 VMs is the hot path of
 one.vmpool.info, and this is the cheap way.
 
-Used by store/sqlite.py (and a future store/postgres.py, which would keep the same bodies in a
-JSONB column).
+Used by store/sql.py for both stores: PostgreSQL keeps the same text in a TEXT column (not
+jsonb, which would reorder keys and refuse the \u0000 and lone surrogates a body may hold).
 """
 
 from __future__ import annotations

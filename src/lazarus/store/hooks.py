@@ -155,6 +155,11 @@ def decode_job(job_id: int, hook_id: int, event_id: int, status: str, body: str)
 _RECORD_COLUMNS = "hook_id, exec_id, timestamp, rc, body"
 
 
+def no_unique() -> str:
+    """The AllocateError text of a write no UNIQUE constraint can refuse."""
+    return "Store constraint violated."
+
+
 # -- queries --------------------------------------------------------------------------------
 
 
@@ -269,10 +274,10 @@ class HookWrites:
             raise NoExistsError(f"Error getting hook [{hook.id}].", hook.id)
 
     def delete_hook(self, hook_id: int) -> None:
-        if not self._write("DELETE FROM hooks WHERE id = ?", (hook_id,), _no_unique):
+        if not self._write("DELETE FROM hooks WHERE id = ?", (hook_id,), no_unique):
             raise NoExistsError(f"Error getting hook [{hook_id}].", hook_id)
-        self._write("DELETE FROM hook_log WHERE hook_id = ?", (hook_id,), _no_unique)
-        self._write("DELETE FROM hook_jobs WHERE hook_id = ?", (hook_id,), _no_unique)
+        self._write("DELETE FROM hook_log WHERE hook_id = ?", (hook_id,), no_unique)
+        self._write("DELETE FROM hook_jobs WHERE hook_id = ?", (hook_id,), no_unique)
 
     def add_hook_job(self, job: HookJob) -> HookJob:
         job_id = self._next_id("hook_job")
@@ -288,11 +293,11 @@ class HookWrites:
         self._write(
             "UPDATE hook_jobs SET status = ?, body = ? WHERE id = ?",
             (job.status, encode_job(job), job.id),
-            _no_unique,
+            no_unique,
         )
 
     def delete_hook_job(self, job_id: int) -> None:
-        self._write("DELETE FROM hook_jobs WHERE id = ?", (job_id,), _no_unique)
+        self._write("DELETE FROM hook_jobs WHERE id = ?", (job_id,), no_unique)
 
     def add_hook_record(self, record: ExecutionRecord, retention: int) -> ExecutionRecord:
         rows = self._all(
@@ -309,13 +314,13 @@ class HookWrites:
                 record.result.code,
                 encode_record(record),
             ),
-            _no_unique,
+            no_unique,
         )
         if retention > 0:
             self._write(
                 "DELETE FROM hook_log WHERE hook_id = ? AND exec_id <= ?",
                 (record.hook_id, record.execution_id - retention),
-                _no_unique,
+                no_unique,
             )
         return record
 
@@ -324,9 +329,6 @@ class HookWrites:
         where, params = ("id <= ?", (up_to_id,)) if obj is None else (
             "id <= ? AND obj = ?", (up_to_id, obj))
         before = self._all(f"SELECT COUNT(*) FROM events WHERE {where}", params)
-        self._write(f"DELETE FROM events WHERE {where}", params, _no_unique)
+        self._write(f"DELETE FROM events WHERE {where}", params, no_unique)
         return int(before[0][0])
 
-
-def _no_unique() -> str:
-    return "Store constraint violated."

@@ -14,9 +14,12 @@ existing entry (databases in the field have already run those):
     '''),
 
 Write new ids as a row in `counters` (see sqlite.py `_next_id`), not AUTOINCREMENT, so they
-start at 0 and are never reused. Keep the SQL portable where it costs nothing (TEXT, INTEGER,
-REAL, CURRENT_TIMESTAMP); a PostgreSQL adapter would keep its own list with the same numbers
-and names (see the notes in sqlite.py).
+start at 0 and are never reused. Keep the SQL portable (TEXT, INTEGER, REAL, CAST,
+substr/instr, partial indexes, ALTER TABLE ADD COLUMN): PostgreSQL runs this same list through
+store/pg_migrations.py `translate()` (INTEGER -> BIGINT, REAL -> DOUBLE PRECISION, ...), so a
+portable migration needs nothing more. No PRAGMA, json_*(), INSERT OR REPLACE, or
+AUTOINCREMENT in new migrations; if one cannot be portable, give PostgreSQL its text in
+pg_migrations.OVERRIDES under the same number.
 """
 
 from __future__ import annotations

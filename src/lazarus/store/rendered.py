@@ -9,23 +9,26 @@ does the same for the short VM body of vm_pool.xsd (domain/xml `vm_short_xml`): 
 A cached body is only right while the renderer is the one that wrote it. So the store records a
 fingerprint of the renderer in `meta` (key `FINGERPRINT_KEY`): the package version plus a hash of
 what `vm_short_xml` makes of a few sample VMs that reach every branch of it (escaping, CDATA,
-dropped and kept attributes, history, lock, monitoring). `refresh()`, run by `SqliteStore.open`
-and `memory()` after the migrations, re-renders every row when the fingerprint differs (a new
-release, a changed renderer, a database from before migration 3) and otherwise only rows that
-have no body (an open with nothing to do is one read, ~15 ms at 10,000 VMs, and takes no
-write lock). Re-rendering 10,000 VMs takes about 1.3 s on a loaded 2-core box, once.
+dropped and kept attributes, history, lock, monitoring). `refresh()`, run by `SqliteStore.open`,
+`memory()` and `PostgresStore.open` after the migrations, re-renders every row when the
+fingerprint differs (a new release, a changed renderer, a database from before migration 3) and
+otherwise only rows that have no body (an open with nothing to do is one read, ~15 ms at 10,000
+VMs, and takes no write lock). Re-rendering 10,000 VMs takes about 1.3 s on a loaded 2-core
+box, once.
 Within one release, a renderer change that none of the samples shows would go unnoticed: when
 changing vm_short_xml, make `_samples()` show it (the contract tests compare every cached body
 with a fresh render, so such a change fails them only on stores that outlive a test).
 
-Users: store/sqlite.py only.
+Users: store/sqlite.py and store/postgres.py (through `RawDb`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from functools import cache
+from typing import Any, Protocol
 
 from lazarus import __version__
 from lazarus.domain.entities import VM, History
@@ -100,39 +103,47 @@ def fingerprint() -> str:
 _MISSING = "SELECT id, body FROM vms WHERE short_xml IS NULL"
 
 
-def _recorded(conn: sqlite3.Connection) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (FINGERPRINT_KEY,)).fetchone()
-    return None if row is None else str(row[0])
+class RawDb(Protocol):
+    """What `refresh` needs of an adapter's writer connection (sqlite.py, postgres.py)."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement with `?` placeholders, outside or inside `exclusive()`."""
+        ...
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def columns(self, table: str) -> set[str]: ...
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """A write transaction serialized with every other writer (commit or roll back)."""
+        ...
 
 
-def refresh(conn: sqlite3.Connection) -> int:
+def _recorded(db: RawDb) -> str | None:
+    rows = db.query("SELECT value FROM meta WHERE key = ?", (FINGERPRINT_KEY,))
+    return None if not rows else str(rows[0][0])
+
+
+def refresh(db: RawDb) -> int:
     """Render the bodies that are missing, or all of them when the renderer changed; record the
-    fingerprint. `conn` is the writer in autocommit mode; one transaction. Returns the number
-    of rows rendered."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(vms)")}
-    if "short_xml" not in columns:
+    fingerprint, in one write transaction. Returns the number of rows rendered."""
+    if "short_xml" not in db.columns("vms"):
         return 0  # a test schema that stops before migration 3
     current = fingerprint()
-    if _recorded(conn) == current and not conn.execute(_MISSING + " LIMIT 1").fetchone():
+    if _recorded(db) == current and not db.query(_MISSING + " LIMIT 1"):
         return 0  # the usual open: nothing to do, and no need for the write lock
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        recorded = _recorded(conn)  # again: another process may have refreshed meanwhile
+    with db.exclusive():
+        recorded = _recorded(db)  # again: another process may have refreshed meanwhile
         sql = _MISSING if recorded == current else "SELECT id, body FROM vms"
-        rows = conn.execute(sql).fetchall()
-        conn.executemany(
+        rows = db.query(sql)
+        db.many(
             "UPDATE vms SET short_xml = ? WHERE id = ?",
             [(short_xml(codec.decode_vm(vm_id, body)), vm_id) for vm_id, body in rows],
         )
         if recorded != current:
-            conn.execute(
+            db.query(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (FINGERPRINT_KEY, current),
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return len(rows)
