@@ -126,7 +126,7 @@ def test_an_event_aimed_at_the_leader_while_nobody_leads_does_nothing() -> None:
 def test_the_fuzzer_adds_controller_events_without_changing_the_rest() -> None:
     from lazarus.sim.fuzz import generate
 
-    mixed = [generate(seed) for seed in range(60)]
+    mixed = [generate(seed, None) for seed in range(60)]
     assert {s.controllers for s in mixed} == {1, 3}
     for seed in range(30):
         one, three = generate(seed, 1), generate(seed, 3)

@@ -73,10 +73,10 @@ def run(scenario_file: Path, seed: int, as_json: bool, timeline_file: Path | Non
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("sim-fuzz"), show_default=True,
               help="Where a violation's minimal scenario and timeline are written.")
-@click.option("--controllers", type=click.IntRange(1, 9), default=None,
+@click.option("--controllers", type=click.IntRange(0, 9), default=1, show_default=True,
               help="Controllers per schedule: 1 = the one-controller schedules; 2 or more "
-                   "adds leader kills, freezes and coordination cuts. Default: three for "
-                   "about a third of the seeds, one for the rest.")
+                   "adds leader kills, freezes and coordination cuts; 0 = three for about a "
+                   "third of the seeds, one for the rest.")
 def fuzz(seeds: int, start: int, out: Path, controllers: int | None) -> None:
     """Run seeded random fault schedules under every oracle; shrink what breaks.
 
@@ -89,7 +89,7 @@ def fuzz(seeds: int, start: int, out: Path, controllers: int | None) -> None:
     logging.disable(logging.CRITICAL)
     broken = 0
     for seed in range(start, start + seeds):
-        outcome = fuzz_one(seed, out, controllers=controllers)
+        outcome = fuzz_one(seed, out, controllers=controllers or None)
         if outcome.ok:
             continue
         broken += 1
