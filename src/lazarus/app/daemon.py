@@ -8,6 +8,10 @@ XML-RPC API (api/stack.py), then runs until
 SIGTERM/SIGINT. On first start it generates the oneadmin credentials into a one_auth file
 (mode 0600) and prints its path; the CLI and hook scripts find it through $LAZARUS_AUTH,
 $ONE_AUTH or the default path.
+
+With `ha` (`lazarus serve --ha`, app/standby.py) it opens the shared store, stands by until
+etcd elects it, then claims its epoch and runs as above over an epoch-fenced store; when it
+stops leading it aborts the controller and exits EXIT_DEPOSED for its supervisor to restart.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from lazarus.api import auth
 from lazarus.api.roles import ensure_roles, issue_ha_token
@@ -30,6 +35,7 @@ from lazarus.api.stack import build_dispatcher
 from lazarus.api.xmlrpc import Limits, XmlRpcServer
 from lazarus.core.controller import Controller
 from lazarus.core.settings import Settings
+from lazarus.domain.errors import InternalError
 from lazarus.domain.secrets import mask_db_url
 from lazarus.drivers.clock import SystemClock
 from lazarus.drivers.heartbeat import FileBeats
@@ -37,7 +43,8 @@ from lazarus.drivers.hooks.lifeline import GroupRecords
 from lazarus.drivers.hooks.subprocess import SubprocessHookExecutor
 from lazarus.drivers.vmm.sim import SimCluster, SimHypervisor
 from lazarus.ports.hypervisor import Hypervisor
-from lazarus.store.url import open_store
+from lazarus.ports.store import Store
+from lazarus.store.url import kind, open_store, sqlite_path
 from lazarus.store.url import validate as validate_store_url
 from lazarus.telemetry.events import EventFeed
 from lazarus.telemetry.hooks import TimedHookExecutor
@@ -51,6 +58,7 @@ from .credentials import ensure_admin
 from .datadir import DataDirLock
 from .runtime import Runtime
 from .sim_api import SimApi
+from .standby import EXIT_DEPOSED, HaOptions, Standby
 
 log = logging.getLogger("lazarus.daemon")
 
@@ -83,11 +91,13 @@ class Daemon:
     data_dir: Path
     auth_file: Path | None = None
     on_ready: Callable[[str, Path, str], None] | None = None
+    ha: HaOptions | None = None
     sim: SimCluster = field(init=False)
     url: str = field(init=False, default="")
     dashboard_url: str = field(init=False, default="")
+    exit_code: int = field(init=False, default=0)
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = DataDirLock(self.data_dir)
         lock.acquire()  # DataDirBusy: another daemon drives this data directory
@@ -95,6 +105,7 @@ class Daemon:
             await self._run(stop)
         finally:
             lock.release()
+        return self.exit_code
 
     async def _run(self, stop: asyncio.Event | None) -> None:
         stop = stop or asyncio.Event()
@@ -111,6 +122,34 @@ class Daemon:
         )
         log.info("lazarus: store %s", mask_db_url(self.settings.db) if self.settings.db
                  else f"sqlite:{self.data_dir / 'lazarus.db'}")  # fmt: skip
+        standby: Standby | None = None
+        if self.ha is not None:
+            standby = Standby(self.ha, clock, f"{os.uname().nodename} pid {os.getpid()} "
+                                              f"{self.data_dir}")
+            if await standby.wait_elected(stop) is None:
+                await standby.close()
+                store.close()
+                return
+            assert standby.term is not None
+            log.info("lazarus: elected leader, epoch %d", standby.term.epoch)
+        try:
+            await self._lead(store, clock, stop, standby)
+        finally:
+            if standby is not None:
+                await standby.close()
+            store.close()
+
+    async def _lead(self, store: Any, clock: SystemClock, stop: asyncio.Event,
+                    standby: Standby | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            # the Store port: reads delegated (FencedStore.__getattr__), writes epoch-checked
+            core_store = cast("Store", standby.claim(store)) if standby is not None else store
+        except InternalError as exc:  # the store is down, or a newer leader claimed first
+            log.error("lazarus: elected, but the epoch cannot be claimed: %s; exiting for a "
+                      "restart as a standby", exc)
+            self.exit_code = EXIT_DEPOSED
+            return
         self.sim = SimCluster(clock)
         hook_env = dict(os.environ)
         if self.settings.hooks_dir:
@@ -131,7 +170,7 @@ class Daemon:
         metrics = Metrics(store, clock.now, feed)
         metrics.prime()
         controller = Controller(
-            store,
+            core_store,
             clock,
             drivers,
             self.settings,
@@ -148,12 +187,13 @@ class Daemon:
             lambda host, ok, seconds: metrics.probe(host.id, host.name, ok, seconds)
         )
         controller.monitor.round_listeners.append(metrics.round_done)
-        auth_file, generated = ensure_admin(store, self.auth_file or self.data_dir / "one_auth")
+        admin_auth = self.auth_file or self.data_dir / "one_auth"
+        auth_file, generated = ensure_admin(core_store, admin_auth)
         # The hooks' identity: the HA role's user with a fresh token (api/roles.py), never
         # oneadmin's password (docs/security.md, "Users, groups and rights").
-        ensure_roles(store)
+        ensure_roles(core_store)
         ha_auth = self.data_dir / "ha_auth"
-        ha_user, ha_token = auth.split_session(issue_ha_token(store))
+        ha_user, ha_token = auth.split_session(issue_ha_token(core_store))
         auth.write_auth_file(ha_auth, ha_user, ha_token, overwrite=True)
         del ha_token
         fence_key_file = self.data_dir / "fence_key"  # ft/fence_host's key: docs/security.md
@@ -161,9 +201,11 @@ class Daemon:
         hook_executor.env["LAZARUS_FENCE_KEY"] = str(fence_key_file.resolve())
         runtime = Runtime(loop)
         runtime.bind()
-        # lazarus.sim.* operate the simulated cluster: served only when its driver is loaded
+        # lazarus.sim.* operate the simulated cluster: served only when its driver is loaded.
+        # Its machines' state lives next to the store, so a new leader finds them as they are.
+        sim_state = _sim_state_dir(self.settings.db, self.data_dir) / "sim.json"
         sim_methods = (
-            [SimApi(self.sim, controller, runtime.call, self.data_dir / "sim.json")]
+            [SimApi(self.sim, controller, runtime.call, sim_state)]
             if "sim" in drivers else []
         )
         dispatcher = build_dispatcher(
@@ -195,16 +237,36 @@ class Daemon:
         )
         if self.on_ready is not None:
             self.on_ready(server.url, auth_file, self.dashboard_url)
+        ends = [stop] + ([standby.deposed] if standby is not None else [])
+        waits = [asyncio.ensure_future(e.wait()) for e in ends]
         try:
-            await stop.wait()
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            log.info("lazarus: stopping")
-            feed.close()  # ends the event streams, so close() finds no stream thread busy
-            if web is not None:
-                await asyncio.to_thread(web.close)
-            server.close()
-            await controller.stop()
-            store.close()
+            for w in waits:
+                w.cancel()
+            if standby is not None and standby.deposed.is_set():
+                log.warning("lazarus: stopped leading (%s); exiting for a restart as a standby",
+                            standby.why)
+                await controller.abort()  # at once, as a crash: nothing of it can land anyway
+                feed.close()
+                if web is not None:
+                    await asyncio.to_thread(web.close)
+                server.close()
+                self.exit_code = EXIT_DEPOSED
+            else:
+                log.info("lazarus: stopping")
+                feed.close()  # ends the event streams, so close() finds no stream thread busy
+                if web is not None:
+                    await asyncio.to_thread(web.close)
+                server.close()
+                await controller.stop()
+
+
+def _sim_state_dir(db: str, data_dir: Path) -> Path:
+    """Next to a SQLite store (shared by several controllers with --ha), else the data dir."""
+    if kind(db) == "sqlite" and db:
+        return sqlite_path(db, data_dir).parent
+    return data_dir
 
 
 def _password_file(settings: Settings) -> Path | None:
@@ -219,7 +281,8 @@ def _dump_tasks() -> None:
         log.warning("task %s:\n%s", task.get_name(), out.getvalue())
 
 
-def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> int:
+def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None,
+          ha: HaOptions | None = None) -> int:
     validate_store_url(settings.db, _password_file(settings))  # StoreUrlError: one line
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a daemon that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -235,6 +298,5 @@ def serve(settings: Settings, data_dir: Path, auth_file: Path | None = None) -> 
             print(ready_lines.DASHBOARD.format(url=dashboard), flush=True)
         print(ready_lines.CREDENTIALS.format(path=path), flush=True)
 
-    daemon = Daemon(settings, data_dir, auth_file, on_ready=ready)
-    asyncio.run(daemon.run())
-    return 0
+    daemon = Daemon(settings, data_dir, auth_file, on_ready=ready, ha=ha)
+    return asyncio.run(daemon.run())

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -46,9 +46,11 @@ class ServeProcess:
         log_path: Path | None = None,
         ready_timeout: float = 30.0,
         listen: str = "127.0.0.1",
+        args: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.listen = listen  # the lab's agents reach it on the controller's LAN address
+        self.args = list(args)  # more `lazarus serve` options (--ha --etcd URLS --db URL)
         self.settings = dict(settings or {})
         self.log_path = log_path or data_dir / "daemon.log"  # the daemon's stderr
         self.ready_timeout = ready_timeout
@@ -74,7 +76,9 @@ class ServeProcess:
         return Client(self.url, self.session(), timeout=timeout)
 
     # ------------------------------------------------------------------------ life cycle
-    def start(self) -> Self:
+    def start(self, wait: bool = True) -> Self:
+        """Start the daemon; with `wait` (the default) return once it is ready. A --ha
+        standby gets ready only when elected: start it with wait=False, then wait_ready()."""
         if self.running():
             raise ServeError("lazarus serve is already running")
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -85,13 +89,23 @@ class ServeProcess:
         with open_private(self.log_path) as log:  # 0600: its lines may name hosts, paths
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "lazarus.cli.main", "serve", "--port", "0",
-                 "--listen", self.listen, "--data-dir", str(self.data_dir)],
+                 "--listen", self.listen, "--data-dir", str(self.data_dir), *self.args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
                 env=env, start_new_session=True,
             )  # fmt: skip
         assert self.process.stdout is not None
         self._reader = ReadyReader(self.process.stdout, "serve-stdout")
-        if not self._reader.wait(self.ready_timeout) or self._reader.auth_file is None:
+        return self.wait_ready() if wait else self
+
+    def ready(self) -> bool:
+        """It said it listens (a --ha daemon: it was elected)."""
+        return self._reader is not None and self._reader.wait(0) and \
+            self._reader.auth_file is not None
+
+    def wait_ready(self, timeout: float | None = None) -> Self:
+        assert self._reader is not None
+        if not self._reader.wait(self.ready_timeout if timeout is None else timeout) or \
+                self._reader.auth_file is None:
             self.close()
             raise ServeError(f"lazarus serve did not get ready:\n{self.tail()}")
         self.url, self.auth_file = self._reader.url, self._reader.auth_file

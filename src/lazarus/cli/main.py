@@ -11,6 +11,7 @@ too (the test fixtures start the daemon that way).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -69,17 +70,29 @@ def lazarus(ctx: click.Context, endpoint: str | None, auth_file: Path | None) ->
 @click.option("--db-password-file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="File (mode 0600) holding the PostgreSQL password [default: "
                                  "DB_PASSWORD_FILE, else ~/.pgpass, PGPASSFILE, PGPASSWORD].")
+@click.option("--ha", is_flag=True,
+              help="One of several controllers on a shared store (--db): stand by until etcd "
+                   "elects this one, lead, exit 75 when no longer the leader (for the "
+                   "supervisor to restart it).")
+@click.option("--etcd", metavar="URLS", default=None,
+              help="--ha: etcd client URLs, comma-separated [default: $LAZARUS_ETCD, else "
+                   "http://127.0.0.1:2379].")
 def serve(listen: str | None, port: int | None, data_dir: Path | None,
           config_file: Path | None, serve_auth_file: Path | None, db: str | None,
-          db_password_file: Path | None) -> None:
+          db_password_file: Path | None, ha: bool, etcd: str | None) -> None:
     """Run the controller daemon in the foreground until SIGTERM or Ctrl-C.
 
     Settings come from the flags, then $LAZARUS_<NAME> variables, then the config file
     (OpenNebula template syntax, e.g. MONITORING_INTERVAL_HOST = 5). When ready it prints
     "Lazarus controller listening on URL" and the path of the oneadmin credentials.
 
+    With --ha it is one of several controllers on a shared store: it stands by until etcd
+    elects it, and exits 75 when it stops leading (docs/architecture.md, "Several
+    controllers").
+
     \b
     Example: lazarus serve --port 0 --data-dir /tmp/lz
+    Example: lazarus serve --ha --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --db postgresql://lazarus@10.0.0.9/lazarus
     """
     from lazarus.app import config, daemon  # the daemon's dependencies load only for serve
 
@@ -96,8 +109,19 @@ def serve(listen: str | None, port: int | None, data_dir: Path | None,
         settings, data = config.load(data_dir, config_file, overrides=overrides)
     except config.ConfigError as exc:
         raise CliError(str(exc)) from exc
+    options = None
+    if ha:
+        from lazarus.app.standby import HaOptions
+
+        urls = (etcd or os.environ.get("LAZARUS_ETCD") or "http://127.0.0.1:2379").split(",")
+        try:
+            options = HaOptions(etcd=[u.strip() for u in urls if u.strip()])
+        except ValueError as exc:
+            raise CliError(f"--etcd: {exc}") from exc
+    elif etcd is not None:
+        raise CliError("--etcd is for --ha")
     try:
-        code = daemon.serve(settings, data, serve_auth_file)
+        code = daemon.serve(settings, data, serve_auth_file, options)
     except OSError as exc:  # e.g. the port is taken: one line, not a traceback
         raise CliError(f"cannot start the daemon: {exc}") from exc
     except LazarusError as exc:  # a bad store URL or password file, an unreachable database

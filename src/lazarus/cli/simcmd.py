@@ -73,19 +73,23 @@ def run(scenario_file: Path, seed: int, as_json: bool, timeline_file: Path | Non
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("sim-fuzz"), show_default=True,
               help="Where a violation's minimal scenario and timeline are written.")
-def fuzz(seeds: int, start: int, out: Path) -> None:
+@click.option("--controllers", type=click.IntRange(0, 9), default=1, show_default=True,
+              help="Controllers per schedule: 1 = the one-controller schedules; 2 or more "
+                   "adds leader kills, freezes and coordination cuts; 0 = three for about a "
+                   "third of the seeds, one for the rest.")
+def fuzz(seeds: int, start: int, out: Path, controllers: int | None) -> None:
     """Run seeded random fault schedules under every oracle; shrink what breaks.
 
     Each violation writes OUT/seed-N.toml (a minimal reproducing scenario for `lazarus sim
     run`) and OUT/seed-N.timeline.txt. Exits 1 if any seed broke an invariant.
 
     \b
-    Example: lazarus sim fuzz --seeds 500 --start 1000 --out /tmp/fuzz
+    Example: lazarus sim fuzz --seeds 500 --start 1000 --out /tmp/fuzz --controllers 3
     """
     logging.disable(logging.CRITICAL)
     broken = 0
     for seed in range(start, start + seeds):
-        outcome = fuzz_one(seed, out)
+        outcome = fuzz_one(seed, out, controllers=controllers or None)
         if outcome.ok:
             continue
         broken += 1

@@ -10,12 +10,15 @@
     |   |                                available for state RUNNING"
     |   +-- RpcApiError          0x1000  bad parameters (wrong type, wrong filter)
     |   +-- InternalError        0x2000
+    |   |   +-- StaleLeaderError         a write of a controller whose leadership epoch was
+    |   |                                superseded (cluster/fenced.py); nothing of it landed
     |   +-- AllocateError        0x4000  malformed template on allocate
     |   +-- LockedError          0x8000
     +-- TemplateSyntaxError      a template that does not parse (becomes an ApiError upstream)
     +-- DriverError              a hypervisor / fence / hook driver failed
         +-- TemporaryDriverError may succeed if retried (connection refused, timeout)
         +-- PermanentDriverError will not succeed if retried (bad credentials, no such domain)
+        +-- CoordinationError    the coordination service (etcd) unreachable or refusing
 
 Adapters translate third-party exceptions into DriverError subclasses at their edge and chain
 the original with `raise ... from exc`; nothing above the adapters sees a libvirt or sqlite
@@ -87,6 +90,25 @@ def is_store_failure(exc: BaseException) -> bool:
     return isinstance(exc, InternalError) and STORE_ERROR in exc.message
 
 
+class StaleLeaderError(InternalError):
+    """A write transaction refused because the store's `leader_epoch` is no longer this
+    controller's epoch: a newer leader took over (issue 14's fencing token). Not a store
+    failure (is_store_failure is False): retrying on this controller cannot succeed."""
+
+    def __init__(self, mine: int, current: int, *, lapsed: bool = False) -> None:
+        if lapsed:
+            why = f"this controller's lease (epoch {mine}) lapsed before it could renew it"
+        elif current > mine:
+            why = f"this controller's epoch {mine} was superseded by epoch {current}"
+        else:
+            why = f"this controller's epoch {mine} is not the store's ({current})"
+        super().__init__(f"Not the leader: {why}; the write was refused and nothing of it "
+                         "landed.")
+        self.mine = mine
+        self.current = current
+        self.lapsed = lapsed
+
+
 class AllocateError(ApiError):
     code = ErrorCode.ALLOCATE
 
@@ -115,3 +137,7 @@ class TemporaryDriverError(DriverError):
 
 class PermanentDriverError(DriverError):
     """Not worth retrying: bad credentials, unknown domain, invalid definition."""
+
+
+class CoordinationError(DriverError):
+    """The coordination service (etcd) could not be reached or answered an error."""

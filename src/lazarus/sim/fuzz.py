@@ -25,9 +25,21 @@ UP = {"power_off": "power_on", "network_cut": "network_restore", "hang": "unhang
 HONEST_FAULTS = ("unreachable", "wrong_password", "slow", "ignores_off")
 
 
-def generate(seed: int) -> sc.Scenario:
-    """A random but valid scenario: a small cluster, a host_error mode, timed faults."""
+HA_SHARE = 1 / 3  # of the seeds, with controllers=0 ("mixed"), run with three controllers
+
+
+def generate(seed: int, controllers: int | None = 1) -> sc.Scenario:
+    """A random but valid scenario: a small cluster, a host_error mode, timed faults.
+
+    `controllers`: 1 gives the one-controller schedules of before (the same for a seed);
+    2 or more adds leader kills, freezes and coordination cuts to that schedule; None picks
+    three controllers for about a third of the seeds. The default stays 1 while seed 81 with
+    three controllers livelocks (a monitor spinning on refused writes stalls virtual time).
+    The additions come from their own random stream: the one-controller part never changes."""
     rng = random.Random(seed)
+    ha_rng = random.Random(f"controllers-{seed}")
+    if controllers is None:
+        controllers = 3 if ha_rng.random() < HA_SHARE else 1
     hosts = [sc.HostSpec(f"node{i + 1}") for i in range(rng.randint(3, 6))]
     vms: list[sc.VmSpec] = []
     for i, spec in enumerate(hosts):
@@ -68,6 +80,8 @@ def generate(seed: int) -> sc.Scenario:
         else:  # the database refuses writes for a while (a full disk, a restart)
             events.append(sc.Event(at=at, action="store_fault",
                                    down=rng.choice((2.0, 10.0, 30.0))))
+    if controllers >= 2:
+        events += _controller_events(ha_rng, controllers)
     events.sort(key=lambda e: e.at)
     return sc.Scenario(
         name=f"fuzz-{seed}",
@@ -76,9 +90,29 @@ def generate(seed: int) -> sc.Scenario:
         hosts=hosts,
         vms=vms,
         hook_arguments=arguments,
+        controllers=controllers,
         events=events,
         expect=sc.Expect(recovery_deadline=90.0),
     )
+
+
+def _controller_events(rng: random.Random, controllers: int) -> list[sc.Event]:
+    """Leader (or standby) kills, freezes short and long, cuts from the coordination service."""
+    events = []
+    for _ in range(rng.randint(1, 3)):
+        at = round(rng.uniform(1.0, 120.0), 2)
+        who = "" if rng.random() < 0.8 else f"ctl{rng.randrange(controllers)}"
+        kind = rng.random()
+        if kind < 0.45:
+            events.append(sc.Event(at=at, action="controller_crash", controller=who,
+                                   down=rng.choice((0.0, 2.0, 10.0))))
+        elif kind < 0.75:
+            events.append(sc.Event(at=at, action="controller_freeze", controller=who,
+                                   down=rng.choice((0.3, 1.0, 2.5, 8.0, 30.0))))
+        else:
+            events.append(sc.Event(at=at, action="coordination_cut", controller=who,
+                                   down=rng.choice((0.5, 1.8, 4.0, 20.0))))
+    return events
 
 
 def _oracles(result: RunResult) -> set[str]:
@@ -115,8 +149,9 @@ class FuzzOutcome:
         return not self.result.violations and not self.result.failures
 
 
-def fuzz_one(seed: int, out: Path | None = None, break_fencing: bool = False) -> FuzzOutcome:
-    scenario = generate(seed)
+def fuzz_one(seed: int, out: Path | None = None, break_fencing: bool = False,
+             controllers: int | None = 1) -> FuzzOutcome:
+    scenario = generate(seed, controllers)
     result = run_scenario(scenario, seed, break_fencing=break_fencing)
     outcome = FuzzOutcome(seed, result)
     if result.violations:
@@ -137,5 +172,6 @@ def fuzz_one(seed: int, out: Path | None = None, break_fencing: bool = False) ->
     return outcome
 
 
-def fuzz(seeds: Iterable[int], out: Path | None = None) -> list[FuzzOutcome]:
-    return [fuzz_one(seed, out) for seed in seeds]
+def fuzz(seeds: Iterable[int], out: Path | None = None,
+         controllers: int | None = 1) -> list[FuzzOutcome]:
+    return [fuzz_one(seed, out, controllers=controllers) for seed in seeds]

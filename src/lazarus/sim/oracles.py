@@ -22,6 +22,10 @@ runs, scenario faults). Each violation names its oracle:
                     answering for longer than detection takes (a store fault, a controller
                     crash or a bug must never make a healthy host look dead)
     vm_ha_*         VM HA's budget, host and operator rules (sim/vm_ha_oracles.py)
+    one_actor       several controllers: a side effect (a driver call that changes a domain,
+                    a fence, a hook run) from a controller that is not acting as the leader:
+                    its own lease deadline passed, or its epoch is not the store's (a newer
+                    leader took over)
 
 Used by sim/runner.py; the runner also checks the scenario's final-state expectations.
 """
@@ -40,6 +44,7 @@ from lazarus.ports.fence import AgentResult
 from lazarus.ports.hypervisor import DomainState
 
 from . import scenario as sc
+from .controllers import Node
 from .vm_ha_oracles import VmHaOracles
 from .world import World
 
@@ -119,6 +124,17 @@ class Oracles:
         w.observers.runs.append(self)
         w.observers.faults.append(self.on_fault)
         self.vm_ha = VmHaOracles(w, self.flag)  # vm_ha_budget, vm_ha_host, vm_ha_operator
+        if w.nodes is not None:
+            w.nodes.effects.append(self.on_effect)
+
+    def on_effect(self, node: Node, kind: str, what: str) -> None:
+        assert self.world.nodes is not None
+        stored = self.world.nodes.stored_epoch()
+        if not node.acting() or node.epoch != stored:
+            why = ("its lease deadline passed" if node.epoch == stored
+                   else f"its epoch {node.epoch} is not the store's {stored}")
+            self.flag("one_actor", f"{kind} {what} by {node.name}, which is not the leader "
+                                   f"({why})")
 
     def flag(self, oracle: str, message: str) -> None:
         self.violations.append(Violation(oracle, round(self.world.now(), 3), message))

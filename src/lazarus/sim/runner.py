@@ -34,6 +34,7 @@ class RunResult:
     failures: list[str] = field(default_factory=list)  # unmet expectations, event errors
     timeline: Timeline | None = None
     virtual_seconds: float = 0.0
+    leadership: list[dict[str, Any]] = field(default_factory=list)  # several controllers
 
     @property
     def ok(self) -> bool:
@@ -54,6 +55,7 @@ class RunResult:
             "expected_violations": [v.__dict__ for v in self.expected],
             "failures": self.failures,
             "virtual_seconds": self.virtual_seconds,
+            **({"leadership": self.leadership} if self.leadership else {}),
             **(self.timeline.to_json() if self.timeline is not None else {}),
         }
 
@@ -83,8 +85,9 @@ async def _apply(world: World, e: sc.Event) -> None:
 def _end(s: sc.Scenario) -> float:
     end = s.duration
     deadline = s.expect.recovery_deadline
-    down = sum(e.down for e in s.events if e.action == "controller_crash")
-    crashes = any(e.action == "controller_crash" for e in s.events)
+    outages = ("controller_crash", "controller_freeze", "coordination_cut")
+    down = sum(e.down for e in s.events if e.action in outages)
+    crashes = any(e.action in outages for e in s.events)
     for e in s.events:
         if e.action in FAILURES or e.action == "partition":
             end = max(end, e.at + deadline * (2 if crashes else 1) + down + 1.0)
@@ -108,6 +111,7 @@ def run_scenario(
             world.run(asyncio.sleep(max(e.down for e in scenario.events) + 1.0))
         oracles.finish()
         result.virtual_seconds = world.now()
+        result.leadership = list(world.leaders)
         wanted = set(scenario.expect.violations)
         enabled = set(scenario.expect.oracles) | wanted
         for v in oracles.violations:

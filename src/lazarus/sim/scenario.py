@@ -6,6 +6,7 @@
     monitoring_interval_host = 5
     [cluster]
     hosts = 3                            # node1..node3, or a list of names / inline tables
+    controllers = 3                      # optional: several controllers, one leader
     datastores = [{ name = "local", tm_mad = "ssh" }]
     [[cluster.vms]]
     name = "web"; host = "node1"; count = 3; memory = 512; ha = true; priority = 5
@@ -49,6 +50,8 @@ ACTIONS = {
     "capacity": ("host",),
     "fail_next": ("host", "op"),
     "controller_crash": (),
+    "controller_freeze": ("down",),
+    "coordination_cut": ("down",),
     "store_fault": ("down",),
     "api": ("method",),
 }
@@ -57,7 +60,9 @@ FENCE_FAULTS = ("none", "unreachable", "wrong_password", "lying", "ignores_off",
 VM_CRASH_KINDS = ("crashed", "panicked", "watchdog", "io_error", "shutdown")
 VM_STATES = ("RUNNING", "POWEROFF", "SUSPENDED", "PENDING", "HOLD")
 ORACLES = ("split_brain", "unfenced_start", "recovery", "mass_fence", "fence_rate", "hook_lost",
-           "accounting", "false_error", "vm_ha_budget", "vm_ha_host", "vm_ha_operator")
+           "accounting", "false_error", "vm_ha_budget", "vm_ha_host", "vm_ha_operator",
+           "one_actor")
+HA_ACTIONS = ("controller_freeze", "coordination_cut")  # need [cluster] controllers >= 2
 
 
 class ScenarioError(LazarusError):
@@ -111,13 +116,15 @@ class Event:
     memory: int = 0
     gone: bool = False  # vm_crash: the domain vanishes instead of FAILURE
     kind: str = ""  # vm_crash: crashed (default), panicked, watchdog, io_error, shutdown
-    down: float = 0.0  # controller_crash: seconds before the new controller starts
+    down: float = 0.0  # controller_crash: seconds before the new controller starts; store_fault,
+    # controller_freeze, coordination_cut: how long it lasts
+    controller: str = ""  # several controllers: which one (ctl0, ctl1, ...); empty: the leader
     method: str = ""
     params: list[Any] = field(default_factory=list)
     expect_error: bool = False  # api: the call is expected to fail
 
     def describe(self) -> str:
-        what = self.host or self.vm or " ".join(self.parties) or self.method
+        what = self.host or self.vm or " ".join(self.parties) or self.method or self.controller
         extra = f" {self.fault}" if self.fault else ""
         return f"{self.action} {what}{extra}".strip()
 
@@ -164,6 +171,7 @@ class Scenario:
     hook: bool = True
     hook_arguments: str = "$TEMPLATE -m -p 2"
     hook_timeout: float = 0.0
+    controllers: int = 1  # >= 2: that many controllers, one leader (sim/controllers.py)
     events: list[Event] = field(default_factory=list)
     expect: Expect = field(default_factory=Expect)
     agent: AgentSpec | None = None
@@ -219,6 +227,11 @@ def from_dict(data: dict[str, Any], default_name: str = "scenario") -> Scenario:
         if key not in setting_names:
             raise ScenarioError(f"settings: {key} is not a Settings field")
     s.hosts = _hosts(cluster.pop("hosts", 3))
+    controllers = cluster.pop("controllers", 1)
+    if not isinstance(controllers, int) or isinstance(controllers, bool) or not \
+            1 <= controllers <= 9:
+        raise ScenarioError("cluster.controllers: a whole number from 1 to 9")
+    s.controllers = controllers
     s.datastores = [
         _build(DatastoreSpec, dict(d), f"cluster.datastores[{i}]")
         for i, d in enumerate(cluster.pop("datastores", []))
@@ -275,6 +288,14 @@ def check(s: Scenario) -> None:
             raise ScenarioError(f"{where}: fault must be one of {', '.join(FENCE_FAULTS)}")
         if e.at < 0:
             raise ScenarioError(f"{where}: at must be >= 0")
+        if e.down < 0:
+            raise ScenarioError(f"{where}: down must be >= 0")
+        if (e.action in HA_ACTIONS or e.controller) and s.controllers < 2:
+            raise ScenarioError(f"{where}: needs [cluster] controllers >= 2")
+        names = {f"ctl{i}" for i in range(s.controllers)}
+        if e.controller and e.controller not in names:
+            raise ScenarioError(f"{where}: unknown controller {e.controller}; "
+                                f"one of {', '.join(sorted(names))}")
     if s.agent is not None:
         for name in s.agent.hosts:
             if name not in hosts:
@@ -337,6 +358,8 @@ def dumps(s: Scenario) -> str:
         lines += ["", "[settings]"] + [f"{k} = {_value(v)}" for k, v in s.settings.items()]
     lines += ["", "[cluster]"]
     lines.append("hosts = " + _value([_changed(h, ("name",)) for h in s.hosts]))
+    if s.controllers != 1:
+        lines.append(f"controllers = {s.controllers}")
     if s.datastores:
         lines.append("datastores = " + _value([_changed(d, ("name",)) for d in s.datastores]))
     for vm in s.vms:

@@ -64,6 +64,7 @@ class Timeline:
         world.observers.fenced.append(self.on_fenced)
         world.observers.runs.append(self)
         world.observers.faults.append(self.on_fault)
+        world.leader_listeners.append(lambda line: self.add("ctl", line))
 
     def now(self) -> float:
         return round(self.world.now(), 3)

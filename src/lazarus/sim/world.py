@@ -15,6 +15,12 @@ the hook process (sim/hostexec.py runs host_error in-process) and time (drivers/
 A controller crash cancels every task of the controller generation and drops its in-memory
 state (monitor counters, hook tasks, the host_error lock); the store survives and a new
 Controller starts on it, as after a SIGKILL and restart.
+
+With `[cluster] controllers = N` (N >= 2) the controllers are sim/controllers.py's nodes: one
+leader elected through a simulated coordination service, its Controller on an epoch-fenced
+store; `self.controller` and `self.api` are the current leader's. A controller crash kills
+the leader (or the named node), which comes back as a follower after `down` seconds; a
+standby takes over when the lease lapses.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from lazarus.store.sqlite import SqliteStore
 
 from . import scenario as sc
 from .agents import SimAgents
+from .controllers import Controllers, Node
 from .hostexec import HostErrorExecutor, RunObserver
 
 PASSWORD = "sim"  # the in-process oneadmin; never leaves the process
@@ -138,7 +145,16 @@ class World:
         # host agents (sim/agents.py): the storage heartbeat as its own channel
         self.agents = SimAgents(scenario.agent, self.cluster, self.clock, self.cut) \
             if scenario.agent is not None else None
-        self._build_controller()
+        self.break_fencing = break_fencing
+        self.nodes: Controllers | None = None
+        # leadership changes (several controllers): {"t", "node", "epoch", "change"} and, for a
+        # leader that stopped, "acted_until" (its deadline or the instant it stopped)
+        self.leaders: list[dict[str, Any]] = []
+        self.leader_listeners: list[Callable[[str], None]] = []
+        if scenario.controllers >= 2:
+            self.nodes = Controllers(self, scenario.controllers)
+        else:
+            self._build_controller()
 
     # -- the controller generations --------------------------------------------------------------
     def _build_controller(self) -> None:
@@ -149,8 +165,33 @@ class World:
             heartbeats=self.agents.storage if self.agents is not None else None,
         )
         self.controller.journal.listeners.append(self._on_journal)
-        dispatcher = build_dispatcher(self.controller, Authenticator(self.store.user_by_name))
-        self.api = LocalClient(dispatcher, f"oneadmin:{PASSWORD}")
+        self.api = self.api_for(self.controller)
+
+    def api_for(self, controller: Controller) -> LocalClient:
+        dispatcher = build_dispatcher(controller, Authenticator(self.store.user_by_name))
+        return LocalClient(dispatcher, f"oneadmin:{PASSWORD}")
+
+    def leader_changed(self, node: Node | None, deposed: Node | None = None) -> None:
+        """Several controllers: `node` leads now (None: nobody, `deposed` stopped)."""
+        if node is not None:
+            assert node.controller is not None and node.api is not None
+            self.controller = node.controller
+            self.api = node.api
+            self.lock = node.lock
+            self.leaders.append({"t": self.now(), "node": node.name, "epoch": node.epoch,
+                                 "change": "elected"})
+            line = f"{node.name} leads (epoch {node.epoch})"
+        else:
+            assert deposed is not None
+            until = deposed.acted_until - self.t0
+            self.leaders.append({"t": self.now(), "node": deposed.name, "epoch": deposed.epoch,
+                                 "change": "stopped", "acted_until": round(until, 3)})
+            now_leading = self.nodes.leader() if self.nodes is not None else None
+            line = (f"{deposed.name} stopped leading (epoch {deposed.epoch}; it stopped acting "
+                    f"at t={until:.2f}); "
+                    + (f"{now_leading.name} leads" if now_leading else "no leader"))
+        for listener in self.leader_listeners:
+            listener(line)
 
     async def crash(self, down: float) -> None:
         """Kill the controller's tasks abruptly; after `down` seconds start a new one."""
@@ -216,6 +257,8 @@ class World:
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
         s = self.scenario
+        if self.nodes is not None:
+            self.run(self.nodes.start())  # the first leader builds and starts its controller
         c = self.controller
         ds_ids: dict[str, int] = {"system": 0}
         for ds in s.datastores:
@@ -231,7 +274,8 @@ class World:
             if h.fence:
                 fence = f'FENCE = [ AGENT = "fence_sim", PLUG = "{h.name}" ]'
                 c.inventory.update_host(host_id, Template.parse(fence), True)
-        self.run(c.start())
+        if self.nodes is None:
+            self.run(c.start())
         self.wait_for(
             lambda: all(h.state is HostState.MONITORED for h in self.store.hosts()),
             60, "all hosts MONITORED",
@@ -327,8 +371,16 @@ class World:
             cl.set_capacity(e.host, e.cpu or host.cpu, (e.memory * 1024) or host.memory_kib)
         elif a == "fail_next":
             cl.fail_next(e.host, e.op, e.permanent, e.count)
+        elif a == "controller_crash" and self.nodes is not None:
+            self.crashes.append((self.clock.monotonic(), self.clock.monotonic() + e.down))
+            await self.nodes.crash(e.controller, e.down)
         elif a == "controller_crash":
             await self.crash(e.down)
+        elif a in ("controller_freeze", "coordination_cut"):
+            assert self.nodes is not None  # scenario.check: controllers >= 2
+            self.crashes.append((self.clock.monotonic(), self.clock.monotonic() + e.down))
+            act = self.nodes.freeze if a == "controller_freeze" else self.nodes.cut
+            await act(e.controller, e.down)
         elif a == "store_fault":
             self.store_faults.append((self.clock.monotonic(), self.clock.monotonic() + e.down))
             self.store.refuse_writes(True)
@@ -368,7 +420,9 @@ class World:
 
     def close(self) -> None:
         async def stop() -> None:
-            if not self.down:
+            if self.nodes is not None:
+                await self.nodes.close()
+            elif not self.down:
                 await self.controller.stop()
             current = asyncio.current_task()
             rest = [t for t in asyncio.all_tasks() if t is not current]

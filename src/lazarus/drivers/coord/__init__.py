@@ -1,0 +1,1 @@
+"""Coordination adapters: etcd (etcd.py) and the in-process one (memory.py)."""
