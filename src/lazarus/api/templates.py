@@ -56,18 +56,7 @@ class TemplateApi:
         validation.check_name(name, AllocateError)
         body = template.copy()
         body.remove("NAME")
-        user = ctx.user
-        new = VmTemplate(
-            id=-1,
-            name=name,
-            uid=user.id,
-            gid=user.gid,
-            uname=user.name,
-            gname=user.gname,
-            regtime=int(self.c.clock.now()),
-            template=body,
-        )
-        return int(self._tx(lambda tx: tx.add_vm_template(new).id))
+        return self._create(ctx, name, body)
 
     def info(
         self, ctx: CallContext, template_id: int, extended: bool = False, decrypt: bool = False
@@ -120,17 +109,13 @@ class TemplateApi:
         source = self.store.vm_template(template_id)
         self.rights.require(ctx.user, USE, template_auth(source))
         validation.check_name(name, ActionError)
+        return self._create(ctx, name, source.template.copy())
+
+    def _create(self, ctx: CallContext, name: str, body: Template) -> int:
+        """A new template owned by the caller (allocate, clone); its id."""
         user = ctx.user
-        new = VmTemplate(
-            id=-1,
-            name=name,
-            uid=user.id,
-            gid=user.gid,
-            uname=user.name,
-            gname=user.gname,
-            regtime=int(self.c.clock.now()),
-            template=source.template.copy(),
-        )
+        new = VmTemplate(id=-1, name=name, uid=user.id, gid=user.gid, uname=user.name,
+                         gname=user.gname, regtime=int(self.c.clock.now()), template=body)
         return int(self._tx(lambda tx: tx.add_vm_template(new).id))
 
     def instantiate(

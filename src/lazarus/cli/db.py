@@ -29,8 +29,8 @@ _PW_HELP = "File (mode 0600) holding the PostgreSQL password [default: libpq's].
 _DIR_HELP = "The daemon's data directory [default: $LAZARUS_DATA_DIR or the usual one]."
 
 
-def _open(url: str | None, data_dir: Path | None, password_file: Path | None,
-          *, for_copy: bool = False) -> tuple[Any, str]:  # fmt: skip
+def _open(url: str | None, data_dir: Path | None, password_file: Path | None
+          ) -> tuple[Any, str]:  # fmt: skip
     """(store, its URL with any secret masked)."""
     from lazarus.app import config, dbtools
 

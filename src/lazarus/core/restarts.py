@@ -82,7 +82,7 @@ def _int(rec: Vector, key: str) -> int:
 class RestartPolicy:
     def __init__(self, lifecycle: Lifecycle) -> None:
         self.lc = lifecycle
-        self._timers = VmTimers("restart policy", log)
+        self._timers = VmTimers("restart policy", log, lifecycle.clock)
 
     # ------------------------------------------------------------------- called in a tx
     def begin(self, t: Tx, vm: VM, reason: str) -> None:
@@ -187,16 +187,13 @@ class RestartPolicy:
         await self._timers.close()
 
     def _arm(self, vm_id: int, when: float) -> None:
-        self._timers.arm(vm_id, self._fire(vm_id, when))
+        self._timers.arm(vm_id, when, self._fire)
 
     def _cancel(self, vm_id: int) -> None:
         self._timers.cancel(vm_id)
 
-    async def _fire(self, vm_id: int, when: float) -> None:
-        wait = when - self.lc.clock.now()
-        if wait > 0:
-            await self.lc.clock.sleep(wait)
-        self._timers.fired(vm_id)  # a decision below may arm the next timer
+    async def _fire(self, vm_id: int) -> None:
+        """The VM's timer is due (no longer pending: a decision below may arm the next)."""
         relocate = False
         with self.lc.journal.tx() as t:
             vm = self._current(t, vm_id)

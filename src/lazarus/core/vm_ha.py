@@ -102,7 +102,7 @@ def healthy(host: Host | None) -> bool:
 class VmHa:
     def __init__(self, lifecycle: Lifecycle) -> None:
         self.lc = lifecycle
-        self._timers = VmTimers("VM HA", log)
+        self._timers = VmTimers("VM HA", log, lifecycle.clock)
         self._busy: set[int] = set()  # VMs whose restart's driver call runs now
 
     # ------------------------------------------------------------------------ settings
@@ -288,16 +288,13 @@ class VmHa:
         await self._timers.close()
 
     def _arm(self, vm_id: int, when: float) -> None:
-        self._timers.arm(vm_id, self._fire(vm_id, when))
+        self._timers.arm(vm_id, when, self._fire)
 
     def _cancel(self, vm_id: int) -> None:
         self._timers.cancel(vm_id)
 
-    async def _fire(self, vm_id: int, when: float) -> None:
-        wait = when - self.lc.clock.now()
-        if wait > 0:
-            await self.lc.clock.sleep(wait)
-        self._timers.fired(vm_id)  # a decision below may arm the next timer
+    async def _fire(self, vm_id: int) -> None:
+        """The VM's timer is due (no longer pending: a decision below may arm the next)."""
         with self.lc.journal.tx() as t:
             vm = _vm(t, vm_id)
             rec = record(vm) if vm is not None else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from lazarus.ports.clock import Clock
 
@@ -38,30 +38,35 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
 
 class VmTimers:
     """At most one pending timer per VM id: the restart policies' (restarts.py, vm_ha.py)
-    "decide again at NEXT". `arm` replaces the VM's timer; the timer's coroutine calls
-    `fired(vm_id)` first thing after its sleep, so a decision it makes may arm the next one;
-    a timer that failed is logged as `what` failed."""
+    "decide again at NEXT". `arm(vm_id, when, decide)` replaces the VM's timer; at `when` (on
+    the clock) the timer is no longer pending and `decide(vm_id)` runs, so a decision may arm
+    the next one. A decision that raised is logged as `what` failed."""
 
-    def __init__(self, what: str, log: logging.Logger) -> None:
+    def __init__(self, what: str, log: logging.Logger, clock: Clock) -> None:
         self._what = what
         self._log = log
+        self._clock = clock
         self._tasks: dict[int, asyncio.Task[None]] = {}
 
-    def arm(self, vm_id: int, work: Coroutine[Any, Any, None]) -> None:
+    def arm(self, vm_id: int, when: float, decide: Callable[[int], Awaitable[None]]) -> None:
         self.cancel(vm_id)
-        task = asyncio.get_running_loop().create_task(work)
+        task = asyncio.get_running_loop().create_task(self._run(vm_id, when, decide))
         self._tasks[vm_id] = task
         task.add_done_callback(lambda done: self._reap(vm_id, done))
+
+    async def _run(self, vm_id: int, when: float, decide: Callable[[int], Awaitable[None]]
+                   ) -> None:  # fmt: skip
+        wait = when - self._clock.now()
+        if wait > 0:
+            await self._clock.sleep(wait)
+        if self._tasks.get(vm_id) is asyncio.current_task():
+            del self._tasks[vm_id]
+        await decide(vm_id)
 
     def cancel(self, vm_id: int) -> None:
         task = self._tasks.pop(vm_id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-
-    def fired(self, vm_id: int) -> None:
-        """The running timer of `vm_id` is no longer pending (called by the timer itself)."""
-        if self._tasks.get(vm_id) is asyncio.current_task():
-            del self._tasks[vm_id]
 
     def abort(self) -> list[asyncio.Task[None]]:
         """Cancel every timer at once (a crash); the tasks, for whoever awaits them."""
